@@ -1,0 +1,85 @@
+//! The Internet checksum (RFC 1071) and its incremental update (RFC 1624).
+
+/// One's-complement sum of `data` folded to 16 bits, added to `initial` (not complemented).
+#[inline]
+pub fn sum(data: &[u8], initial: u32) -> u32 {
+    let mut acc = initial as u64;
+    let mut chunks = data.chunks_exact(2);
+    for c in &mut chunks {
+        acc += u16::from_be_bytes([c[0], c[1]]) as u64;
+    }
+    if let [last] = chunks.remainder() {
+        acc += (*last as u64) << 8;
+    }
+    fold(acc)
+}
+
+#[inline]
+fn fold(mut acc: u64) -> u32 {
+    while acc > 0xffff {
+        acc = (acc & 0xffff) + (acc >> 16);
+    }
+    acc as u32
+}
+
+/// The checksum field value for `data` (whose checksum field must be zero, or included to verify).
+#[inline]
+pub fn checksum(data: &[u8]) -> u16 {
+    !(sum(data, 0) as u16)
+}
+
+/// Whether `data`, checksum field included, sums to all ones (a valid checksum).
+#[inline]
+pub fn verify(data: &[u8]) -> bool {
+    sum(data, 0) == 0xffff
+}
+
+/// RFC 1624 eqn. 3: the new checksum after a 16-bit word changed from `old` to `new`.
+#[inline]
+pub fn update16(csum: u16, old: u16, new: u16) -> u16 {
+    let acc = (!csum as u32) + (!old as u32 & 0xffff) + new as u32;
+    !(fold(acc as u64) as u16)
+}
+
+/// RFC 1624 for a 32-bit field (an IPv4 address).
+#[inline]
+pub fn update32(csum: u16, old: u32, new: u32) -> u16 {
+    let c = update16(csum, (old >> 16) as u16, (new >> 16) as u16);
+    update16(c, old as u16, new as u16)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    #[test]
+    fn rfc1071_example() {
+        // Example from RFC 1071 section 3: sum of 0001 f203 f4f5 f6f7 is ddf2 (folded).
+        let d = [0x00, 0x01, 0xf2, 0x03, 0xf4, 0xf5, 0xf6, 0xf7];
+        assert_eq!(sum(&d, 0), 0xddf2);
+        assert_eq!(checksum(&d), !0xddf2);
+    }
+
+    #[test]
+    fn odd_length_pads_with_zero() {
+        assert_eq!(sum(&[0x12], 0), 0x1200);
+    }
+
+    proptest! {
+        #[test]
+        fn incremental_equals_full(mut data in proptest::collection::vec(any::<u8>(), 4..64usize), idx in 0usize..30, new in any::<u16>()) {
+            if data.len() % 2 == 1 { data.push(0); }
+            let idx = (idx % (data.len() / 2 - 1)) * 2 + 2; // words after the checksum at 0..2
+            data[0] = 0; data[1] = 0;
+            let c = checksum(&data);
+            let old = u16::from_be_bytes([data[idx], data[idx + 1]]);
+            data[idx..idx + 2].copy_from_slice(&new.to_be_bytes());
+            let full = checksum(&data);
+            let inc = update16(c, old, new);
+            // One's complement has two zeros; both encodings verify.
+            data[0..2].copy_from_slice(&inc.to_be_bytes());
+            prop_assert!(verify(&data), "incremental {inc:#x} full {full:#x}");
+        }
+    }
+}

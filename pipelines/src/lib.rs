@@ -1,0 +1,13 @@
+//! Header views and packet stages: plain Rust, no DPDK. The appliance runs these stages on mbufs; the tests
+//! here run them on byte buffers.
+
+pub mod checksum;
+pub mod drop;
+pub mod hold;
+pub mod neigh;
+pub mod presence;
+pub mod route;
+pub mod wire;
+
+pub use drop::DropReason;
+pub use wire::MacAddr;

@@ -1,0 +1,421 @@
+//! Mempools and owning mbufs.
+use crate::eal::{Eal, SocketId};
+use crate::error::{Error, Result};
+use crate::ffi;
+use std::ffi::CString;
+use std::ptr::NonNull;
+
+/// A packet-buffer pool. Pools live until the process exits (never freed), so a handle is always valid.
+#[derive(Clone, Copy, Debug)]
+pub struct Mempool(NonNull<ffi::rte_mempool>);
+
+// SAFETY: rte_mempool operations are thread-safe (lock-free ring underneath, per-lcore caches accessed only
+// by their own lcore), and the pool is never freed.
+unsafe impl Send for Mempool {}
+// SAFETY: as above; all methods take &self and go through DPDK's thread-safe API.
+unsafe impl Sync for Mempool {}
+
+impl Mempool {
+    /// Creates a pool of `n` packet mbufs with a per-lcore cache of `cache` and `data_room` bytes of buffer
+    /// (headroom included).
+    pub fn new(
+        _eal: &Eal,
+        name: &str,
+        n: u32,
+        cache: u32,
+        data_room: u16,
+        socket: SocketId,
+    ) -> Result<Self> {
+        let cname = CString::new(name).map_err(|_| Error::new("rte_pktmbuf_pool_create", 22))?;
+        // SAFETY: the EAL is running (we hold &Eal); the name is a valid C string copied by DPDK.
+        let p = unsafe {
+            ffi::rte_pktmbuf_pool_create(cname.as_ptr(), n, cache, 0, data_room, socket.0)
+        };
+        NonNull::new(p)
+            .map(Mempool)
+            .ok_or_else(|| Error::from_rte_errno("rte_pktmbuf_pool_create"))
+    }
+
+    pub(crate) fn as_ptr(&self) -> *mut ffi::rte_mempool {
+        self.0.as_ptr()
+    }
+
+    /// Allocates one mbuf (empty, default headroom).
+    #[inline]
+    pub fn alloc(&self) -> Option<Mbuf> {
+        // SAFETY: the pool pointer is valid for the life of the process.
+        let m = unsafe { ffi::shim_pktmbuf_alloc(self.0.as_ptr()) };
+        NonNull::new(m).map(Mbuf)
+    }
+
+    /// Mbufs currently out of the pool (allocated, in rings or in per-lcore caches' complement).
+    pub fn in_use(&self) -> u32 {
+        // SAFETY: read-only walk of the pool's counters; DPDK documents it as approximate under concurrency.
+        unsafe { ffi::rte_mempool_in_use_count(self.0.as_ptr()) }
+    }
+
+    /// Mbufs available in the pool (ring plus per-lcore caches).
+    pub fn available(&self) -> u32 {
+        // SAFETY: as for in_use.
+        unsafe { ffi::rte_mempool_avail_count(self.0.as_ptr()) }
+    }
+}
+
+/// An owning pointer to one packet mbuf (a chain head). Freed when dropped; ownership passes to the driver
+/// on transmit (then it is forgotten, never freed twice).
+#[repr(transparent)]
+#[derive(Debug)]
+pub struct Mbuf(NonNull<ffi::rte_mbuf>);
+
+// SAFETY: an Mbuf is uniquely owned; DPDK allows an mbuf to be freed or used from any thread.
+unsafe impl Send for Mbuf {}
+
+impl Mbuf {
+    /// Takes ownership of a raw mbuf.
+    ///
+    /// # Safety
+    /// `p` must be a valid mbuf that nobody else will free or use afterwards.
+    #[inline]
+    pub unsafe fn from_raw(p: NonNull<ffi::rte_mbuf>) -> Mbuf {
+        Mbuf(p)
+    }
+
+    /// Gives up ownership, returning the raw pointer.
+    #[inline]
+    pub fn into_raw(self) -> NonNull<ffi::rte_mbuf> {
+        let p = self.0;
+        std::mem::forget(self);
+        p
+    }
+
+    #[inline(always)]
+    fn raw(&self) -> &ffi::rte_mbuf {
+        // SAFETY: we own a valid mbuf for as long as self lives.
+        unsafe { self.0.as_ref() }
+    }
+
+    /// Bytes in the first segment.
+    #[inline(always)]
+    pub fn data_len(&self) -> usize {
+        self.raw().data_len as usize
+    }
+
+    /// Bytes in the whole chain.
+    #[inline(always)]
+    pub fn pkt_len(&self) -> usize {
+        self.raw().pkt_len as usize
+    }
+
+    /// Whether the packet is in one segment.
+    #[inline(always)]
+    pub fn is_contiguous(&self) -> bool {
+        self.raw().nb_segs == 1
+    }
+
+    /// The port the packet arrived on (set by the driver).
+    #[inline(always)]
+    pub fn port(&self) -> u16 {
+        self.raw().port
+    }
+
+    /// The first segment's data.
+    #[inline(always)]
+    pub fn data(&self) -> &[u8] {
+        let m = self.raw();
+        // SAFETY: buf_addr + data_off .. + data_len lies inside the mbuf's buffer (DPDK invariant); we own
+        // the mbuf, so it stays valid for the borrow of self.
+        unsafe {
+            std::slice::from_raw_parts(
+                (m.buf_addr as *const u8).add(m.data_off as usize),
+                m.data_len as usize,
+            )
+        }
+    }
+
+    /// Whether writing into the data is allowed: the segment is direct and referenced only by us.
+    #[inline(always)]
+    pub fn is_writable(&self) -> bool {
+        let m = self.raw();
+        // RTE_MBUF_F_INDIRECT | RTE_MBUF_F_EXTERNAL (bits 62 and 61).
+        m.refcnt == 1 && (m.ol_flags & ((1u64 << 62) | (1u64 << 61))) == 0
+    }
+
+    /// The first segment's data, writable. `None` if the segment is shared with another mbuf (a clone):
+    /// writing there would change the other copy too.
+    #[inline(always)]
+    pub fn data_mut(&mut self) -> Option<&mut [u8]> {
+        if !self.is_writable() {
+            return None;
+        }
+        let m = self.raw();
+        // SAFETY: as in data(); exclusive because we hold &mut self and the segment is referenced once.
+        Some(unsafe {
+            std::slice::from_raw_parts_mut(
+                (m.buf_addr as *mut u8).add(m.data_off as usize),
+                m.data_len as usize,
+            )
+        })
+    }
+
+    /// Free bytes before the data.
+    #[inline]
+    pub fn headroom(&self) -> usize {
+        // SAFETY: read-only on our mbuf.
+        unsafe { ffi::shim_pktmbuf_headroom(self.0.as_ptr()) as usize }
+    }
+
+    /// Free bytes after the data in the last segment.
+    #[inline]
+    pub fn tailroom(&self) -> usize {
+        // SAFETY: read-only on our mbuf.
+        unsafe { ffi::shim_pktmbuf_tailroom(self.0.as_ptr()) as usize }
+    }
+
+    /// Grows the data at the front by `n` bytes (from the headroom); returns false if there is no room.
+    #[inline]
+    pub fn prepend(&mut self, n: u16) -> bool {
+        // SAFETY: rte_pktmbuf_prepend checks the headroom and returns NULL if short.
+        !unsafe { ffi::shim_pktmbuf_prepend(self.0.as_ptr(), n) }.is_null()
+    }
+
+    /// Grows the data at the end by `n` bytes; returns false if there is no room.
+    #[inline]
+    pub fn append(&mut self, n: u16) -> bool {
+        // SAFETY: rte_pktmbuf_append checks the tailroom and returns NULL if short.
+        !unsafe { ffi::shim_pktmbuf_append(self.0.as_ptr(), n) }.is_null()
+    }
+
+    /// Removes `n` bytes from the front; returns false if the first segment is shorter.
+    #[inline]
+    pub fn adj(&mut self, n: u16) -> bool {
+        // SAFETY: rte_pktmbuf_adj checks the length and returns NULL if short.
+        !unsafe { ffi::shim_pktmbuf_adj(self.0.as_ptr(), n) }.is_null()
+    }
+
+    /// Removes `n` bytes from the end; returns false if the last segment is shorter.
+    #[inline]
+    pub fn trim(&mut self, n: u16) -> bool {
+        // SAFETY: rte_pktmbuf_trim checks the length and returns -1 if short.
+        unsafe { ffi::shim_pktmbuf_trim(self.0.as_ptr(), n) == 0 }
+    }
+
+    /// A full copy (all segments, new buffers) from `pool`.
+    pub fn copy(&self, pool: &Mempool) -> Option<Mbuf> {
+        // SAFETY: copies our valid mbuf into new buffers from a valid pool; NULL on exhaustion.
+        let p = unsafe { ffi::rte_pktmbuf_copy(self.0.as_ptr(), pool.as_ptr(), 0, u32::MAX) };
+        NonNull::new(p).map(Mbuf)
+    }
+}
+
+impl Drop for Mbuf {
+    fn drop(&mut self) {
+        // SAFETY: we own the mbuf and give it back exactly once.
+        unsafe { ffi::shim_pktmbuf_free(self.0.as_ptr()) }
+    }
+}
+
+/// A burst of up to `N` received mbufs, owned; whatever is left in it is freed on drop.
+pub struct Burst<const N: usize> {
+    ptrs: [*mut ffi::rte_mbuf; N],
+    len: usize,
+    next: usize,
+}
+
+impl<const N: usize> Default for Burst<N> {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl<const N: usize> Burst<N> {
+    pub const fn new() -> Self {
+        Burst {
+            ptrs: [std::ptr::null_mut(); N],
+            len: 0,
+            next: 0,
+        }
+    }
+
+    /// Number of mbufs not yet taken.
+    pub fn len(&self) -> usize {
+        self.len - self.next
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len == self.next
+    }
+
+    pub(crate) fn fill_raw(&mut self) -> *mut *mut ffi::rte_mbuf {
+        debug_assert!(self.is_empty());
+        self.len = 0;
+        self.next = 0;
+        self.ptrs.as_mut_ptr()
+    }
+
+    pub(crate) fn set_len(&mut self, n: usize) {
+        debug_assert!(n <= N);
+        self.len = n;
+    }
+
+    /// The mbufs not yet taken, in order.
+    pub fn as_mut_slice(&mut self) -> &mut [Mbuf] {
+        let live = &mut self.ptrs[self.next..self.len];
+        // SAFETY: Mbuf is repr(transparent) over NonNull<rte_mbuf>, which has the layout of a pointer; the
+        // slots next..len hold non-null mbufs that this burst owns.
+        unsafe { std::slice::from_raw_parts_mut(live.as_mut_ptr() as *mut Mbuf, live.len()) }
+    }
+
+    /// Takes the next mbuf out of the burst.
+    #[inline]
+    pub fn pop(&mut self) -> Option<Mbuf> {
+        if self.next == self.len {
+            return None;
+        }
+        let p = self.ptrs[self.next];
+        self.next += 1;
+        // SAFETY: slots next..len are non-null mbufs owned by the burst; this one leaves it now.
+        Some(Mbuf(unsafe { NonNull::new_unchecked(p) }))
+    }
+}
+
+impl<const N: usize> Drop for Burst<N> {
+    fn drop(&mut self) {
+        while self.pop().is_some() {}
+    }
+}
+
+/// Mbufs to free at the end of a burst, freed in bulk.
+pub struct DropList<const N: usize> {
+    ptrs: [*mut ffi::rte_mbuf; N],
+    len: usize,
+}
+
+// SAFETY: owns the mbufs it holds; see Mbuf.
+unsafe impl<const N: usize> Send for DropList<N> {}
+
+impl<const N: usize> Default for DropList<N> {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl<const N: usize> DropList<N> {
+    pub const fn new() -> Self {
+        DropList {
+            ptrs: [std::ptr::null_mut(); N],
+            len: 0,
+        }
+    }
+
+    /// Adds an mbuf to free; frees everything first if the list is full.
+    #[inline]
+    pub fn push(&mut self, m: Mbuf) {
+        if self.len == N {
+            self.free_all();
+        }
+        self.ptrs[self.len] = m.into_raw().as_ptr();
+        self.len += 1;
+    }
+
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// Frees every mbuf held, with one bulk call.
+    #[inline]
+    pub fn free_all(&mut self) {
+        if self.len > 0 {
+            // SAFETY: the first len slots are mbufs we own; rte_pktmbuf_free_bulk frees each exactly once.
+            unsafe { ffi::rte_pktmbuf_free_bulk(self.ptrs.as_mut_ptr(), self.len as u32) };
+            self.len = 0;
+        }
+    }
+}
+
+impl<const N: usize> Drop for DropList<N> {
+    fn drop(&mut self) {
+        self.free_all();
+    }
+}
+
+/// Packets waiting to be sent on one tx queue, sent when full or when the owner drains it.
+pub struct TxBuffer<const N: usize> {
+    ptrs: [*mut ffi::rte_mbuf; N],
+    len: usize,
+}
+
+// SAFETY: owns the mbufs it holds; see Mbuf.
+unsafe impl<const N: usize> Send for TxBuffer<N> {}
+
+impl<const N: usize> Default for TxBuffer<N> {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl<const N: usize> TxBuffer<N> {
+    pub const fn new() -> Self {
+        TxBuffer {
+            ptrs: [std::ptr::null_mut(); N],
+            len: 0,
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    pub fn is_full(&self) -> bool {
+        self.len == N
+    }
+
+    /// Queues an mbuf. The caller drains first when [`TxBuffer::is_full`]; if it did not, the mbuf is
+    /// handed back.
+    #[inline]
+    pub fn push(&mut self, m: Mbuf) -> std::result::Result<(), Mbuf> {
+        if self.len == N {
+            return Err(m);
+        }
+        self.ptrs[self.len] = m.into_raw().as_ptr();
+        self.len += 1;
+        Ok(())
+    }
+
+    /// Sends what is queued on `txq`. Returns (sent, dropped): mbufs the driver did not take are freed.
+    #[inline]
+    pub fn drain(&mut self, txq: &mut crate::port::TxQueue) -> (usize, usize) {
+        if self.len == 0 {
+            return (0, 0);
+        }
+        let n = self.len;
+        // SAFETY: the first n slots are mbufs we own; the driver takes ownership of the first `sent`.
+        let sent = unsafe {
+            ffi::shim_tx_burst(txq.port.0, txq.queue.0, self.ptrs.as_mut_ptr(), n as u16)
+        } as usize;
+        if sent < n {
+            // SAFETY: the slots sent..n are still ours; free them in bulk.
+            unsafe {
+                ffi::rte_pktmbuf_free_bulk(self.ptrs.as_mut_ptr().add(sent), (n - sent) as u32)
+            };
+        }
+        self.len = 0;
+        (sent, n - sent)
+    }
+}
+
+impl<const N: usize> Drop for TxBuffer<N> {
+    fn drop(&mut self) {
+        if self.len > 0 {
+            // SAFETY: the first len slots are mbufs we own.
+            unsafe { ffi::rte_pktmbuf_free_bulk(self.ptrs.as_mut_ptr(), self.len as u32) };
+        }
+    }
+}

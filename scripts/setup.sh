@@ -1,0 +1,40 @@
+#!/usr/bin/env bash
+# Idempotent set-up for a fresh Debian 12 machine (run as root).
+# Installs every Debian package the build, the tests and the demo need. Safe to run again.
+set -euo pipefail
+
+PKGS=(
+  # build: DPDK 22.11 headers and libraries, bindgen's libclang, the C shim's compiler
+  dpdk dpdk-dev libdpdk-dev libclang-dev clang pkg-config build-essential
+  # network test hosts and tools
+  iproute2 iputils-ping iputils-arping ethtool nftables curl tcpdump procps
+  # promtool, to check the metrics exposition
+  prometheus
+)
+
+missing=()
+for p in "${PKGS[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+
+if [ "${#missing[@]}" -gt 0 ]; then
+  echo "setup: installing ${missing[*]}"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  apt-get install -y -qq --no-install-recommends "${missing[@]}"
+else
+  echo "setup: all Debian packages present"
+fi
+
+# Rust toolchain and cargo-nextest: present on the project's machines; fail clearly if not.
+if ! command -v cargo >/dev/null 2>&1; then
+  [ -x "$HOME/.cargo/bin/cargo" ] && export PATH="$HOME/.cargo/bin:$PATH"
+fi
+command -v cargo >/dev/null 2>&1 || { echo "setup: cargo not found (the Rust toolchain is required)" >&2; exit 1; }
+if ! cargo nextest --version >/dev/null 2>&1; then
+  echo "setup: installing cargo-nextest"
+  cargo install cargo-nextest --locked
+fi
+
+pkg-config --atleast-version=22.11 libdpdk || { echo "setup: libdpdk >= 22.11 not found by pkg-config" >&2; exit 1; }
+echo "setup: DPDK $(pkg-config --modversion libdpdk) ready"
