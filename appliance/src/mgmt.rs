@@ -1,0 +1,122 @@
+//! The management thread: an HTTP endpoint (loopback by default) serving Prometheus `/metrics`, `/healthz`
+//! and read-only state as JSON at `/state`. Not a worker: it only reads published counters.
+use crate::runtime::Shared;
+use crate::stats::stalest_age_secs;
+use serde_json::json;
+use std::sync::atomic::Ordering::Relaxed;
+use std::sync::Arc;
+use std::time::Duration;
+use tiny_http::{Header, Method, Response, Server};
+
+/// A worker whose last loop iteration is older than this makes /healthz fail.
+pub const STALL_SECS: f64 = 1.0;
+
+pub fn bind(addr: std::net::SocketAddr) -> Result<Server, String> {
+    Server::http(addr).map_err(|e| format!("management.listen {addr}: {e}"))
+}
+
+pub fn run(server: Server, sh: Arc<Shared>, debug: bool) {
+    while !sh.stop.load(Relaxed) {
+        let req = match server.recv_timeout(Duration::from_millis(100)) {
+            Ok(Some(r)) => r,
+            Ok(None) => continue,
+            Err(e) => {
+                log::warn!("management: {e}");
+                continue;
+            }
+        };
+        let url = req.url().to_string();
+        let (path, query) = url.split_once('?').unwrap_or((&url, ""));
+        let method = req.method().clone();
+        let (code, ctype, body) = match (&method, path) {
+            (Method::Get, "/metrics") => (200, "text/plain; version=0.0.4", crate::metrics::render(&sh)),
+            (Method::Get, "/healthz") => health(&sh),
+            (Method::Get, "/state") => (200, "application/json", state(&sh).to_string()),
+            (Method::Post, "/debug/stall") if debug => stall(&sh, query),
+            (Method::Get, "/") => (200, "text/plain", "endpoints: /metrics /healthz /state\n".to_string()),
+            _ => (404, "text/plain", "not found\n".to_string()),
+        };
+        let header = Header::from_bytes("Content-Type", ctype).expect("static header is valid");
+        let _ = req.respond(Response::from_string(body).with_status_code(code).with_header(header));
+    }
+}
+
+fn health(sh: &Shared) -> (u16, &'static str, String) {
+    let age = stalest_age_secs(
+        sh.workers.iter().map(|w| w.heartbeat.load(Relaxed)),
+        pmd_bindings::rdtsc(),
+        sh.tsc_hz,
+    );
+    if age > STALL_SECS {
+        (503, "text/plain", format!("stalled: a worker has not completed a loop for {age:.3} s\n"))
+    } else if sh.stop.load(Relaxed) {
+        (503, "text/plain", "stopping\n".to_string())
+    } else {
+        (200, "text/plain", "ok\n".to_string())
+    }
+}
+
+fn stall(sh: &Shared, query: &str) -> (u16, &'static str, String) {
+    let mut worker = 0usize;
+    let mut ms = 0u64;
+    for kv in query.split('&') {
+        match kv.split_once('=') {
+            Some(("worker", v)) => worker = v.parse().unwrap_or(usize::MAX),
+            Some(("ms", v)) => ms = v.parse().unwrap_or(0),
+            _ => {}
+        }
+    }
+    match sh.workers.get(worker) {
+        Some(w) if ms > 0 && ms <= 60_000 => {
+            w.stall_ms.store(ms, Relaxed);
+            (200, "text/plain", format!("worker {worker} stalls for {ms} ms\n"))
+        }
+        _ => (400, "text/plain", "usage: POST /debug/stall?worker=N&ms=1..60000\n".to_string()),
+    }
+}
+
+fn state(sh: &Shared) -> serde_json::Value {
+    let ports: Vec<_> = sh
+        .ports
+        .iter()
+        .map(|p| {
+            let s = p.port.stats().unwrap_or_default();
+            json!({
+                "id": p.port.id().0, "name": p.name, "mac": p.mac.to_string(),
+                "addresses": p.addrs.iter().map(|a| a.to_string()).collect::<Vec<_>>(),
+                "link_up": p.port.link().map(|l| l.up).unwrap_or(false),
+                "rx_packets": s.rx_packets, "tx_packets": s.tx_packets, "rx_missed": s.rx_missed,
+                "rx_errors": s.rx_errors, "tx_errors": s.tx_errors,
+            })
+        })
+        .collect();
+    let workers: Vec<_> = sh
+        .workers
+        .iter()
+        .enumerate()
+        .map(|(i, w)| {
+            let s = w.snapshot();
+            let drops: serde_json::Map<String, serde_json::Value> = pipelines::DropReason::ALL
+                .iter()
+                .filter(|r| s.drops.get(**r) > 0)
+                .map(|r| (r.name().to_string(), json!(s.drops.get(*r))))
+                .collect();
+            json!({"worker": i, "lcore": s.lcore, "rx": s.rx, "tx": s.tx, "consumed": s.consumed,
+                   "held": s.hold_len, "drops": drops})
+        })
+        .collect();
+    let neigh = sh.neigh.load();
+    let mut neighbours: Vec<_> = neigh
+        .iter()
+        .map(|(p, ip, mac)| json!({"port": sh.ports.get(p as usize).map(|x| x.port.id().0), "ip": ip.to_string(), "mac": mac.to_string()}))
+        .collect();
+    neighbours.sort_by_key(|v| v.to_string());
+    json!({
+        "version": env!("CARGO_PKG_VERSION"),
+        "uptime_secs": sh.started.elapsed().as_secs_f64(),
+        "ports": ports,
+        "workers": workers,
+        "neighbours": neighbours,
+        "mempool": {"in_use": sh.pool.in_use(), "size": sh.pool_size},
+    })
+}

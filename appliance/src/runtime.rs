@@ -1,0 +1,296 @@
+//! Bring-up and shutdown: EAL, mempool, ports, workers on their lcores, the control and management
+//! threads; SIGINT/SIGTERM stop the workers, print final counters and exit 0.
+use crate::config::{Problem, Problems, Validated};
+use crate::control::Control;
+use crate::stats::{ControlShared, WorkerShared};
+use crate::worker::{ToControl, ToWorker, Worker};
+use arc_swap::ArcSwap;
+use ipnet::Ipv4Net;
+use pipelines::neigh::{NeighConfig, NeighSnapshot};
+use pipelines::presence::{PortAddrs, Presence};
+use pipelines::route::{Route, RouteTable};
+use pipelines::MacAddr;
+use pmd_bindings::{Eal, LcoreId, Mempool, Port, PortConfig, PortId, RxQueue, SocketId, TxQueue};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// Why the appliance could not run.
+#[derive(Debug)]
+pub enum RunError {
+    /// The configuration does not fit what the EAL found (exit 2, nothing started).
+    Config(Problems),
+    /// A runtime failure (exit 1).
+    Fatal(String),
+}
+
+impl From<pmd_bindings::Error> for RunError {
+    fn from(e: pmd_bindings::Error) -> Self {
+        RunError::Fatal(e.to_string())
+    }
+}
+
+/// A started port as workers and the management thread see it.
+pub struct PortRt {
+    pub port: Port,
+    pub name: String,
+    pub mac: MacAddr,
+    pub addrs: Vec<Ipv4Net>,
+}
+
+/// State shared by workers, the control and the management thread. Workers only read it, except their
+/// own `workers[i]` entry, which only they write.
+pub struct Shared {
+    pub stop: Arc<AtomicBool>,
+    pub workers: Vec<WorkerShared>,
+    pub control: ControlShared,
+    pub neigh: ArcSwap<NeighSnapshot>,
+    pub neigh_gen: AtomicU64,
+    pub ports: Vec<PortRt>,
+    pub presence: Presence,
+    pub pool: Mempool,
+    pub pool_size: u32,
+    pub tsc_hz: u64,
+    pub started: Instant,
+    pub dpdk_version: String,
+}
+
+pub fn run(v: Validated, eal_argv: Vec<String>) -> Result<(), RunError> {
+    let stop = Arc::new(AtomicBool::new(false));
+    for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
+        // A second signal while stopping exits at once.
+        signal_hook::flag::register_conditional_shutdown(sig, 1, stop.clone())
+            .and_then(|_| signal_hook::flag::register(sig, stop.clone()))
+            .map_err(|e| RunError::Fatal(format!("installing signal handlers: {e}")))?;
+    }
+    // Bind the management endpoint before anything is started, so a taken address touches nothing.
+    let server = crate::mgmt::bind(v.listen).map_err(|e| RunError::Config(Problems(vec![problem("management.listen", e)])))?;
+
+    let eal = Eal::init(&eal_argv)?;
+    let d = &v.raw.dataplane;
+
+    // What the configuration assumed about the EAL, checked against what it found.
+    let mut errs = Vec::new();
+    let mut ports = Vec::new();
+    for (i, p) in v.ports.iter().enumerate() {
+        match Port::new(&eal, PortId(p.id)) {
+            Ok(port) => ports.push(port),
+            Err(_) => errs.push(problem(
+                &format!("ports[{i}].id"),
+                format!("port {} does not exist: the EAL found {} port(s)", p.id, eal.port_count()),
+            )),
+        }
+    }
+    for (i, w) in d.workers.iter().enumerate() {
+        if !eal.lcore_enabled(LcoreId(*w)) {
+            errs.push(problem(&format!("dataplane.workers[{i}]"), format!("lcore {w} is not enabled in the EAL")));
+        }
+    }
+    if !errs.is_empty() {
+        return Err(RunError::Config(Problems(errs)));
+    }
+
+    let nworkers = d.workers.len() as u16;
+    let pool = Mempool::new(&eal, "pkt", d.mbufs, d.mbuf_cache, 2048 + 128, SocketId(-1))?;
+    let mut rx_by_worker: Vec<Vec<RxQueue>> = (0..nworkers).map(|_| Vec::new()).collect();
+    let mut tx_by_worker: Vec<Vec<TxQueue>> = (0..nworkers).map(|_| Vec::new()).collect();
+    let mut port_rts = Vec::new();
+    for (p, vp) in ports.iter().zip(&v.ports) {
+        let info = p.info()?;
+        if info.max_rx_queues < nworkers || info.max_tx_queues < nworkers {
+            return Err(RunError::Config(Problems(vec![problem(
+                "dataplane.workers",
+                format!(
+                    "{} workers need {} rx and tx queues, but port {} ({}) has at most {} rx / {} tx (for net_af_packet, set qpairs=N on the --vdev)",
+                    nworkers, nworkers, vp.id, info.name, info.max_rx_queues, info.max_tx_queues
+                ),
+            )])));
+        }
+        let pc = PortConfig {
+            rx_queues: nworkers,
+            tx_queues: nworkers,
+            rx_desc: d.rx_desc,
+            tx_desc: d.tx_desc,
+            mtu: vp.mtu,
+            mac: vp.mac.map(|m| m.0),
+            promiscuous: vp.promiscuous,
+        };
+        let (rxqs, txqs) = p.configure(&pc, &pool)?;
+        for (w, q) in rxqs.into_iter().enumerate() {
+            rx_by_worker[w].push(q);
+        }
+        for (w, q) in txqs.into_iter().enumerate() {
+            tx_by_worker[w].push(q);
+        }
+        p.start()?;
+        // The configured MAC is the one we answer to; if the device could not take it, the port runs
+        // promiscuous and the presence stage filters in software.
+        let mac = match vp.mac {
+            Some(m) => m,
+            None => MacAddr(p.mac()?),
+        };
+        let name = vp.name.clone().unwrap_or_else(|| info.name.clone());
+        log::info!(
+            "port {} ({}, driver {}) up: mac {}, addresses {:?}, {} queue(s)",
+            vp.id,
+            name,
+            info.driver,
+            mac,
+            vp.addrs.iter().map(|a| a.to_string()).collect::<Vec<_>>(),
+            nworkers
+        );
+        port_rts.push(PortRt { port: *p, name, mac, addrs: vp.addrs.clone() });
+    }
+
+    // Read-only tables for workers.
+    let mut routes: Vec<Route> = Vec::new();
+    for (i, p) in v.ports.iter().enumerate() {
+        for a in &p.addrs {
+            routes.push(Route { net: *a, port: i as u16, via: None });
+        }
+    }
+    for r in &v.routes {
+        routes.push(Route { net: r.net, port: r.port as u16, via: Some(r.via) });
+    }
+    let presence = Presence::new(
+        port_rts
+            .iter()
+            .map(|p| PortAddrs { mac: p.mac, addrs: p.addrs.clone(), arp_extra: vec![] })
+            .collect(),
+        RouteTable::new(routes),
+        d.forwarding,
+    );
+
+    let now = pmd_bindings::rdtsc();
+    let shared = Arc::new(Shared {
+        stop: stop.clone(),
+        workers: d.workers.iter().map(|l| WorkerShared::new(*l, now)).collect(),
+        control: ControlShared::default(),
+        neigh: ArcSwap::from_pointee(NeighSnapshot::default()),
+        neigh_gen: AtomicU64::new(0),
+        ports: port_rts,
+        presence,
+        pool,
+        pool_size: d.mbufs,
+        tsc_hz: eal.tsc_hz(),
+        started: Instant::now(),
+        dpdk_version: pmd_bindings::version(),
+    });
+
+    let to_control: Vec<Arc<ToControl>> = (0..nworkers).map(|_| Arc::new(ToControl::new(1024))).collect();
+    let to_workers: Vec<Arc<ToWorker>> = (0..nworkers).map(|_| Arc::new(ToWorker::new(256))).collect();
+    let n = &v.raw.neighbour;
+    let ncfg = NeighConfig {
+        reachable_ns: n.reachable_secs as u64 * 1_000_000_000,
+        retrans_ns: n.retrans_ms as u64 * 1_000_000,
+        max_probes: n.max_probes,
+        max_entries: n.max_entries as usize,
+    };
+    let control = Control::new(shared.clone(), ncfg, &v.statics, to_control.clone(), to_workers[0].clone(), pool);
+    let control_thread = std::thread::Builder::new()
+        .name("control".into())
+        .spawn(move || control.run())
+        .map_err(|e| RunError::Fatal(format!("spawning the control thread: {e}")))?;
+    let sh = shared.clone();
+    let debug = v.raw.management.debug;
+    let mgmt_thread = std::thread::Builder::new()
+        .name("management".into())
+        .spawn(move || crate::mgmt::run(server, sh, debug))
+        .map_err(|e| RunError::Fatal(format!("spawning the management thread: {e}")))?;
+    log::info!("management endpoint on http://{}", v.listen);
+
+    let main_lcore = eal.main_lcore();
+    let mut on_main = None;
+    let mut launched = Vec::new();
+    for (idx, ((rxqs, txqs), lcore)) in rx_by_worker.into_iter().zip(tx_by_worker).zip(d.workers.iter()).enumerate() {
+        let w = Worker {
+            idx,
+            shared: shared.clone(),
+            rxqs,
+            txqs,
+            to_control: to_control[idx].clone(),
+            from_control: to_workers[idx].clone(),
+            idle: d.idle,
+            idle_max_us: d.idle_max_us as u64,
+            hold_packets: n.hold_packets as usize,
+            hold_cycles: n.hold_ms as u64 * (shared.tsc_hz / 1000),
+        };
+        if LcoreId(*lcore) == main_lcore {
+            on_main = Some(w);
+        } else {
+            eal.launch(LcoreId(*lcore), move || w.run())?;
+            launched.push(LcoreId(*lcore));
+        }
+    }
+    log::info!("{} worker(s) started ({:?} idle mode); SIGINT/SIGTERM to stop", nworkers, d.idle);
+    match on_main {
+        Some(w) => {
+            w.run();
+        }
+        None => {
+            while !stop.load(Relaxed) {
+                std::thread::sleep(Duration::from_millis(50));
+            }
+        }
+    }
+    stop.store(true, Relaxed);
+    for l in launched {
+        eal.wait(l);
+    }
+    let _ = control_thread.join();
+    let _ = mgmt_thread.join();
+
+    print_summary(&shared);
+    for p in &shared.ports {
+        if let Err(e) = p.port.stop().and_then(|_| p.port.close()) {
+            log::warn!("port {}: {e}", p.port.id().0);
+        }
+    }
+    drop(eal);
+    Ok(())
+}
+
+fn problem(path: &str, msg: impl Into<String>) -> Problem {
+    Problem { path: path.to_string(), msg: msg.into() }
+}
+
+/// Final per-port and per-core counters, printed on the way out.
+fn print_summary(sh: &Shared) {
+    println!("=== final counters ===");
+    for p in &sh.ports {
+        let s = p.port.stats().unwrap_or_default();
+        println!(
+            "port {} ({}): rx {} pkts {} bytes, tx {} pkts {} bytes, rx_missed {}, rx_errors {}, tx_errors {}, rx_nombuf {}",
+            p.port.id().0,
+            p.name,
+            s.rx_packets,
+            s.rx_bytes,
+            s.tx_packets,
+            s.tx_bytes,
+            s.rx_missed,
+            s.rx_errors,
+            s.tx_errors,
+            s.rx_nombuf
+        );
+    }
+    for (i, w) in sh.workers.iter().enumerate() {
+        let s = w.snapshot();
+        println!(
+            "worker {} (lcore {}): rx {}, tx {}, consumed {}, dropped {}, idle sleeps {}",
+            i,
+            s.lcore,
+            s.rx,
+            s.tx,
+            s.consumed,
+            s.drops.total(),
+            s.idle_sleeps
+        );
+        for r in pipelines::DropReason::ALL {
+            let c = s.drops.get(*r);
+            if c > 0 {
+                println!("  drop {}: {}", r.name(), c);
+            }
+        }
+    }
+    println!("mempool: {} of {} buffers in use", sh.pool.in_use(), sh.pool_size);
+}

@@ -1,0 +1,143 @@
+//! Per-worker counters. Each worker counts into plain integers and publishes them on its ~100 µs tick as
+//! single-writer relaxed atomics, which the management thread reads; nothing else writes them.
+use pipelines::drop::DropCounts;
+use pipelines::DropReason;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+
+/// What one worker counts, locally.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Local {
+    pub rx: u64,
+    pub tx: u64,
+    /// Packets used up without a reply (ARP replies handed to the control thread).
+    pub consumed: u64,
+    pub idle_sleeps: u64,
+    pub loops: u64,
+    /// Events to the control thread lost because its ring was full.
+    pub control_ring_full: u64,
+    pub drops: DropCounts,
+}
+
+/// The published copy of a worker's counters, plus its heartbeat.
+#[repr(align(64))]
+pub struct WorkerShared {
+    pub lcore: u32,
+    rx: AtomicU64,
+    tx: AtomicU64,
+    consumed: AtomicU64,
+    idle_sleeps: AtomicU64,
+    loops: AtomicU64,
+    control_ring_full: AtomicU64,
+    hold_len: AtomicU64,
+    drops: [AtomicU64; DropReason::COUNT],
+    /// TSC at the worker's last completed loop iteration (published on its tick).
+    pub heartbeat: AtomicU64,
+    /// Debug fault injection: milliseconds the worker should stall at its next tick.
+    pub stall_ms: AtomicU64,
+}
+
+impl WorkerShared {
+    pub fn new(lcore: u32, now_tsc: u64) -> Self {
+        WorkerShared {
+            lcore,
+            rx: AtomicU64::new(0),
+            tx: AtomicU64::new(0),
+            consumed: AtomicU64::new(0),
+            idle_sleeps: AtomicU64::new(0),
+            loops: AtomicU64::new(0),
+            control_ring_full: AtomicU64::new(0),
+            hold_len: AtomicU64::new(0),
+            drops: std::array::from_fn(|_| AtomicU64::new(0)),
+            heartbeat: AtomicU64::new(now_tsc),
+            stall_ms: AtomicU64::new(0),
+        }
+    }
+
+    /// Called only by the owning worker.
+    #[inline]
+    pub fn publish(&self, l: &Local, hold_len: usize, now_tsc: u64) {
+        self.rx.store(l.rx, Relaxed);
+        self.tx.store(l.tx, Relaxed);
+        self.consumed.store(l.consumed, Relaxed);
+        self.idle_sleeps.store(l.idle_sleeps, Relaxed);
+        self.loops.store(l.loops, Relaxed);
+        self.control_ring_full.store(l.control_ring_full, Relaxed);
+        self.hold_len.store(hold_len as u64, Relaxed);
+        for (a, v) in self.drops.iter().zip(l.drops.0.iter()) {
+            a.store(*v, Relaxed);
+        }
+        self.heartbeat.store(now_tsc, Relaxed);
+    }
+
+    pub fn snapshot(&self) -> Snapshot {
+        Snapshot {
+            lcore: self.lcore,
+            rx: self.rx.load(Relaxed),
+            tx: self.tx.load(Relaxed),
+            consumed: self.consumed.load(Relaxed),
+            idle_sleeps: self.idle_sleeps.load(Relaxed),
+            loops: self.loops.load(Relaxed),
+            control_ring_full: self.control_ring_full.load(Relaxed),
+            hold_len: self.hold_len.load(Relaxed),
+            drops: DropCounts(std::array::from_fn(|i| self.drops[i].load(Relaxed))),
+            heartbeat: self.heartbeat.load(Relaxed),
+        }
+    }
+}
+
+/// A worker's counters as read by another thread.
+#[derive(Debug, Clone, Copy)]
+pub struct Snapshot {
+    pub lcore: u32,
+    pub rx: u64,
+    pub tx: u64,
+    pub consumed: u64,
+    pub idle_sleeps: u64,
+    pub loops: u64,
+    pub control_ring_full: u64,
+    pub hold_len: u64,
+    pub drops: DropCounts,
+    pub heartbeat: u64,
+}
+
+/// Counters of the control thread (neighbour resolution).
+#[derive(Default)]
+pub struct ControlShared {
+    pub entries: AtomicU64,
+    pub requests_sent: AtomicU64,
+    pub resolved: AtomicU64,
+    pub failed: AtomicU64,
+    pub table_full: AtomicU64,
+    /// ARP requests that could not be handed to a worker (no mbuf or ring full).
+    pub tx_failed: AtomicU64,
+}
+
+/// Health: the age in seconds of the stalest worker heartbeat, given the current TSC.
+pub fn stalest_age_secs(heartbeats: impl Iterator<Item = u64>, now_tsc: u64, tsc_hz: u64) -> f64 {
+    heartbeats.map(|h| now_tsc.saturating_sub(h) as f64 / tsc_hz.max(1) as f64).fold(0.0, f64::max)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn publish_and_read_back() {
+        let w = WorkerShared::new(3, 0);
+        let mut l = Local { rx: 5, tx: 4, consumed: 1, ..Default::default() };
+        l.drops.add(DropReason::Ipv4Checksum, 2);
+        w.publish(&l, 7, 1234);
+        let s = w.snapshot();
+        assert_eq!((s.lcore, s.rx, s.tx, s.consumed, s.hold_len, s.heartbeat), (3, 5, 4, 1, 7, 1234));
+        assert_eq!(s.drops.get(DropReason::Ipv4Checksum), 2);
+        assert_eq!(s.drops.total(), 2);
+    }
+
+    #[test]
+    fn health_age() {
+        let hz = 1_000_000;
+        assert_eq!(stalest_age_secs([1_000_000u64, 2_000_000].into_iter(), 2_000_000, hz), 1.0);
+        assert!(stalest_age_secs([2_500_000u64].into_iter(), 2_000_000, hz) == 0.0, "heartbeat after now");
+        assert!(stalest_age_secs(std::iter::empty(), 5, hz) == 0.0);
+    }
+}
