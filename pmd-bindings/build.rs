@@ -10,9 +10,7 @@ fn main() {
     let dpdk = pkg_config::Config::new()
         .atleast_version("22.11")
         .probe("libdpdk")
-        .unwrap_or_else(|e| {
-            panic!("libdpdk >= 22.11 not found by pkg-config ({e}); run scripts/setup.sh as root")
-        });
+        .unwrap_or_else(|e| panic!("libdpdk >= 22.11 not found by pkg-config ({e}); run scripts/setup.sh as root"));
 
     // The C flags pkg-config gives DPDK users: include dirs, `-include rte_config.h`, -march (the inline
     // functions use SSE4.2 intrinsics).

@@ -45,9 +45,9 @@ pub struct Dataplane {
     /// Longest sleep of an idle adaptive worker, in microseconds.
     #[serde(default = "d_idle_max_us")]
     pub idle_max_us: u32,
-    /// Packet buffers in the pool.
-    #[serde(default = "d_mbufs")]
-    pub mbufs: u32,
+    /// Packet buffers in the pool; by default what the queues need (see `mbufs_needed`), at least 8191.
+    #[serde(default)]
+    pub mbufs: Option<u32>,
     #[serde(default = "d_mbuf_cache")]
     pub mbuf_cache: u32,
     #[serde(default = "d_desc")]
@@ -72,7 +72,10 @@ pub struct Management {
 
 impl Default for Management {
     fn default() -> Self {
-        Management { listen: d_listen(), debug: false }
+        Management {
+            listen: d_listen(),
+            debug: false,
+        }
     }
 }
 
@@ -153,9 +156,6 @@ fn d_idle() -> IdleMode {
 fn d_idle_max_us() -> u32 {
     500
 }
-fn d_mbufs() -> u32 {
-    8191
-}
 fn d_mbuf_cache() -> u32 {
     256
 }
@@ -211,7 +211,10 @@ impl fmt::Display for Problems {
 }
 
 fn problem(path: impl Into<String>, msg: impl Into<String>) -> Problem {
-    Problem { path: path.into(), msg: msg.into() }
+    Problem {
+        path: path.into(),
+        msg: msg.into(),
+    }
 }
 
 /// Reads `path` (TOML) with environment overrides. Syntax errors, unknown keys and wrong types are
@@ -279,6 +282,25 @@ pub struct ValidRoute {
 }
 
 impl Config {
+    /// Buffers the rings and per-worker buffers can hold at once, plus a margin.
+    pub fn mbufs_needed(&self) -> u64 {
+        let d = &self.dataplane;
+        let nworkers = d.workers.len().max(1) as u64;
+        let nports = self.ports.len().max(1) as u64;
+        nports * nworkers * (d.rx_desc as u64 + d.tx_desc as u64)
+            + nworkers * (d.mbuf_cache as u64 + 64 * nports + self.neighbour.hold_packets as u64)
+            + 512
+    }
+
+    /// The pool size to create: the configured one, or what is needed rounded up to 2^k - 1 (DPDK's
+    /// preferred size), at least 8191.
+    pub fn mbufs(&self) -> u32 {
+        self.dataplane.mbufs.unwrap_or_else(|| {
+            let need = self.mbufs_needed().max(8191) + 1;
+            (need.next_power_of_two() - 1).min(u32::MAX as u64) as u32
+        })
+    }
+
     /// Checks everything that can be checked without the EAL, against the EAL arguments given.
     pub fn validate(self, eal: &EalArgs) -> Result<Validated, Problems> {
         let mut errs = Vec::new();
@@ -291,7 +313,10 @@ impl Config {
         let mut seen = BTreeSet::new();
         for (i, w) in d.workers.iter().enumerate() {
             if !seen.insert(*w) {
-                errs.push(problem(format!("dataplane.workers[{i}]"), format!("lcore {w} is listed twice")));
+                errs.push(problem(
+                    format!("dataplane.workers[{i}]"),
+                    format!("lcore {w} is listed twice"),
+                ));
             }
             if let Some(l) = &eal.lcores {
                 if !l.contains(w) {
@@ -310,35 +335,44 @@ impl Config {
         }
         for (name, v) in [("rx_desc", d.rx_desc), ("tx_desc", d.tx_desc)] {
             if !(64..=16384).contains(&v) || !v.is_power_of_two() {
-                errs.push(problem(format!("dataplane.{name}"), format!("{v} must be a power of two from 64 to 16384")));
+                errs.push(problem(
+                    format!("dataplane.{name}"),
+                    format!("{v} must be a power of two from 64 to 16384"),
+                ));
             }
         }
         if d.mbuf_cache > 512 {
-            errs.push(problem("dataplane.mbuf_cache", format!("{} is above DPDK's limit of 512", d.mbuf_cache)));
+            errs.push(problem(
+                "dataplane.mbuf_cache",
+                format!("{} is above DPDK's limit of 512", d.mbuf_cache),
+            ));
         }
         if !(1..=100_000).contains(&d.idle_max_us) {
-            errs.push(problem("dataplane.idle_max_us", "must be from 1 to 100000 (a worker must loop at least every 0.1 s)"));
-        }
-        let nworkers = d.workers.len().max(1) as u64;
-        let nports = self.ports.len().max(1) as u64;
-        let need = nports * nworkers * (d.rx_desc as u64 + d.tx_desc as u64)
-            + nworkers * (d.mbuf_cache as u64 + 64 * nports + self.neighbour.hold_packets as u64)
-            + 512;
-        if (d.mbufs as u64) < need {
             errs.push(problem(
+                "dataplane.idle_max_us",
+                "must be from 1 to 100000 (a worker must loop at least every 0.1 s)",
+            ));
+        }
+        let need = self.mbufs_needed();
+        match d.mbufs {
+            Some(m) if (m as u64) < need => errs.push(problem(
                 "dataplane.mbufs",
                 format!(
-                    "{} buffers is fewer than the {need} the queues need (ports x workers x (rx_desc + tx_desc), plus caches, tx buffers and hold queues)",
-                    d.mbufs
+                    "{m} buffers is fewer than the {need} the queues need (ports x workers x (rx_desc + tx_desc), plus caches, tx buffers and hold queues)"
                 ),
-            ));
+            )),
+            Some(m) if m > 16 * 1024 * 1024 => errs.push(problem("dataplane.mbufs", format!("{m} is above 16M"))),
+            _ => {}
         }
 
         // Management.
         let listen = match self.management.listen.parse::<SocketAddr>() {
             Ok(a) => a,
             Err(_) => {
-                errs.push(problem("management.listen", format!("'{}' is not an address:port", self.management.listen)));
+                errs.push(problem(
+                    "management.listen",
+                    format!("'{}' is not an address:port", self.management.listen),
+                ));
                 SocketAddr::from(([127, 0, 0, 1], 9100))
             }
         };
@@ -353,7 +387,10 @@ impl Config {
         for (i, p) in self.ports.iter().enumerate() {
             let at = |f: &str| format!("ports[{i}].{f}");
             if let Some(first) = ids.insert(p.id, i) {
-                errs.push(problem(at("id"), format!("duplicate port id {} (also ports[{first}])", p.id)));
+                errs.push(problem(
+                    at("id"),
+                    format!("duplicate port id {} (also ports[{first}])", p.id),
+                ));
             }
             if eal.no_pci && p.id as usize >= eal.vdevs.len() {
                 errs.push(problem(
@@ -390,12 +427,18 @@ impl Config {
                 let net = match a.parse::<Ipv4Net>() {
                     Ok(n) => n,
                     Err(_) => {
-                        errs.push(problem(path, format!("'{a}' is not an IPv4 address with prefix length (a.b.c.d/n)")));
+                        errs.push(problem(
+                            path,
+                            format!("'{a}' is not an IPv4 address with prefix length (a.b.c.d/n)"),
+                        ));
                         continue;
                     }
                 };
                 if net.prefix_len() < 31 && (net.addr() == net.network() || net.addr() == net.broadcast()) {
-                    errs.push(problem(path, format!("{a} is the network or broadcast address of its subnet")));
+                    errs.push(problem(
+                        path,
+                        format!("{a} is the network or broadcast address of its subnet"),
+                    ));
                     continue;
                 }
                 if !pipelines::wire::ipv4::valid_source(net.addr()) {
@@ -406,17 +449,27 @@ impl Config {
                     errs.push(problem(path, format!("{} is already used at {other}", net.addr())));
                     continue;
                 }
-                if let Some((_, other)) = all_addrs
-                    .iter()
-                    .find(|(o, op)| !op.starts_with(&format!("ports[{i}]")) && (o.contains(&net.network()) || net.contains(&o.network())))
-                {
-                    errs.push(problem(path, format!("subnet {} overlaps {other} on another port", net.trunc())));
+                if let Some((_, other)) = all_addrs.iter().find(|(o, op)| {
+                    !op.starts_with(&format!("ports[{i}]"))
+                        && (o.contains(&net.network()) || net.contains(&o.network()))
+                }) {
+                    errs.push(problem(
+                        path,
+                        format!("subnet {} overlaps {other} on another port", net.trunc()),
+                    ));
                     continue;
                 }
                 all_addrs.push((net, format!("ports[{i}].addresses[{j}]")));
                 addrs.push(net);
             }
-            ports.push(ValidPort { id: p.id, name: p.name.clone(), mac, mtu: p.mtu, addrs, promiscuous: p.promiscuous });
+            ports.push(ValidPort {
+                id: p.id,
+                name: p.name.clone(),
+                mac,
+                mtu: p.mtu,
+                addrs,
+                promiscuous: p.promiscuous,
+            });
         }
         let port_of_addr = |ip: Ipv4Addr| ports.iter().position(|p| p.addrs.iter().any(|n| n.contains(&ip)));
 
@@ -441,7 +494,10 @@ impl Config {
         for (i, s) in n.statics.iter().enumerate() {
             let at = |f: &str| format!("neighbour.static[{i}].{f}");
             let Some(pidx) = ports.iter().position(|p| p.id == s.port) else {
-                errs.push(problem(at("port"), format!("port {} is not configured in [[ports]]", s.port)));
+                errs.push(problem(
+                    at("port"),
+                    format!("port {} is not configured in [[ports]]", s.port),
+                ));
                 continue;
             };
             let ip = match s.ip.parse::<Ipv4Addr>() {
@@ -452,7 +508,10 @@ impl Config {
                 }
             };
             if !ports[pidx].addrs.iter().any(|net| net.contains(&ip)) {
-                errs.push(problem(at("ip"), format!("address {ip} is outside every subnet of port {}", s.port)));
+                errs.push(problem(
+                    at("ip"),
+                    format!("address {ip} is outside every subnet of port {}", s.port),
+                ));
             }
             match s.mac.parse::<MacAddr>() {
                 Ok(m) if m.is_unicast() => statics.push((pidx, ip, m)),
@@ -470,14 +529,20 @@ impl Config {
             let net = match r.prefix.parse::<Ipv4Net>() {
                 Ok(n) => n,
                 Err(_) => {
-                    errs.push(problem(format!("routes[{i}].prefix"), format!("'{}' is not a prefix (a.b.c.d/n)", r.prefix)));
+                    errs.push(problem(
+                        format!("routes[{i}].prefix"),
+                        format!("'{}' is not a prefix (a.b.c.d/n)", r.prefix),
+                    ));
                     continue;
                 }
             };
             let via = match r.via.parse::<Ipv4Addr>() {
                 Ok(v) => v,
                 Err(_) => {
-                    errs.push(problem(format!("routes[{i}].via"), format!("'{}' is not an IPv4 address", r.via)));
+                    errs.push(problem(
+                        format!("routes[{i}].via"),
+                        format!("'{}' is not an IPv4 address", r.via),
+                    ));
                     continue;
                 }
             };
@@ -491,7 +556,13 @@ impl Config {
         }
 
         if errs.is_empty() {
-            Ok(Validated { raw: self, ports, routes, statics, listen })
+            Ok(Validated {
+                raw: self,
+                ports,
+                routes,
+                statics,
+                listen,
+            })
         } else {
             Err(Problems(errs))
         }
@@ -529,11 +600,26 @@ via = "10.0.0.1"
 
     #[test]
     fn good_config_validates_with_defaults() {
-        let v = from_toml(GOOD).unwrap().validate(&eal(&["-l", "0-1", "--no-pci", "--vdev", "net_null0"])).unwrap();
+        let v = from_toml(GOOD)
+            .unwrap()
+            .validate(&eal(&["-l", "0-1", "--no-pci", "--vdev", "net_null0"]))
+            .unwrap();
         assert_eq!(v.raw.dataplane.idle, IdleMode::Adaptive);
         assert_eq!(v.listen, "127.0.0.1:9100".parse().unwrap());
         assert_eq!(v.routes[0].port, 0);
         assert_eq!(v.ports[0].addrs[0].prefix_len(), 24);
+        assert_eq!(v.raw.mbufs(), 8191);
+    }
+
+    #[test]
+    fn default_pool_grows_with_workers_and_ports() {
+        let text = GOOD
+            .replace("mbufs = 8191\n", "")
+            .replace("workers = [1]", "workers = [0, 1]")
+            + "\n[[ports]]\nid = 1\naddresses = [\"10.1.0.2/24\"]\n";
+        let v = from_toml(&text).unwrap().validate(&eal(&["-l", "0-1"])).unwrap();
+        assert!(v.raw.mbufs() as u64 >= v.raw.mbufs_needed());
+        assert_eq!(v.raw.mbufs(), 16383);
     }
 
     #[test]
@@ -604,7 +690,10 @@ via = "172.16.0.1"
         }
         let lcore = p.iter().find(|p| p.path == "dataplane.workers[1]").unwrap();
         assert_eq!(lcore.msg, "lcore 3 is not in the EAL core list (-l 0-1)");
-        let dup = p.iter().find(|p| p.path == "ports[1].id" && p.msg.starts_with("duplicate")).unwrap();
+        let dup = p
+            .iter()
+            .find(|p| p.path == "ports[1].id" && p.msg.starts_with("duplicate"))
+            .unwrap();
         assert_eq!(dup.msg, "duplicate port id 0 (also ports[0])");
         let outside = p.iter().find(|p| p.path == "routes[0].via").unwrap();
         assert_eq!(outside.msg, "next hop 172.16.0.1 is outside every port subnet");

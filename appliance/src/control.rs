@@ -33,7 +33,13 @@ impl Control {
         for &(port, ip, mac) in statics {
             table.add_static(port as u16, ip, mac);
         }
-        let c = Control { shared, table, from_workers, to_worker, pool };
+        let c = Control {
+            shared,
+            table,
+            from_workers,
+            to_worker,
+            pool,
+        };
         c.publish();
         c
     }
@@ -82,8 +88,12 @@ impl Control {
     }
 
     fn send_request(&self, s: Solicit) {
-        let Some(port) = self.shared.presence.port(s.port) else { return };
-        let Some(src_ip) = port.source_for(s.target) else { return };
+        let Some(port) = self.shared.presence.port(s.port) else {
+            return;
+        };
+        let Some(src_ip) = port.source_for(s.target) else {
+            return;
+        };
         let Some(mut m) = self.pool.alloc() else {
             self.shared.control.tx_failed.fetch_add(1, Relaxed);
             return;

@@ -29,7 +29,9 @@ impl EalArgs {
                 return Ok(a[2..].to_string());
             }
             *i += 1;
-            args.get(*i).map(|s| s.to_string()).ok_or_else(|| format!("EAL option {name} needs a value"))
+            args.get(*i)
+                .map(|s| s.to_string())
+                .ok_or_else(|| format!("EAL option {name} needs a value"))
         };
         while i < args.len() {
             let a = args[i];
@@ -47,7 +49,10 @@ impl EalArgs {
                 out.lcores_text = Some(format!("-c {v}"));
             } else if a == "--main-lcore" || a.starts_with("--main-lcore=") {
                 let v = take(&mut i, "--main-lcore")?;
-                out.main_lcore = Some(v.parse().map_err(|_| format!("EAL option --main-lcore {v}: not a number"))?);
+                out.main_lcore = Some(
+                    v.parse()
+                        .map_err(|_| format!("EAL option --main-lcore {v}: not a number"))?,
+                );
             } else if a == "--vdev" || a.starts_with("--vdev=") {
                 out.vdevs.push(take(&mut i, "--vdev")?);
             } else if a == "--no-pci" {
@@ -71,8 +76,14 @@ pub fn parse_core_list(s: &str) -> Result<BTreeSet<u32>, String> {
             Some((a, b)) => (a, b),
             None => (part, part),
         };
-        let a: u32 = a.trim().parse().map_err(|_| format!("'{part}' is not a core number or range"))?;
-        let b: u32 = b.trim().parse().map_err(|_| format!("'{part}' is not a core number or range"))?;
+        let a: u32 = a
+            .trim()
+            .parse()
+            .map_err(|_| format!("'{part}' is not a core number or range"))?;
+        let b: u32 = b
+            .trim()
+            .parse()
+            .map_err(|_| format!("'{part}' is not a core number or range"))?;
         if a > b || b >= 1024 {
             return Err(format!("'{part}' is not a valid range"));
         }
@@ -141,7 +152,10 @@ mod tests {
         assert!(a.no_pci);
         assert_eq!(EalArgs::parse(&["-l1"]).unwrap().lcores, set(&[1]));
         assert_eq!(EalArgs::parse(&["-c", "0x6"]).unwrap().lcores, set(&[1, 2]));
-        assert_eq!(EalArgs::parse(&["--lcores=(0-1)@0,2@1"]).unwrap().lcores, set(&[0, 1, 2]));
+        assert_eq!(
+            EalArgs::parse(&["--lcores=(0-1)@0,2@1"]).unwrap().lcores,
+            set(&[0, 1, 2])
+        );
         assert_eq!(EalArgs::parse(&["--lcores", "3"]).unwrap().lcores, set(&[3]));
         let m = EalArgs::parse(&["-l", "0-1", "--main-lcore", "1"]).unwrap();
         assert_eq!(m.main_lcore, Some(1));

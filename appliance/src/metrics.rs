@@ -55,22 +55,58 @@ pub fn render(sh: &Shared) -> String {
         "appliance_build_info",
         "Build and DPDK version (value 1).",
         g,
-        vec![(vec![("version", env!("CARGO_PKG_VERSION").to_string()), ("dpdk", sh.dpdk_version.clone())], 1.0)],
+        vec![(
+            vec![
+                ("version", env!("CARGO_PKG_VERSION").to_string()),
+                ("dpdk", sh.dpdk_version.clone()),
+            ],
+            1.0,
+        )],
     );
 
     // Ports.
-    let stats: Vec<_> = sh.ports.iter().map(|p| (p, p.port.stats().unwrap_or_default())).collect();
+    let stats: Vec<_> = sh
+        .ports
+        .iter()
+        .map(|p| (p, p.port.stats().unwrap_or_default()))
+        .collect();
     let pl = |p: &crate::runtime::PortRt| vec![("port", p.port.id().0.to_string()), ("name", p.name.clone())];
     type Field = fn(&pmd_bindings::PortStats) -> u64;
     let port_counters: [(&str, &str, Field); 8] = [
-        ("appliance_port_rx_packets_total", "Packets received by the port.", |s| s.rx_packets),
-        ("appliance_port_tx_packets_total", "Packets sent by the port.", |s| s.tx_packets),
-        ("appliance_port_rx_bytes_total", "Bytes received by the port.", |s| s.rx_bytes),
-        ("appliance_port_tx_bytes_total", "Bytes sent by the port.", |s| s.tx_bytes),
-        ("appliance_port_rx_missed_total", "Packets the port dropped because rx queues were full.", |s| s.rx_missed),
-        ("appliance_port_rx_errors_total", "Erroneous packets received by the port.", |s| s.rx_errors),
-        ("appliance_port_tx_errors_total", "Packets the port failed to send.", |s| s.tx_errors),
-        ("appliance_port_rx_nombuf_total", "Receive buffer allocation failures.", |s| s.rx_nombuf),
+        (
+            "appliance_port_rx_packets_total",
+            "Packets received by the port.",
+            |s| s.rx_packets,
+        ),
+        ("appliance_port_tx_packets_total", "Packets sent by the port.", |s| {
+            s.tx_packets
+        }),
+        ("appliance_port_rx_bytes_total", "Bytes received by the port.", |s| {
+            s.rx_bytes
+        }),
+        ("appliance_port_tx_bytes_total", "Bytes sent by the port.", |s| {
+            s.tx_bytes
+        }),
+        (
+            "appliance_port_rx_missed_total",
+            "Packets the port dropped because rx queues were full.",
+            |s| s.rx_missed,
+        ),
+        (
+            "appliance_port_rx_errors_total",
+            "Erroneous packets received by the port.",
+            |s| s.rx_errors,
+        ),
+        (
+            "appliance_port_tx_errors_total",
+            "Packets the port failed to send.",
+            |s| s.tx_errors,
+        ),
+        (
+            "appliance_port_rx_nombuf_total",
+            "Receive buffer allocation failures.",
+            |s| s.rx_nombuf,
+        ),
     ];
     for (name, help, f) in port_counters {
         fs.add(name, help, c, stats.iter().map(|(p, s)| (pl(p), f(s) as f64)).collect());
@@ -79,7 +115,10 @@ pub fn render(sh: &Shared) -> String {
         "appliance_port_link_up",
         "1 when the port's link is up.",
         g,
-        sh.ports.iter().map(|p| (pl(p), p.port.link().map(|l| l.up as u8 as f64).unwrap_or(0.0))).collect(),
+        sh.ports
+            .iter()
+            .map(|p| (pl(p), p.port.link().map(|l| l.up as u8 as f64).unwrap_or(0.0)))
+            .collect(),
     );
 
     // Workers.
@@ -87,16 +126,60 @@ pub fn render(sh: &Shared) -> String {
     let wl = |i: usize, lcore: u32| vec![("worker", i.to_string()), ("lcore", lcore.to_string())];
     type WField = fn(&crate::stats::Snapshot) -> u64;
     let worker_counters: [(&str, &str, MetricType, WField); 7] = [
-        ("appliance_worker_rx_packets_total", "Packets a worker received.", c, |s| s.rx),
-        ("appliance_worker_tx_packets_total", "Packets a worker handed to the driver.", c, |s| s.tx),
-        ("appliance_worker_consumed_packets_total", "Packets used up without a reply (ARP replies to learn).", c, |s| s.consumed),
-        ("appliance_worker_idle_sleeps_total", "Short sleeps of an adaptive worker with nothing to do.", c, |s| s.idle_sleeps),
-        ("appliance_worker_loops_total", "Loop iterations a worker completed.", c, |s| s.loops),
-        ("appliance_worker_control_ring_full_total", "Events to the control thread lost to a full ring.", c, |s| s.control_ring_full),
-        ("appliance_worker_held_packets", "Packets held waiting for ARP resolution.", g, |s| s.hold_len),
+        (
+            "appliance_worker_rx_packets_total",
+            "Packets a worker received.",
+            c,
+            |s| s.rx,
+        ),
+        (
+            "appliance_worker_tx_packets_total",
+            "Packets a worker handed to the driver.",
+            c,
+            |s| s.tx,
+        ),
+        (
+            "appliance_worker_consumed_packets_total",
+            "Packets used up without a reply (ARP replies to learn).",
+            c,
+            |s| s.consumed,
+        ),
+        (
+            "appliance_worker_idle_sleeps_total",
+            "Short sleeps of an adaptive worker with nothing to do.",
+            c,
+            |s| s.idle_sleeps,
+        ),
+        (
+            "appliance_worker_loops_total",
+            "Loop iterations a worker completed.",
+            c,
+            |s| s.loops,
+        ),
+        (
+            "appliance_worker_control_ring_full_total",
+            "Events to the control thread lost to a full ring.",
+            c,
+            |s| s.control_ring_full,
+        ),
+        (
+            "appliance_worker_held_packets",
+            "Packets held waiting for ARP resolution.",
+            g,
+            |s| s.hold_len,
+        ),
     ];
     for (name, help, kind, f) in worker_counters {
-        fs.add(name, help, kind, snaps.iter().enumerate().map(|(i, s)| (wl(i, s.lcore), f(s) as f64)).collect());
+        fs.add(
+            name,
+            help,
+            kind,
+            snaps
+                .iter()
+                .enumerate()
+                .map(|(i, s)| (wl(i, s.lcore), f(s) as f64))
+                .collect(),
+        );
     }
     let mut drops = Vec::new();
     for (i, s) in snaps.iter().enumerate() {
@@ -106,7 +189,12 @@ pub fn render(sh: &Shared) -> String {
             drops.push((l, s.drops.get(*r) as f64));
         }
     }
-    fs.add("appliance_drops_total", "Packets dropped, by worker and reason.", c, drops);
+    fs.add(
+        "appliance_drops_total",
+        "Packets dropped, by worker and reason.",
+        c,
+        drops,
+    );
     let now = pmd_bindings::rdtsc();
     fs.add(
         "appliance_worker_heartbeat_age_seconds",
@@ -115,18 +203,38 @@ pub fn render(sh: &Shared) -> String {
         snaps
             .iter()
             .enumerate()
-            .map(|(i, s)| (wl(i, s.lcore), now.saturating_sub(s.heartbeat) as f64 / sh.tsc_hz as f64))
+            .map(|(i, s)| {
+                (
+                    wl(i, s.lcore),
+                    now.saturating_sub(s.heartbeat) as f64 / sh.tsc_hz as f64,
+                )
+            })
             .collect(),
     );
 
     // Mempool.
     let pool = vec![("pool", "pkt".to_string())];
-    fs.add("appliance_mempool_in_use", "Packet buffers out of the pool.", g, vec![(pool.clone(), sh.pool.in_use() as f64)]);
-    fs.add("appliance_mempool_size", "Packet buffers in the pool.", g, vec![(pool, sh.pool_size as f64)]);
+    fs.add(
+        "appliance_mempool_in_use",
+        "Packet buffers out of the pool.",
+        g,
+        vec![(pool.clone(), sh.pool.in_use() as f64)],
+    );
+    fs.add(
+        "appliance_mempool_size",
+        "Packet buffers in the pool.",
+        g,
+        vec![(pool, sh.pool_size as f64)],
+    );
 
     // Neighbours.
     let ctl = &sh.control;
-    fs.add("appliance_neighbour_entries", "Entries in the neighbour table.", g, vec![(vec![], ctl.entries.load(Relaxed) as f64)]);
+    fs.add(
+        "appliance_neighbour_entries",
+        "Entries in the neighbour table.",
+        g,
+        vec![(vec![], ctl.entries.load(Relaxed) as f64)],
+    );
     fs.add(
         "appliance_neighbour_published",
         "Resolved neighbours published to workers.",
@@ -134,11 +242,31 @@ pub fn render(sh: &Shared) -> String {
         vec![(vec![], sh.neigh.load().len() as f64)],
     );
     let nc: [(&str, &str, &std::sync::atomic::AtomicU64); 5] = [
-        ("appliance_neighbour_requests_total", "ARP requests sent.", &ctl.requests_sent),
-        ("appliance_neighbour_resolved_total", "Next hops resolved.", &ctl.resolved),
-        ("appliance_neighbour_failed_total", "Next hops that did not answer.", &ctl.failed),
-        ("appliance_neighbour_table_full_total", "Resolutions refused because the table was full.", &ctl.table_full),
-        ("appliance_neighbour_tx_failed_total", "ARP requests not sent (no buffer or ring full).", &ctl.tx_failed),
+        (
+            "appliance_neighbour_requests_total",
+            "ARP requests sent.",
+            &ctl.requests_sent,
+        ),
+        (
+            "appliance_neighbour_resolved_total",
+            "Next hops resolved.",
+            &ctl.resolved,
+        ),
+        (
+            "appliance_neighbour_failed_total",
+            "Next hops that did not answer.",
+            &ctl.failed,
+        ),
+        (
+            "appliance_neighbour_table_full_total",
+            "Resolutions refused because the table was full.",
+            &ctl.table_full,
+        ),
+        (
+            "appliance_neighbour_tx_failed_total",
+            "ARP requests not sent (no buffer or ring full).",
+            &ctl.tx_failed,
+        ),
     ];
     for (name, help, v) in nc {
         fs.add(name, help, c, vec![(vec![], v.load(Relaxed) as f64)]);

@@ -48,7 +48,11 @@ fn health(sh: &Shared) -> (u16, &'static str, String) {
         sh.tsc_hz,
     );
     if age > STALL_SECS {
-        (503, "text/plain", format!("stalled: a worker has not completed a loop for {age:.3} s\n"))
+        (
+            503,
+            "text/plain",
+            format!("stalled: a worker has not completed a loop for {age:.3} s\n"),
+        )
     } else if sh.stop.load(Relaxed) {
         (503, "text/plain", "stopping\n".to_string())
     } else {
@@ -71,7 +75,11 @@ fn stall(sh: &Shared, query: &str) -> (u16, &'static str, String) {
             w.stall_ms.store(ms, Relaxed);
             (200, "text/plain", format!("worker {worker} stalls for {ms} ms\n"))
         }
-        _ => (400, "text/plain", "usage: POST /debug/stall?worker=N&ms=1..60000\n".to_string()),
+        _ => (
+            400,
+            "text/plain",
+            "usage: POST /debug/stall?worker=N&ms=1..60000\n".to_string(),
+        ),
     }
 }
 

@@ -64,7 +64,8 @@ pub fn run(v: Validated, eal_argv: Vec<String>) -> Result<(), RunError> {
             .map_err(|e| RunError::Fatal(format!("installing signal handlers: {e}")))?;
     }
     // Bind the management endpoint before anything is started, so a taken address touches nothing.
-    let server = crate::mgmt::bind(v.listen).map_err(|e| RunError::Config(Problems(vec![problem("management.listen", e)])))?;
+    let server =
+        crate::mgmt::bind(v.listen).map_err(|e| RunError::Config(Problems(vec![problem("management.listen", e)])))?;
 
     let eal = Eal::init(&eal_argv)?;
     let d = &v.raw.dataplane;
@@ -77,13 +78,20 @@ pub fn run(v: Validated, eal_argv: Vec<String>) -> Result<(), RunError> {
             Ok(port) => ports.push(port),
             Err(_) => errs.push(problem(
                 &format!("ports[{i}].id"),
-                format!("port {} does not exist: the EAL found {} port(s)", p.id, eal.port_count()),
+                format!(
+                    "port {} does not exist: the EAL found {} port(s)",
+                    p.id,
+                    eal.port_count()
+                ),
             )),
         }
     }
     for (i, w) in d.workers.iter().enumerate() {
         if !eal.lcore_enabled(LcoreId(*w)) {
-            errs.push(problem(&format!("dataplane.workers[{i}]"), format!("lcore {w} is not enabled in the EAL")));
+            errs.push(problem(
+                &format!("dataplane.workers[{i}]"),
+                format!("lcore {w} is not enabled in the EAL"),
+            ));
         }
     }
     if !errs.is_empty() {
@@ -91,7 +99,8 @@ pub fn run(v: Validated, eal_argv: Vec<String>) -> Result<(), RunError> {
     }
 
     let nworkers = d.workers.len() as u16;
-    let pool = Mempool::new(&eal, "pkt", d.mbufs, d.mbuf_cache, 2048 + 128, SocketId(-1))?;
+    let pool_size = v.raw.mbufs();
+    let pool = Mempool::new(&eal, "pkt", pool_size, d.mbuf_cache, 2048 + 128, SocketId(-1))?;
     let mut rx_by_worker: Vec<Vec<RxQueue>> = (0..nworkers).map(|_| Vec::new()).collect();
     let mut tx_by_worker: Vec<Vec<TxQueue>> = (0..nworkers).map(|_| Vec::new()).collect();
     let mut port_rts = Vec::new();
@@ -139,23 +148,40 @@ pub fn run(v: Validated, eal_argv: Vec<String>) -> Result<(), RunError> {
             vp.addrs.iter().map(|a| a.to_string()).collect::<Vec<_>>(),
             nworkers
         );
-        port_rts.push(PortRt { port: *p, name, mac, addrs: vp.addrs.clone() });
+        port_rts.push(PortRt {
+            port: *p,
+            name,
+            mac,
+            addrs: vp.addrs.clone(),
+        });
     }
 
     // Read-only tables for workers.
     let mut routes: Vec<Route> = Vec::new();
     for (i, p) in v.ports.iter().enumerate() {
         for a in &p.addrs {
-            routes.push(Route { net: *a, port: i as u16, via: None });
+            routes.push(Route {
+                net: *a,
+                port: i as u16,
+                via: None,
+            });
         }
     }
     for r in &v.routes {
-        routes.push(Route { net: r.net, port: r.port as u16, via: Some(r.via) });
+        routes.push(Route {
+            net: r.net,
+            port: r.port as u16,
+            via: Some(r.via),
+        });
     }
     let presence = Presence::new(
         port_rts
             .iter()
-            .map(|p| PortAddrs { mac: p.mac, addrs: p.addrs.clone(), arp_extra: vec![] })
+            .map(|p| PortAddrs {
+                mac: p.mac,
+                addrs: p.addrs.clone(),
+                arp_extra: vec![],
+            })
             .collect(),
         RouteTable::new(routes),
         d.forwarding,
@@ -171,7 +197,7 @@ pub fn run(v: Validated, eal_argv: Vec<String>) -> Result<(), RunError> {
         ports: port_rts,
         presence,
         pool,
-        pool_size: d.mbufs,
+        pool_size,
         tsc_hz: eal.tsc_hz(),
         started: Instant::now(),
         dpdk_version: pmd_bindings::version(),
@@ -186,7 +212,14 @@ pub fn run(v: Validated, eal_argv: Vec<String>) -> Result<(), RunError> {
         max_probes: n.max_probes,
         max_entries: n.max_entries as usize,
     };
-    let control = Control::new(shared.clone(), ncfg, &v.statics, to_control.clone(), to_workers[0].clone(), pool);
+    let control = Control::new(
+        shared.clone(),
+        ncfg,
+        &v.statics,
+        to_control.clone(),
+        to_workers[0].clone(),
+        pool,
+    );
     let control_thread = std::thread::Builder::new()
         .name("control".into())
         .spawn(move || control.run())
@@ -202,7 +235,12 @@ pub fn run(v: Validated, eal_argv: Vec<String>) -> Result<(), RunError> {
     let main_lcore = eal.main_lcore();
     let mut on_main = None;
     let mut launched = Vec::new();
-    for (idx, ((rxqs, txqs), lcore)) in rx_by_worker.into_iter().zip(tx_by_worker).zip(d.workers.iter()).enumerate() {
+    for (idx, ((rxqs, txqs), lcore)) in rx_by_worker
+        .into_iter()
+        .zip(tx_by_worker)
+        .zip(d.workers.iter())
+        .enumerate()
+    {
         let w = Worker {
             idx,
             shared: shared.clone(),
@@ -222,7 +260,11 @@ pub fn run(v: Validated, eal_argv: Vec<String>) -> Result<(), RunError> {
             launched.push(LcoreId(*lcore));
         }
     }
-    log::info!("{} worker(s) started ({:?} idle mode); SIGINT/SIGTERM to stop", nworkers, d.idle);
+    log::info!(
+        "{} worker(s) started ({:?} idle mode); SIGINT/SIGTERM to stop",
+        nworkers,
+        d.idle
+    );
     match on_main {
         Some(w) => {
             w.run();
@@ -251,7 +293,10 @@ pub fn run(v: Validated, eal_argv: Vec<String>) -> Result<(), RunError> {
 }
 
 fn problem(path: &str, msg: impl Into<String>) -> Problem {
-    Problem { path: path.to_string(), msg: msg.into() }
+    Problem {
+        path: path.to_string(),
+        msg: msg.into(),
+    }
 }
 
 /// Final per-port and per-core counters, printed on the way out.

@@ -114,7 +114,9 @@ pub struct ControlShared {
 
 /// Health: the age in seconds of the stalest worker heartbeat, given the current TSC.
 pub fn stalest_age_secs(heartbeats: impl Iterator<Item = u64>, now_tsc: u64, tsc_hz: u64) -> f64 {
-    heartbeats.map(|h| now_tsc.saturating_sub(h) as f64 / tsc_hz.max(1) as f64).fold(0.0, f64::max)
+    heartbeats
+        .map(|h| now_tsc.saturating_sub(h) as f64 / tsc_hz.max(1) as f64)
+        .fold(0.0, f64::max)
 }
 
 #[cfg(test)]
@@ -124,11 +126,19 @@ mod tests {
     #[test]
     fn publish_and_read_back() {
         let w = WorkerShared::new(3, 0);
-        let mut l = Local { rx: 5, tx: 4, consumed: 1, ..Default::default() };
+        let mut l = Local {
+            rx: 5,
+            tx: 4,
+            consumed: 1,
+            ..Default::default()
+        };
         l.drops.add(DropReason::Ipv4Checksum, 2);
         w.publish(&l, 7, 1234);
         let s = w.snapshot();
-        assert_eq!((s.lcore, s.rx, s.tx, s.consumed, s.hold_len, s.heartbeat), (3, 5, 4, 1, 7, 1234));
+        assert_eq!(
+            (s.lcore, s.rx, s.tx, s.consumed, s.hold_len, s.heartbeat),
+            (3, 5, 4, 1, 7, 1234)
+        );
         assert_eq!(s.drops.get(DropReason::Ipv4Checksum), 2);
         assert_eq!(s.drops.total(), 2);
     }
@@ -136,8 +146,14 @@ mod tests {
     #[test]
     fn health_age() {
         let hz = 1_000_000;
-        assert_eq!(stalest_age_secs([1_000_000u64, 2_000_000].into_iter(), 2_000_000, hz), 1.0);
-        assert!(stalest_age_secs([2_500_000u64].into_iter(), 2_000_000, hz) == 0.0, "heartbeat after now");
+        assert_eq!(
+            stalest_age_secs([1_000_000u64, 2_000_000].into_iter(), 2_000_000, hz),
+            1.0
+        );
+        assert!(
+            stalest_age_secs([2_500_000u64].into_iter(), 2_000_000, hz) == 0.0,
+            "heartbeat after now"
+        );
         assert!(stalest_age_secs(std::iter::empty(), 5, hz) == 0.0);
     }
 }

@@ -67,7 +67,12 @@ impl Worker {
         let mut next_tick = rdtsc() + tick;
         let mut empty_polls = 0u32;
         let mut sleep_us = FIRST_SLEEP_US;
-        log::info!("worker {} running on lcore {} ({} ports)", self.idx, me.lcore, self.rxqs.len());
+        log::info!(
+            "worker {} running on lcore {} ({} ports)",
+            self.idx,
+            me.lcore,
+            self.rxqs.len()
+        );
 
         while !sh.stop.load(Relaxed) {
             let mut got = 0usize;
@@ -131,7 +136,12 @@ impl Worker {
         };
         let out = presence.process(pi, data);
         if let Some(l) = out.learn {
-            let ev = NeighEvent::Learn { port: pi, ip: l.ip, mac: l.mac, for_us: l.for_us };
+            let ev = NeighEvent::Learn {
+                port: pi,
+                ip: l.ip,
+                mac: l.mac,
+                for_us: l.for_us,
+            };
             if self.to_control.push(ev).is_err() {
                 st.l.control_ring_full += 1;
             }
@@ -146,7 +156,11 @@ impl Worker {
                     self.send(st, port as usize, m)
                 }
                 None => {
-                    if self.to_control.push(NeighEvent::Resolve { port, ip: next_hop }).is_err() {
+                    if self
+                        .to_control
+                        .push(NeighEvent::Resolve { port, ip: next_hop })
+                        .is_err()
+                    {
                         st.l.control_ring_full += 1;
                     }
                     let deadline = rdtsc() + self.hold_cycles;
@@ -202,15 +216,19 @@ impl Worker {
             // VecDeque does not allocate.
             let mut hold = std::mem::replace(&mut st.hold, HoldQueue::with_capacity(0));
             let neigh = st.neigh.clone();
-            hold.release(now, |p, ip| neigh.lookup(p, ip), |r| match r {
-                Released::Ready { mut item, port, mac } => {
-                    if let Some(d) = item.data_mut() {
-                        set_l2(d, st.macs[port as usize], mac);
+            hold.release(
+                now,
+                |p, ip| neigh.lookup(p, ip),
+                |r| match r {
+                    Released::Ready { mut item, port, mac } => {
+                        if let Some(d) = item.data_mut() {
+                            set_l2(d, st.macs[port as usize], mac);
+                        }
+                        self.send(st, port as usize, item);
                     }
-                    self.send(st, port as usize, item);
-                }
-                Released::Expired(item) => drop_pkt(st, DropReason::NeighbourUnresolved, item),
-            });
+                    Released::Expired(item) => drop_pkt(st, DropReason::NeighbourUnresolved, item),
+                },
+            );
             st.hold = hold;
         }
         let me = &sh.workers[self.idx];

@@ -30,7 +30,11 @@ fn run(tag: &str, eal: &[&str], config: &str, check: bool, env: &[(&str, &str)])
     let cfg = dir.write("c.toml", config);
     let prefix = unique(tag);
     let mut cmd = Command::new(BIN);
-    cmd.args(["--file-prefix", &prefix]).args(eal).arg("--").arg("--config").arg(&cfg);
+    cmd.args(["--file-prefix", &prefix])
+        .args(eal)
+        .arg("--")
+        .arg("--config")
+        .arg(&cfg);
     if check {
         cmd.arg("--check");
     }
@@ -42,7 +46,11 @@ fn run(tag: &str, eal: &[&str], config: &str, check: bool, env: &[(&str, &str)])
     let eal_started = runtime_dir.exists();
     let _ = std::fs::remove_dir_all(&runtime_dir);
     assert!(!eal_started, "the EAL must not start for a refused configuration");
-    (out.status.code(), String::from_utf8_lossy(&out.stdout).into(), String::from_utf8_lossy(&out.stderr).into())
+    (
+        out.status.code(),
+        String::from_utf8_lossy(&out.stdout).into(),
+        String::from_utf8_lossy(&out.stderr).into(),
+    )
 }
 
 const EAL: &[&str] = &["-l", "0-1", "--no-pci", "--no-huge", "-m", "256", "--vdev", "net_null0"];
@@ -66,47 +74,99 @@ fn refused(tag: &str, eal: &[&str], config: &str, path: &str, words: &str) {
 
 #[test]
 fn unknown_key_is_refused() {
-    refused("unk", EAL, &GOOD.replace("id = 0", "id = 0\nspeed = 100"), "ports[0].speed", "unknown field `speed`");
+    refused(
+        "unk",
+        EAL,
+        &GOOD.replace("id = 0", "id = 0\nspeed = 100"),
+        "ports[0].speed",
+        "unknown field `speed`",
+    );
 }
 
 #[test]
 fn address_outside_any_port_subnet_is_refused() {
-    refused("sub", EAL, &GOOD.replace("via = \"10.0.0.1\"", "via = \"10.9.0.1\""), "routes[0].via", "outside every port subnet");
+    refused(
+        "sub",
+        EAL,
+        &GOOD.replace("via = \"10.0.0.1\"", "via = \"10.9.0.1\""),
+        "routes[0].via",
+        "outside every port subnet",
+    );
     let statics = GOOD.replace(
         "[[ports]]",
         "[[neighbour.static]]\nport = 0\nip = \"192.168.7.1\"\nmac = \"02:00:00:00:00:05\"\n\n[[ports]]",
     );
-    refused("sub2", EAL, &statics, "neighbour.static[0].ip", "outside every subnet of port 0");
+    refused(
+        "sub2",
+        EAL,
+        &statics,
+        "neighbour.static[0].ip",
+        "outside every subnet of port 0",
+    );
 }
 
 #[test]
 fn duplicate_port_id_is_refused() {
     let two = format!("{GOOD}\n[[ports]]\nid = 0\naddresses = [\"10.1.0.2/24\"]\n");
-    let eal = ["-l", "0-1", "--no-pci", "--no-huge", "-m", "256", "--vdev", "net_null0", "--vdev", "net_null1"];
+    let eal = [
+        "-l",
+        "0-1",
+        "--no-pci",
+        "--no-huge",
+        "-m",
+        "256",
+        "--vdev",
+        "net_null0",
+        "--vdev",
+        "net_null1",
+    ];
     refused("dup", &eal, &two, "ports[1].id", "duplicate port id 0 (also ports[0])");
 }
 
 #[test]
 fn worker_lcore_not_in_eal_core_list_is_refused() {
-    refused("lcore", EAL, &GOOD.replace("workers = [0]", "workers = [3]"), "dataplane.workers[0]", "lcore 3 is not in the EAL core list (-l 0-1)");
+    refused(
+        "lcore",
+        EAL,
+        &GOOD.replace("workers = [0]", "workers = [3]"),
+        "dataplane.workers[0]",
+        "lcore 3 is not in the EAL core list (-l 0-1)",
+    );
 }
 
 #[test]
 fn port_without_a_vdev_is_refused() {
-    refused("novdev", EAL, &GOOD.replace("id = 0", "id = 1"), "ports[0].id", "port 1 does not exist");
+    refused(
+        "novdev",
+        EAL,
+        &GOOD.replace("id = 0", "id = 1"),
+        "ports[0].id",
+        "port 1 does not exist",
+    );
 }
 
 #[test]
 fn all_problems_are_reported_together() {
-    let bad = GOOD.replace("workers = [0]", "workers = [7]").replace("via = \"10.0.0.1\"", "via = \"8.8.8.8\"");
+    let bad = GOOD
+        .replace("workers = [0]", "workers = [7]")
+        .replace("via = \"10.0.0.1\"", "via = \"8.8.8.8\"");
     let (code, _, err) = run("all", EAL, &bad, true, &[]);
     assert_eq!(code, Some(2));
-    assert!(err.contains("dataplane.workers[0]") && err.contains("routes[0].via"), "{err}");
+    assert!(
+        err.contains("dataplane.workers[0]") && err.contains("routes[0].via"),
+        "{err}"
+    );
 }
 
 #[test]
 fn environment_overrides_and_is_validated_too() {
-    let (code, _, err) = run("env", EAL, GOOD, true, &[("APPLIANCE__MANAGEMENT__LISTEN", "not-an-address")]);
+    let (code, _, err) = run(
+        "env",
+        EAL,
+        GOOD,
+        true,
+        &[("APPLIANCE__MANAGEMENT__LISTEN", "not-an-address")],
+    );
     assert_eq!(code, Some(2));
     assert!(err.contains("management.listen: 'not-an-address'"), "{err}");
     let (code, _, err) = run("env2", EAL, GOOD, true, &[("APPLIANCE__DATAPLANE__IDLE", "busy")]);

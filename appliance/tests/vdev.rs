@@ -35,11 +35,21 @@ addresses = ["10.0.0.2/24"]
 }
 
 fn arp_request(tpa: [u8; 4]) -> Vec<u8> {
-    let arp =
-        ArpPacket::new(ArpHardwareId::ETHERNET, EtherType::IPV4, ArpOperation::REQUEST, &PEER, &PEER_IP, &[0; 6], &tpa)
-            .unwrap();
+    let arp = ArpPacket::new(
+        ArpHardwareId::ETHERNET,
+        EtherType::IPV4,
+        ArpOperation::REQUEST,
+        &PEER,
+        &PEER_IP,
+        &[0; 6],
+        &tpa,
+    )
+    .unwrap();
     let mut out = Vec::new();
-    PacketBuilder::ethernet2(PEER, [0xff; 6]).arp(arp).write(&mut out).unwrap();
+    PacketBuilder::ethernet2(PEER, [0xff; 6])
+        .arp(arp)
+        .write(&mut out)
+        .unwrap();
     out
 }
 
@@ -66,7 +76,11 @@ fn run_pcap(tag: &str, frames: &[Vec<u8>]) -> (String, Vec<Vec<u8>>, String) {
     let mut cmd = Command::new(BIN);
     cmd.args(eal_base(&prefix, "0"))
         .arg("--vdev")
-        .arg(format!("net_pcap0,rx_pcap={},tx_pcap={}", input.display(), output.display()))
+        .arg(format!(
+            "net_pcap0,rx_pcap={},tx_pcap={}",
+            input.display(),
+            output.display()
+        ))
         .arg("--")
         .arg("--config")
         .arg(&cfg);
@@ -114,10 +128,15 @@ fn arp_request_through_net_pcap_gets_the_right_reply() {
     );
     // The echo reply.
     let s = etherparse::SlicedPacket::from_ethernet(&out[1]).unwrap();
-    let Some(etherparse::TransportSlice::Icmpv4(icmp)) = s.transport else { panic!("not ICMP") };
+    let Some(etherparse::TransportSlice::Icmpv4(icmp)) = s.transport else {
+        panic!("not ICMP")
+    };
     assert!(matches!(icmp.icmp_type(), Icmpv4Type::EchoReply(e) if e.id == 0x4242 && e.seq == 1));
     // The request for someone else was dropped under its reason.
-    assert_eq!(metric(&metrics, "appliance_drops_total", &[("reason", "arp_not_for_us")]), Some(1.0));
+    assert_eq!(
+        metric(&metrics, "appliance_drops_total", &[("reason", "arp_not_for_us")]),
+        Some(1.0)
+    );
     assert_eq!(metric(&metrics, "appliance_drops_total", &[]), Some(1.0));
     assert!(stdout.contains("drop arp_not_for_us: 1"), "{stdout}");
 }
@@ -140,7 +159,14 @@ fn malformed_ipv4_is_dropped_and_counted_under_its_reason() {
     truncated.truncate(14 + 12);
     let frames = vec![bad_csum, bad_version, bad_ihl, too_long, ttl0, truncated, good];
     let (metrics, out, _) = run_pcap("malformed", &frames);
-    for reason in ["ipv4_checksum", "ipv4_version", "ipv4_header_length", "ipv4_total_length", "ipv4_ttl_expired", "ipv4_truncated"] {
+    for reason in [
+        "ipv4_checksum",
+        "ipv4_version",
+        "ipv4_header_length",
+        "ipv4_total_length",
+        "ipv4_ttl_expired",
+        "ipv4_truncated",
+    ] {
         assert_eq!(
             metric(&metrics, "appliance_drops_total", &[("reason", reason)]),
             Some(1.0),
@@ -158,16 +184,24 @@ fn healthz_fails_when_a_worker_stalls_and_recovers() {
     let cfg = dir.write("appliance.toml", &config(mgmt, "debug = true"));
     let prefix = unique("health");
     let mut cmd = Command::new(BIN);
-    cmd.args(eal_base(&prefix, "0")).args(["--vdev", "net_null0", "--", "--config"]).arg(&cfg);
+    cmd.args(eal_base(&prefix, "0"))
+        .args(["--vdev", "net_null0", "--", "--config"])
+        .arg(&cfg);
     let mut app = Appliance::spawn(cmd, &prefix, &dir);
-    let ok = wait_for(Duration::from_secs(20), || get(mgmt, "/healthz").filter(|(c, _)| *c == 200));
+    let ok = wait_for(Duration::from_secs(20), || {
+        get(mgmt, "/healthz").filter(|(c, _)| *c == 200)
+    });
     assert!(ok.is_some(), "healthz never 200; stderr:\n{}", app.stderr());
     let (code, _) = http("POST", mgmt, "/debug/stall?worker=0&ms=3000").unwrap();
     assert_eq!(code, 200);
-    let bad = wait_for(Duration::from_secs(3), || get(mgmt, "/healthz").filter(|(c, _)| *c == 503));
+    let bad = wait_for(Duration::from_secs(3), || {
+        get(mgmt, "/healthz").filter(|(c, _)| *c == 503)
+    });
     let (_, body) = bad.expect("healthz must turn 503 while the worker is stalled");
     assert!(body.contains("stalled"), "{body}");
-    let ok = wait_for(Duration::from_secs(10), || get(mgmt, "/healthz").filter(|(c, _)| *c == 200));
+    let ok = wait_for(Duration::from_secs(10), || {
+        get(mgmt, "/healthz").filter(|(c, _)| *c == 200)
+    });
     assert!(ok.is_some(), "healthz must recover after the stall");
     let (code, _) = app.terminate(Duration::from_secs(10));
     assert_eq!(code, Some(0));
@@ -181,7 +215,9 @@ fn flood_of_unsolicited_frames_is_dropped_by_reason_and_every_buffer_returns() {
     let cfg = dir.write("appliance.toml", &config(mgmt, ""));
     let prefix = unique("nombuf");
     let mut cmd = Command::new(BIN);
-    cmd.args(eal_base(&prefix, "0")).args(["--vdev", "net_null0", "--", "--config"]).arg(&cfg);
+    cmd.args(eal_base(&prefix, "0"))
+        .args(["--vdev", "net_null0", "--", "--config"])
+        .arg(&cfg);
     let mut app = Appliance::spawn(cmd, &prefix, &dir);
     let m = wait_for(Duration::from_secs(20), || {
         let (_, b) = get(mgmt, "/metrics")?;
@@ -196,4 +232,53 @@ fn flood_of_unsolicited_frames_is_dropped_by_reason_and_every_buffer_returns() {
     assert_eq!(code, Some(0));
     let line = stdout.lines().find(|l| l.starts_with("mempool:")).unwrap();
     assert!(line.starts_with("mempool: 0 of"), "all buffers back after stop: {line}");
+}
+
+#[test]
+fn metrics_pass_promtool_and_state_is_json() {
+    let dir = TempDir::new("prom");
+    let mgmt = free_port();
+    let cfg = dir.write("appliance.toml", &config(mgmt, ""));
+    let prefix = unique("prom");
+    let mut cmd = Command::new(BIN);
+    cmd.args(eal_base(&prefix, "0"))
+        .args(["--vdev", "net_null0", "--", "--config"])
+        .arg(&cfg);
+    let mut app = Appliance::spawn(cmd, &prefix, &dir);
+    let body = wait_for(Duration::from_secs(20), || {
+        get(mgmt, "/metrics").filter(|(c, _)| *c == 200).map(|(_, b)| b)
+    })
+    .unwrap_or_else(|| panic!("no metrics; stderr:\n{}", app.stderr()));
+    for family in [
+        "appliance_port_rx_packets_total",
+        "appliance_port_tx_packets_total",
+        "appliance_port_rx_missed_total",
+        "appliance_port_rx_errors_total",
+        "appliance_worker_rx_packets_total",
+        "appliance_drops_total",
+        "appliance_mempool_in_use",
+    ] {
+        assert!(body.contains(&format!("# TYPE {family} ")), "missing {family}");
+    }
+    let file = dir.write("metrics.txt", &body);
+    let out = run_bounded(
+        Command::new("sh")
+            .arg("-c")
+            .arg(format!("promtool check metrics < {}", file.display())),
+        Duration::from_secs(20),
+    );
+    assert!(
+        out.status.success(),
+        "promtool check metrics failed:\n{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let (code, state) = get(mgmt, "/state").unwrap();
+    assert_eq!(code, 200);
+    assert!(
+        state.starts_with('{') && state.contains("\"workers\"") && state.contains("\"ports\""),
+        "{state}"
+    );
+    let (code, _) = app.terminate(Duration::from_secs(10));
+    assert_eq!(code, Some(0));
 }

@@ -39,7 +39,7 @@ macro_rules! drop_reasons {
 
 drop_reasons! {
     EthTruncated => "eth_truncated", "frame shorter than an Ethernet header";
-    OtherHost => "other_host", "unicast frame for another MAC address";
+    OtherHost => "other_host", "frame for another MAC address (unicast to another host, or multicast)";
     EtherTypeUnsupported => "ethertype_unsupported", "neither IPv4 nor ARP";
     MultiSegment => "multi_segment", "packet spans several buffers";
     ArpMalformed => "arp_malformed", "ARP not Ethernet/IPv4 or truncated";

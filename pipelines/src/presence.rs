@@ -71,10 +71,7 @@ pub struct Outcome {
 
 impl Outcome {
     const fn act(action: Action) -> Outcome {
-        Outcome {
-            action,
-            learn: None,
-        }
+        Outcome { action, learn: None }
     }
 
     const fn drop(r: DropReason) -> Outcome {
@@ -146,12 +143,11 @@ impl Presence {
             Err(_) => return Outcome::drop(DropReason::ArpMalformed),
         };
         let for_us = me.answers_arp(req.target_ip);
-        let learn =
-            (ipv4::valid_source(req.sender_ip) && req.sender_mac.is_unicast()).then_some(Learn {
-                ip: req.sender_ip,
-                mac: req.sender_mac,
-                for_us,
-            });
+        let learn = (ipv4::valid_source(req.sender_ip) && req.sender_mac.is_unicast()).then_some(Learn {
+            ip: req.sender_ip,
+            mac: req.sender_mac,
+            for_us,
+        });
         match req.operation {
             arp::OP_REQUEST if for_us => {
                 arp::Repr {
@@ -267,12 +263,8 @@ fn ipv4_error_reason(e: WireError, l3: &[u8]) -> DropReason {
             layer: Layer::Ipv4,
             field: "header length",
         } => DropReason::Ipv4HeaderLength,
-        WireError::Truncated { have, .. } if have < ipv4::MIN_HEADER_LEN => {
-            DropReason::Ipv4Truncated
-        }
-        WireError::Truncated { need, .. } if need == ((l3[0] & 0x0f) as usize) * 4 => {
-            DropReason::Ipv4HeaderLength
-        }
+        WireError::Truncated { have, .. } if have < ipv4::MIN_HEADER_LEN => DropReason::Ipv4Truncated,
+        WireError::Truncated { need, .. } if need == ((l3[0] & 0x0f) as usize) * 4 => DropReason::Ipv4HeaderLength,
         _ => DropReason::Ipv4TotalLength,
     }
 }

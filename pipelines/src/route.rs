@@ -31,19 +31,16 @@ impl RouteTable {
         for r in &mut routes {
             r.net = r.net.trunc();
         }
-        routes.sort_by(|a, b| b.net.prefix_len().cmp(&a.net.prefix_len()));
+        routes.sort_by_key(|r| std::cmp::Reverse(r.net.prefix_len()));
         RouteTable { routes }
     }
 
     #[inline]
     pub fn lookup(&self, dst: Ipv4Addr) -> Option<NextHop> {
-        self.routes
-            .iter()
-            .find(|r| r.net.contains(&dst))
-            .map(|r| NextHop {
-                port: r.port,
-                addr: r.via.unwrap_or(dst),
-            })
+        self.routes.iter().find(|r| r.net.contains(&dst)).map(|r| NextHop {
+            port: r.port,
+            addr: r.via.unwrap_or(dst),
+        })
     }
 
     pub fn routes(&self) -> &[Route] {
@@ -112,9 +109,6 @@ mod tests {
                 addr: "10.0.0.1".parse().unwrap()
             }
         );
-        assert_eq!(
-            RouteTable::new(vec![]).lookup("1.1.1.1".parse().unwrap()),
-            None
-        );
+        assert_eq!(RouteTable::new(vec![]).lookup("1.1.1.1".parse().unwrap()), None);
     }
 }

@@ -1,8 +1,8 @@
 //! Presence stage tests: frames built with etherparse's PacketBuilder, verdicts and bytes checked with
 //! etherparse as the independent parser.
 use etherparse::{
-    ArpEthIpv4Packet, ArpHardwareId, ArpOperation, ArpPacket, EtherType, Icmpv4Type, NetSlice,
-    PacketBuilder, SlicedPacket, TransportSlice,
+    ArpEthIpv4Packet, ArpHardwareId, ArpOperation, ArpPacket, EtherType, Icmpv4Type, NetSlice, PacketBuilder,
+    SlicedPacket, TransportSlice,
 };
 use pipelines::presence::{Action, Learn, PortAddrs, Presence};
 use pipelines::route::{Route, RouteTable};
@@ -47,24 +47,8 @@ fn presence(forwarding: bool) -> Presence {
     Presence::new(vec![p0, p1], routes, forwarding)
 }
 
-fn arp_frame(
-    op: ArpOperation,
-    eth_dst: [u8; 6],
-    sha: [u8; 6],
-    spa: [u8; 4],
-    tha: [u8; 6],
-    tpa: [u8; 4],
-) -> Vec<u8> {
-    let arp = ArpPacket::new(
-        ArpHardwareId::ETHERNET,
-        EtherType::IPV4,
-        op,
-        &sha,
-        &spa,
-        &tha,
-        &tpa,
-    )
-    .unwrap();
+fn arp_frame(op: ArpOperation, eth_dst: [u8; 6], sha: [u8; 6], spa: [u8; 4], tha: [u8; 6], tpa: [u8; 4]) -> Vec<u8> {
+    let arp = ArpPacket::new(ArpHardwareId::ETHERNET, EtherType::IPV4, op, &sha, &spa, &tha, &tpa).unwrap();
     let b = PacketBuilder::ethernet2(sha, eth_dst).arp(arp);
     let mut out = Vec::new();
     b.write(&mut out).unwrap();
@@ -83,14 +67,7 @@ fn ping(src: [u8; 4], dst: [u8; 4], ttl: u8, payload: &[u8]) -> Vec<u8> {
 #[test]
 fn arp_request_for_own_address_is_answered_in_place() {
     let p = presence(false);
-    let mut f = arp_frame(
-        ArpOperation::REQUEST,
-        [0xff; 6],
-        PEER,
-        PEER_IP,
-        [0; 6],
-        MY_IP,
-    );
+    let mut f = arp_frame(ArpOperation::REQUEST, [0xff; 6], PEER, PEER_IP, [0; 6], MY_IP);
     let out = p.process(0, &mut f);
     assert_eq!(out.action, Action::Reply);
     assert_eq!(
@@ -104,10 +81,7 @@ fn arp_request_for_own_address_is_answered_in_place() {
     let s = SlicedPacket::from_ethernet(&f).unwrap();
     let eth = s.link.unwrap().to_header().unwrap().ethernet2().unwrap();
     assert_eq!((eth.source, eth.destination), (ME, PEER));
-    let arp = ArpPacket::from_slice(&f[14..])
-        .unwrap()
-        .try_eth_ipv4()
-        .unwrap();
+    let arp = ArpPacket::from_slice(&f[14..]).unwrap().try_eth_ipv4().unwrap();
     assert_eq!(
         arp,
         ArpEthIpv4Packet {
@@ -123,94 +97,40 @@ fn arp_request_for_own_address_is_answered_in_place() {
 #[test]
 fn arp_for_extra_address_is_answered_but_not_pinged() {
     let p = presence(false);
-    let mut f = arp_frame(
-        ArpOperation::REQUEST,
-        [0xff; 6],
-        PEER,
-        PEER_IP,
-        [0; 6],
-        [10, 0, 0, 50],
-    );
+    let mut f = arp_frame(ArpOperation::REQUEST, [0xff; 6], PEER, PEER_IP, [0; 6], [10, 0, 0, 50]);
     assert_eq!(p.process(0, &mut f).action, Action::Reply);
     let mut f = ping(PEER_IP, [10, 0, 0, 50], 64, b"x");
-    assert_eq!(
-        p.process(0, &mut f).action,
-        Action::Drop(DropReason::NotForUs)
-    );
+    assert_eq!(p.process(0, &mut f).action, Action::Drop(DropReason::NotForUs));
 }
 
 #[test]
 fn arp_cases() {
     let p = presence(false);
     // Request for someone else: dropped, but the sender is offered for refresh only.
-    let mut f = arp_frame(
-        ArpOperation::REQUEST,
-        [0xff; 6],
-        PEER,
-        PEER_IP,
-        [0; 6],
-        [10, 0, 0, 77],
-    );
+    let mut f = arp_frame(ArpOperation::REQUEST, [0xff; 6], PEER, PEER_IP, [0; 6], [10, 0, 0, 77]);
     let o = p.process(0, &mut f);
     assert_eq!(o.action, Action::Drop(DropReason::ArpNotForUs));
     // Our address on the other port is not answered on this port (per-port addresses).
-    let mut f = arp_frame(
-        ArpOperation::REQUEST,
-        [0xff; 6],
-        PEER,
-        PEER_IP,
-        [0; 6],
-        [10, 1, 0, 2],
-    );
-    assert_eq!(
-        p.process(0, &mut f).action,
-        Action::Drop(DropReason::ArpNotForUs)
-    );
+    let mut f = arp_frame(ArpOperation::REQUEST, [0xff; 6], PEER, PEER_IP, [0; 6], [10, 1, 0, 2]);
+    assert_eq!(p.process(0, &mut f).action, Action::Drop(DropReason::ArpNotForUs));
     // A reply goes to the control thread.
     let mut f = arp_frame(ArpOperation::REPLY, ME, PEER, PEER_IP, ME, MY_IP);
     let o = p.process(0, &mut f);
     assert_eq!(o.action, Action::Consumed);
     assert_eq!(o.learn.unwrap().ip, Ipv4Addr::from(PEER_IP));
     // Gratuitous ARP refreshes.
-    let mut f = arp_frame(
-        ArpOperation::REQUEST,
-        [0xff; 6],
-        PEER,
-        PEER_IP,
-        [0; 6],
-        PEER_IP,
-    );
+    let mut f = arp_frame(ArpOperation::REQUEST, [0xff; 6], PEER, PEER_IP, [0; 6], PEER_IP);
     assert_eq!(p.process(0, &mut f).action, Action::Consumed);
     // ARP probe (sender 0.0.0.0) for our address: answered, nothing learned.
-    let mut f = arp_frame(
-        ArpOperation::REQUEST,
-        [0xff; 6],
-        PEER,
-        [0, 0, 0, 0],
-        [0; 6],
-        MY_IP,
-    );
+    let mut f = arp_frame(ArpOperation::REQUEST, [0xff; 6], PEER, [0, 0, 0, 0], [0; 6], MY_IP);
     let o = p.process(0, &mut f);
     assert_eq!((o.action, o.learn), (Action::Reply, None));
     // Unknown operation and truncated ARP.
     let mut f = arp_frame(ArpOperation(9), [0xff; 6], PEER, PEER_IP, [0; 6], MY_IP);
-    assert_eq!(
-        p.process(0, &mut f).action,
-        Action::Drop(DropReason::ArpOpUnsupported)
-    );
-    let mut f = arp_frame(
-        ArpOperation::REQUEST,
-        [0xff; 6],
-        PEER,
-        PEER_IP,
-        [0; 6],
-        MY_IP,
-    );
+    assert_eq!(p.process(0, &mut f).action, Action::Drop(DropReason::ArpOpUnsupported));
+    let mut f = arp_frame(ArpOperation::REQUEST, [0xff; 6], PEER, PEER_IP, [0; 6], MY_IP);
     f.truncate(14 + 20);
-    assert_eq!(
-        p.process(0, &mut f).action,
-        Action::Drop(DropReason::ArpMalformed)
-    );
+    assert_eq!(p.process(0, &mut f).action, Action::Drop(DropReason::ArpMalformed));
 }
 
 #[test]
@@ -218,15 +138,9 @@ fn l2_filter() {
     let p = presence(false);
     let mut f = ping(PEER_IP, MY_IP, 64, b"x");
     f[0..6].copy_from_slice(&[0x02, 9, 9, 9, 9, 9]);
-    assert_eq!(
-        p.process(0, &mut f).action,
-        Action::Drop(DropReason::OtherHost)
-    );
+    assert_eq!(p.process(0, &mut f).action, Action::Drop(DropReason::OtherHost));
     let mut f = vec![0u8; 13];
-    assert_eq!(
-        p.process(0, &mut f).action,
-        Action::Drop(DropReason::EthTruncated)
-    );
+    assert_eq!(p.process(0, &mut f).action, Action::Drop(DropReason::EthTruncated));
     let mut f = ping(PEER_IP, MY_IP, 64, b"x");
     f[12..14].copy_from_slice(&[0x86, 0xdd]);
     assert_eq!(
@@ -235,10 +149,7 @@ fn l2_filter() {
     );
     // Unknown port index.
     let mut f = ping(PEER_IP, MY_IP, 64, b"x");
-    assert_eq!(
-        p.process(7, &mut f).action,
-        Action::Drop(DropReason::OtherHost)
-    );
+    assert_eq!(p.process(7, &mut f).action, Action::Drop(DropReason::OtherHost));
 }
 
 #[test]
@@ -255,10 +166,7 @@ fn echo_request_gets_a_valid_reply() {
         panic!("not ipv4")
     };
     let h = ip.header().to_header();
-    assert_eq!(
-        (h.source, h.destination, h.time_to_live),
-        (MY_IP, PEER_IP, 64)
-    );
+    assert_eq!((h.source, h.destination, h.time_to_live), (MY_IP, PEER_IP, 64));
     assert_eq!(h.header_checksum, h.calc_header_checksum());
     let Some(TransportSlice::Icmpv4(icmp)) = s.transport else {
         panic!("not icmp")
@@ -268,32 +176,22 @@ fn echo_request_gets_a_valid_reply() {
         t => panic!("{t:?}"),
     }
     assert_eq!(icmp.payload(), b"hello, appliance");
-    assert_eq!(
-        icmp.header().checksum,
-        icmp.icmp_type().calc_checksum(icmp.payload())
-    );
+    assert_eq!(icmp.header().checksum, icmp.icmp_type().calc_checksum(icmp.payload()));
 }
 
 #[test]
 fn ipv4_validation_reasons() {
     let p = presence(false);
     let base = ping(PEER_IP, MY_IP, 64, b"0123456789");
-    let cases: Vec<(&str, Box<dyn Fn(&mut Vec<u8>)>, DropReason)> = vec![
+    type Mutation = Box<dyn Fn(&mut Vec<u8>)>;
+    let cases: Vec<(&str, Mutation, DropReason)> = vec![
         (
             "truncated",
             Box::new(|f| f.truncate(14 + 19)),
             DropReason::Ipv4Truncated,
         ),
-        (
-            "version 6",
-            Box::new(|f| f[14] = 0x65),
-            DropReason::Ipv4Version,
-        ),
-        (
-            "ihl 4",
-            Box::new(|f| f[14] = 0x44),
-            DropReason::Ipv4HeaderLength,
-        ),
+        ("version 6", Box::new(|f| f[14] = 0x65), DropReason::Ipv4Version),
+        ("ihl 4", Box::new(|f| f[14] = 0x44), DropReason::Ipv4HeaderLength),
         (
             "ihl 15 > packet",
             Box::new(|f| {
@@ -312,11 +210,7 @@ fn ipv4_validation_reasons() {
             Box::new(|f| f[16..18].copy_from_slice(&1000u16.to_be_bytes())),
             DropReason::Ipv4TotalLength,
         ),
-        (
-            "checksum",
-            Box::new(|f| f[24] ^= 0x55),
-            DropReason::Ipv4Checksum,
-        ),
+        ("checksum", Box::new(|f| f[24] ^= 0x55), DropReason::Ipv4Checksum),
         (
             "multicast source",
             Box::new(|f| {
@@ -421,15 +315,9 @@ fn forwarding_routes_and_decrements_ttl() {
         }
     );
     let mut f = ping(PEER_IP, [8, 8, 8, 8], 9, b"x");
-    assert_eq!(
-        p.process(0, &mut f).action,
-        Action::Drop(DropReason::NoRoute)
-    );
+    assert_eq!(p.process(0, &mut f).action, Action::Drop(DropReason::NoRoute));
     let mut f = ping(PEER_IP, [10, 1, 0, 9], 1, b"x");
-    assert_eq!(
-        p.process(0, &mut f).action,
-        Action::Drop(DropReason::Ipv4TtlExpired)
-    );
+    assert_eq!(p.process(0, &mut f).action, Action::Drop(DropReason::Ipv4TtlExpired));
     // Our address on another port is still ours (weak host model): answered, not forwarded.
     let mut f = ping(PEER_IP, [10, 1, 0, 2], 9, b"x");
     assert_eq!(p.process(0, &mut f).action, Action::Reply);

@@ -31,8 +31,7 @@ impl Eal {
             .map(|a| CString::new(a.as_ref()).map_err(|_| Error::new("rte_eal_init", 22)))
             .collect::<Result<_>>()?;
         // rte_eal_init may permute argv; it gets its own array of pointers into `owned`, which outlives it.
-        let mut argv: Vec<*mut std::ffi::c_char> =
-            owned.iter().map(|c| c.as_ptr() as *mut _).collect();
+        let mut argv: Vec<*mut std::ffi::c_char> = owned.iter().map(|c| c.as_ptr() as *mut _).collect();
         // SAFETY: argv holds argc valid NUL-terminated strings that live until the end of this function;
         // the EAL copies what it keeps.
         let ret = unsafe { ffi::rte_eal_init(argv.len() as c_int, argv.as_mut_ptr()) };

@@ -14,10 +14,7 @@ pub type Result<T> = std::result::Result<T, Error>;
 
 impl Error {
     pub(crate) fn new(op: &'static str, errno: i32) -> Error {
-        Error {
-            op,
-            errno: errno.abs(),
-        }
+        Error { op, errno: errno.abs() }
     }
 
     /// An error from the calling thread's `rte_errno` (after a NULL return).

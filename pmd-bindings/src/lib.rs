@@ -25,9 +25,7 @@ mod port;
 pub use eal::{Eal, LcoreId, SocketId};
 pub use error::{Error, Result};
 pub use mbuf::{Burst, DropList, Mbuf, Mempool, TxBuffer};
-pub use port::{
-    LinkState, Port, PortConfig, PortId, PortInfo, PortStats, QueueId, RxQueue, TxQueue,
-};
+pub use port::{LinkState, Port, PortConfig, PortId, PortInfo, PortStats, QueueId, RxQueue, TxQueue};
 
 /// The time-stamp counter (cycles since boot on x86).
 #[inline(always)]

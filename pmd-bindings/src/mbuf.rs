@@ -18,19 +18,10 @@ unsafe impl Sync for Mempool {}
 impl Mempool {
     /// Creates a pool of `n` packet mbufs with a per-lcore cache of `cache` and `data_room` bytes of buffer
     /// (headroom included).
-    pub fn new(
-        _eal: &Eal,
-        name: &str,
-        n: u32,
-        cache: u32,
-        data_room: u16,
-        socket: SocketId,
-    ) -> Result<Self> {
+    pub fn new(_eal: &Eal, name: &str, n: u32, cache: u32, data_room: u16, socket: SocketId) -> Result<Self> {
         let cname = CString::new(name).map_err(|_| Error::new("rte_pktmbuf_pool_create", 22))?;
         // SAFETY: the EAL is running (we hold &Eal); the name is a valid C string copied by DPDK.
-        let p = unsafe {
-            ffi::rte_pktmbuf_pool_create(cname.as_ptr(), n, cache, 0, data_room, socket.0)
-        };
+        let p = unsafe { ffi::rte_pktmbuf_pool_create(cname.as_ptr(), n, cache, 0, data_room, socket.0) };
         NonNull::new(p)
             .map(Mempool)
             .ok_or_else(|| Error::from_rte_errno("rte_pktmbuf_pool_create"))
@@ -124,12 +115,7 @@ impl Mbuf {
         let m = self.raw();
         // SAFETY: buf_addr + data_off .. + data_len lies inside the mbuf's buffer (DPDK invariant); we own
         // the mbuf, so it stays valid for the borrow of self.
-        unsafe {
-            std::slice::from_raw_parts(
-                (m.buf_addr as *const u8).add(m.data_off as usize),
-                m.data_len as usize,
-            )
-        }
+        unsafe { std::slice::from_raw_parts((m.buf_addr as *const u8).add(m.data_off as usize), m.data_len as usize) }
     }
 
     /// Whether writing into the data is allowed: the segment is direct and referenced only by us.
@@ -150,10 +136,7 @@ impl Mbuf {
         let m = self.raw();
         // SAFETY: as in data(); exclusive because we hold &mut self and the segment is referenced once.
         Some(unsafe {
-            std::slice::from_raw_parts_mut(
-                (m.buf_addr as *mut u8).add(m.data_off as usize),
-                m.data_len as usize,
-            )
+            std::slice::from_raw_parts_mut((m.buf_addr as *mut u8).add(m.data_off as usize), m.data_len as usize)
         })
     }
 
@@ -397,14 +380,10 @@ impl<const N: usize> TxBuffer<N> {
         }
         let n = self.len;
         // SAFETY: the first n slots are mbufs we own; the driver takes ownership of the first `sent`.
-        let sent = unsafe {
-            ffi::shim_tx_burst(txq.port.0, txq.queue.0, self.ptrs.as_mut_ptr(), n as u16)
-        } as usize;
+        let sent = unsafe { ffi::shim_tx_burst(txq.port.0, txq.queue.0, self.ptrs.as_mut_ptr(), n as u16) } as usize;
         if sent < n {
             // SAFETY: the slots sent..n are still ours; free them in bulk.
-            unsafe {
-                ffi::rte_pktmbuf_free_bulk(self.ptrs.as_mut_ptr().add(sent), (n - sent) as u32)
-            };
+            unsafe { ffi::rte_pktmbuf_free_bulk(self.ptrs.as_mut_ptr().add(sent), (n - sent) as u32) };
         }
         self.len = 0;
         (sent, n - sent)

@@ -114,9 +114,7 @@ impl Port {
             return format!("port{}", self.id.0);
         }
         // SAFETY: DPDK wrote a NUL-terminated string into buf.
-        unsafe { CStr::from_ptr(buf.as_ptr()) }
-            .to_string_lossy()
-            .into_owned()
+        unsafe { CStr::from_ptr(buf.as_ptr()) }.to_string_lossy().into_owned()
     }
 
     pub fn socket(&self) -> SocketId {
@@ -126,11 +124,7 @@ impl Port {
 
     /// Configures queues (RSS over them when more than one rx queue), MTU and MAC, and sets up every
     /// queue with mbufs from `pool`. Returns one handle per rx and tx queue.
-    pub fn configure(
-        &self,
-        cfg: &PortConfig,
-        pool: &Mempool,
-    ) -> Result<(Vec<RxQueue>, Vec<TxQueue>)> {
+    pub fn configure(&self, cfg: &PortConfig, pool: &Mempool) -> Result<(Vec<RxQueue>, Vec<TxQueue>)> {
         let info = self.info()?;
         let mut conf = ffi::rte_eth_conf::default();
         if cfg.rx_queues > 1 && info.rss_offloads != 0 {
@@ -150,14 +144,7 @@ impl Port {
             // SAFETY: the port is configured with rx_queues queues; the pool outlives the port; NULL rxconf
             // means the driver's defaults.
             check("rte_eth_rx_queue_setup", unsafe {
-                ffi::rte_eth_rx_queue_setup(
-                    self.id.0,
-                    q,
-                    cfg.rx_desc,
-                    socket,
-                    std::ptr::null(),
-                    pool.as_ptr(),
-                )
+                ffi::rte_eth_rx_queue_setup(self.id.0, q, cfg.rx_desc, socket, std::ptr::null(), pool.as_ptr())
             })?;
             rx.push(RxQueue {
                 port: self.id,
@@ -200,25 +187,19 @@ impl Port {
 
     pub fn start(&self) -> Result<()> {
         // SAFETY: the port has been configured.
-        check("rte_eth_dev_start", unsafe {
-            ffi::rte_eth_dev_start(self.id.0)
-        })?;
+        check("rte_eth_dev_start", unsafe { ffi::rte_eth_dev_start(self.id.0) })?;
         Ok(())
     }
 
     pub fn stop(&self) -> Result<()> {
         // SAFETY: control call; the caller stopped polling the queues first.
-        check("rte_eth_dev_stop", unsafe {
-            ffi::rte_eth_dev_stop(self.id.0)
-        })?;
+        check("rte_eth_dev_stop", unsafe { ffi::rte_eth_dev_stop(self.id.0) })?;
         Ok(())
     }
 
     pub fn close(&self) -> Result<()> {
         // SAFETY: the port is stopped; queue handles are no longer used.
-        check("rte_eth_dev_close", unsafe {
-            ffi::rte_eth_dev_close(self.id.0)
-        })?;
+        check("rte_eth_dev_close", unsafe { ffi::rte_eth_dev_close(self.id.0) })?;
         Ok(())
     }
 

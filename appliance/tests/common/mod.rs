@@ -66,7 +66,12 @@ impl Appliance {
             .stderr(Stdio::from(std::fs::File::create(&err).unwrap()))
             .stdin(Stdio::null());
         let child = cmd.spawn().expect("spawning the appliance");
-        Appliance { child: Some(child), prefix: prefix.to_string(), out, err }
+        Appliance {
+            child: Some(child),
+            prefix: prefix.to_string(),
+            out,
+            err,
+        }
     }
 
     pub fn pid(&self) -> u32 {
@@ -97,7 +102,10 @@ impl Appliance {
     }
 
     pub fn exited(&mut self) -> Option<i32> {
-        self.child.as_mut().and_then(|c| c.try_wait().ok().flatten()).and_then(|s| s.code())
+        self.child
+            .as_mut()
+            .and_then(|c| c.try_wait().ok().flatten())
+            .and_then(|s| s.code())
     }
 }
 
@@ -113,21 +121,37 @@ impl Drop for Appliance {
 
 /// EAL arguments every test uses: no PCI probing, no hugepages, a prefix of its own.
 pub fn eal_base(prefix: &str, lcores: &str) -> Vec<String> {
-    ["-l", lcores, "--no-pci", "--no-huge", "-m", "256", "--file-prefix", prefix]
-        .iter()
-        .map(|s| s.to_string())
-        .collect()
+    [
+        "-l",
+        lcores,
+        "--no-pci",
+        "--no-huge",
+        "-m",
+        "256",
+        "--file-prefix",
+        prefix,
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect()
 }
 
 /// HTTP GET on loopback; returns (status, body). Bounded by a 2 s timeout.
 pub fn http(method: &str, port: u16, path: &str) -> Option<(u16, String)> {
     let mut s = TcpStream::connect_timeout(&([127, 0, 0, 1], port).into(), Duration::from_secs(2)).ok()?;
     s.set_read_timeout(Some(Duration::from_secs(2))).ok()?;
-    write!(s, "{method} {path} HTTP/1.0\r\nHost: localhost\r\nContent-Length: 0\r\n\r\n").ok()?;
+    write!(
+        s,
+        "{method} {path} HTTP/1.0\r\nHost: localhost\r\nContent-Length: 0\r\n\r\n"
+    )
+    .ok()?;
     let mut buf = String::new();
     s.read_to_string(&mut buf).ok()?;
     let status = buf.split_whitespace().nth(1)?.parse().ok()?;
-    let body = buf.split_once("\r\n\r\n").map(|(_, b)| b.to_string()).unwrap_or_default();
+    let body = buf
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_string())
+        .unwrap_or_default();
     Some((status, body))
 }
 
@@ -150,7 +174,10 @@ pub fn metric(text: &str, name: &str, want: &[(&str, &str)]) -> Option<f64> {
         if n != name {
             continue;
         }
-        if want.iter().all(|(k, v)| labels.split(',').any(|kv| kv == format!("{k}=\"{v}\""))) {
+        if want
+            .iter()
+            .all(|(k, v)| labels.split(',').any(|kv| kv == format!("{k}=\"{v}\"")))
+        {
             *found.get_or_insert(0.0) += value.parse::<f64>().ok()?;
         }
     }
@@ -175,8 +202,14 @@ pub fn wait_for<T>(limit: Duration, mut f: impl FnMut() -> Option<T>) -> Option<
 pub fn write_pcap(path: &Path, frames: &[Vec<u8>]) {
     use pcap_file::pcap::{PcapHeader, PcapPacket, PcapWriter};
     let f = std::fs::File::create(path).unwrap();
-    let mut w = PcapWriter::with_header(f, PcapHeader { datalink: pcap_file::DataLink::ETHERNET, ..Default::default() })
-        .unwrap();
+    let mut w = PcapWriter::with_header(
+        f,
+        PcapHeader {
+            datalink: pcap_file::DataLink::ETHERNET,
+            ..Default::default()
+        },
+    )
+    .unwrap();
     for (i, fr) in frames.iter().enumerate() {
         let ts = Duration::from_micros(i as u64);
         w.write_packet(&PcapPacket::new(ts, fr.len() as u32, fr)).unwrap();
@@ -197,7 +230,11 @@ pub fn read_pcap(path: &Path) -> Vec<Vec<u8>> {
 
 /// Runs a command to completion, bounded by `limit`.
 pub fn run_bounded(cmd: &mut Command, limit: Duration) -> Output {
-    let mut child = cmd.stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().expect("spawn");
+    let mut child = cmd
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn");
     let t0 = Instant::now();
     loop {
         if child.try_wait().unwrap().is_some() {

@@ -159,11 +159,7 @@ mod tests {
         ));
         assert!(matches!(
             Packet::new_checked(&b[..27]),
-            Err(Error::Truncated {
-                need: 28,
-                have: 27,
-                ..
-            })
+            Err(Error::Truncated { need: 28, have: 27, .. })
         ));
     }
 

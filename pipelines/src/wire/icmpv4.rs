@@ -180,11 +180,7 @@ mod tests {
     fn truncated() {
         assert!(matches!(
             Packet::new_checked(&[0u8; 7][..]),
-            Err(Error::Truncated {
-                need: 8,
-                have: 7,
-                ..
-            })
+            Err(Error::Truncated { need: 8, have: 7, .. })
         ));
     }
 }

@@ -241,17 +241,9 @@ impl Repr {
     pub fn emit(&self, buf: &mut [u8]) {
         buf[field::VER_IHL] = 0x45;
         buf[field::DSCP_ECN] = self.dscp_ecn;
-        set_be16(
-            buf,
-            field::TOTAL_LEN,
-            (MIN_HEADER_LEN + self.payload_len) as u16,
-        );
+        set_be16(buf, field::TOTAL_LEN, (MIN_HEADER_LEN + self.payload_len) as u16);
         set_be16(buf, field::IDENT, self.ident);
-        set_be16(
-            buf,
-            field::FLAGS_FRAG,
-            if self.dont_frag { FLAG_DF } else { 0 },
-        );
+        set_be16(buf, field::FLAGS_FRAG, if self.dont_frag { FLAG_DF } else { 0 });
         buf[field::TTL] = self.ttl;
         buf[field::PROTOCOL] = self.protocol;
         buf[field::SRC..field::SRC + 4].copy_from_slice(&self.src.octets());
@@ -294,20 +286,13 @@ mod tests {
         assert!(Packet::new_checked(&b[..]).unwrap().verify_checksum());
         assert!(matches!(
             Packet::new_checked(&b[..19]),
-            Err(Error::Truncated {
-                need: 20,
-                have: 19,
-                ..
-            })
+            Err(Error::Truncated { need: 20, have: 19, .. })
         ));
         let mut v = b.clone();
         v[0] = 0x65;
         assert!(matches!(
             Packet::new_checked(&v[..]),
-            Err(Error::Malformed {
-                field: "version",
-                ..
-            })
+            Err(Error::Malformed { field: "version", .. })
         ));
         let mut v = b.clone();
         v[0] = 0x44;
@@ -337,11 +322,7 @@ mod tests {
         set_be16(&mut v, field::TOTAL_LEN, 29);
         assert!(matches!(
             Packet::new_checked(&v[..]),
-            Err(Error::Truncated {
-                need: 29,
-                have: 28,
-                ..
-            })
+            Err(Error::Truncated { need: 29, have: 28, .. })
         ));
         let mut v = b;
         v[field::CHECKSUM] ^= 1;

@@ -14,11 +14,7 @@ use std::fmt;
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Error {
     /// The buffer is shorter than the layer needs.
-    Truncated {
-        layer: Layer,
-        need: usize,
-        have: usize,
-    },
+    Truncated { layer: Layer, need: usize, have: usize },
     /// A field holds a value the layer cannot carry (a length below its minimum, a wrong version).
     Malformed { layer: Layer, field: &'static str },
 }

@@ -1,0 +1,269 @@
+//! The appliance in its own network namespace on net_af_packet (veth), a kernel host in another: the host
+//! pings it 20 times and resolves it with arping; /metrics then shows the traffic. Namespace and veth
+//! names carry the test's PID, and everything is removed on drop, even when the test fails.
+mod common;
+
+use common::*;
+use std::process::Command;
+use std::time::Duration;
+
+/// The appliance's namespace and kernel hosts, each joined to it by a veth pair; deleted on drop.
+struct Topo {
+    app: String,
+    hosts: Vec<String>,
+}
+
+fn sh(args: &[&str]) {
+    let out = run_bounded(Command::new(args[0]).args(&args[1..]), Duration::from_secs(20));
+    assert!(
+        out.status.success(),
+        "{args:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+fn in_ns(ns: &str, args: &[&str], limit: Duration) -> std::process::Output {
+    run_bounded(Command::new("ip").args(["netns", "exec", ns]).args(args), limit)
+}
+
+impl Topo {
+    /// One host per entry of `host_addrs` (address with prefix): host i is joined to the appliance by
+    /// `a{i}-PID` (appliance side, for net_af_packet) and `h{i}-PID` (host side).
+    fn new(tag: &str, host_addrs: &[&str]) -> Topo {
+        let id = std::process::id();
+        let mut t = Topo {
+            app: format!("{tag}a{id}"),
+            hosts: vec![],
+        };
+        sh(&["ip", "netns", "add", &t.app]);
+        sh(&["ip", "-n", &t.app, "link", "set", "lo", "up"]);
+        for (i, addr) in host_addrs.iter().enumerate() {
+            let host = format!("{tag}h{i}-{id}");
+            let (va, vh) = (Self::app_if(i), format!("h{i}-{id}"));
+            sh(&["ip", "netns", "add", &host]);
+            t.hosts.push(host.clone());
+            sh(&["ip", "link", "add", &va, "type", "veth", "peer", "name", &vh]);
+            sh(&["ip", "link", "set", &va, "netns", &t.app]);
+            sh(&["ip", "link", "set", &vh, "netns", &host]);
+            sh(&["ip", "-n", &t.app, "link", "set", &va, "up"]);
+            sh(&["ip", "-n", &host, "link", "set", "lo", "up"]);
+            sh(&["ip", "-n", &host, "addr", "add", addr, "dev", &vh]);
+            sh(&["ip", "-n", &host, "link", "set", &vh, "up"]);
+            // af_packet must not see merged (GRO) frames; kernel peers must not leave checksums to offload.
+            sh(&[
+                "ip", "netns", "exec", &t.app, "ethtool", "-K", &va, "gro", "off", "tso", "off", "gso", "off", "tx",
+                "off",
+            ]);
+            sh(&["ip", "netns", "exec", &host, "ethtool", "-K", &vh, "tx", "off"]);
+        }
+        t
+    }
+
+    fn app_if(i: usize) -> String {
+        format!("a{i}-{}", std::process::id())
+    }
+
+    fn host_if(i: usize) -> String {
+        format!("h{i}-{}", std::process::id())
+    }
+
+    /// Starts the appliance in its namespace with one net_af_packet port per host.
+    fn start(&self, prefix: &str, dir: &TempDir, config: &str) -> Appliance {
+        let cfg = dir.write("appliance.toml", config);
+        let mut cmd = Command::new("ip");
+        cmd.args(["netns", "exec", &self.app, BIN]).args(eal_base(prefix, "0"));
+        for i in 0..self.hosts.len() {
+            cmd.arg("--vdev")
+                .arg(format!("net_af_packet{i},iface={}", Self::app_if(i)));
+        }
+        cmd.args(["--", "--config"]).arg(&cfg);
+        Appliance::spawn(cmd, prefix, dir)
+    }
+
+    /// GET on the appliance's management endpoint (loopback inside its namespace).
+    fn curl(&self, path: &str) -> Option<String> {
+        let url = format!("http://127.0.0.1:9100{path}");
+        let o = in_ns(&self.app, &["curl", "-s", "-m", "2", &url], Duration::from_secs(5));
+        o.status
+            .success()
+            .then(|| String::from_utf8_lossy(&o.stdout).into_owned())
+    }
+
+    fn wait_healthy(&self, app: &Appliance) {
+        assert!(
+            wait_for(Duration::from_secs(20), || self
+                .curl("/healthz")
+                .filter(|b| b == "ok\n"))
+            .is_some(),
+            "appliance not healthy; stderr:\n{}",
+            app.stderr()
+        );
+    }
+}
+
+impl Drop for Topo {
+    fn drop(&mut self) {
+        for ns in std::iter::once(&self.app).chain(self.hosts.iter()) {
+            let _ = Command::new("ip").args(["netns", "del", ns]).status();
+        }
+    }
+}
+
+#[test]
+fn kernel_host_pings_and_arpings_the_appliance_on_af_packet() {
+    let topo = Topo::new("p", &["10.77.0.1/24"]);
+    let dir = TempDir::new("netns");
+    let prefix = unique("netns");
+    let mut app = topo.start(
+        &prefix,
+        &dir,
+        r#"
+[dataplane]
+workers = [0]
+idle = "adaptive"
+rx_desc = 512
+tx_desc = 512
+
+[[ports]]
+id = 0
+addresses = ["10.77.0.2/24"]
+"#,
+    );
+    topo.wait_healthy(&app);
+    let host = &topo.hosts[0];
+
+    let ping = in_ns(
+        host,
+        &["ping", "-c", "20", "-i", "0.05", "-W", "2", "10.77.0.2"],
+        Duration::from_secs(30),
+    );
+    let ping_out = String::from_utf8_lossy(&ping.stdout);
+    println!("{ping_out}");
+    assert!(
+        ping_out.contains("20 packets transmitted, 20 received"),
+        "{ping_out}\nstderr:\n{}",
+        app.stderr()
+    );
+
+    let arping = in_ns(
+        host,
+        &["arping", "-c", "3", "-w", "5", "-I", &Topo::host_if(0), "10.77.0.2"],
+        Duration::from_secs(10),
+    );
+    let arping_out = String::from_utf8_lossy(&arping.stdout);
+    println!("{arping_out}");
+    assert!(
+        arping.status.success() && arping_out.contains("Received 3 response(s)"),
+        "{arping_out}"
+    );
+
+    let metrics = topo.curl("/metrics").expect("metrics");
+    let rx = metric(&metrics, "appliance_port_rx_packets_total", &[("port", "0")]).unwrap();
+    let tx = metric(&metrics, "appliance_port_tx_packets_total", &[("port", "0")]).unwrap();
+    println!("port 0: rx {rx} tx {tx}");
+    // 20 echo requests + 3 ARP requests (+ the kernel's own ARP before the first ping) in, replies out.
+    assert!(rx >= 23.0, "rx {rx}");
+    assert!(tx >= 23.0, "tx {tx}");
+    assert_eq!(
+        metric(&metrics, "appliance_drops_total", &[("reason", "icmp_unhandled")]),
+        Some(0.0)
+    );
+
+    let (code, stdout) = app.terminate(Duration::from_secs(10));
+    assert_eq!(code, Some(0), "{}", app.stderr());
+    println!("{stdout}");
+}
+
+#[test]
+fn forwarding_between_two_hosts_resolves_next_hops_by_arp() {
+    let topo = Topo::new("f", &["10.81.0.1/24", "10.82.0.1/24"]);
+    sh(&[
+        "ip",
+        "-n",
+        &topo.hosts[0],
+        "route",
+        "add",
+        "10.82.0.0/24",
+        "via",
+        "10.81.0.2",
+    ]);
+    sh(&[
+        "ip",
+        "-n",
+        &topo.hosts[1],
+        "route",
+        "add",
+        "10.81.0.0/24",
+        "via",
+        "10.82.0.2",
+    ]);
+    let dir = TempDir::new("fwd");
+    let prefix = unique("fwd");
+    let mut app = topo.start(
+        &prefix,
+        &dir,
+        r#"
+[dataplane]
+workers = [0]
+forwarding = true
+rx_desc = 512
+tx_desc = 512
+
+[neighbour]
+retrans_ms = 200
+
+[[ports]]
+id = 0
+addresses = ["10.81.0.2/24"]
+
+[[ports]]
+id = 1
+addresses = ["10.82.0.2/24"]
+"#,
+    );
+    topo.wait_healthy(&app);
+    // Nothing is resolved yet: the first packets toward 10.82.0.1 wait in the hold queue for the ARP reply.
+    let ping = in_ns(
+        &topo.hosts[0],
+        &["ping", "-c", "20", "-i", "0.05", "-W", "2", "10.82.0.1"],
+        Duration::from_secs(30),
+    );
+    let ping_out = String::from_utf8_lossy(&ping.stdout);
+    println!("{ping_out}");
+    assert!(
+        ping_out.contains("20 packets transmitted, 20 received"),
+        "{ping_out}\nstderr:\n{}",
+        app.stderr()
+    );
+    // Replies crossed the appliance with TTL decremented once.
+    assert!(ping_out.contains("ttl=63"), "{ping_out}");
+
+    let metrics = topo.curl("/metrics").expect("metrics");
+    let m = |n: &str| metric(&metrics, n, &[]).unwrap();
+    println!(
+        "neighbour requests {} resolved {} entries {} published {}",
+        m("appliance_neighbour_requests_total"),
+        m("appliance_neighbour_resolved_total"),
+        m("appliance_neighbour_entries"),
+        m("appliance_neighbour_published")
+    );
+    assert!(m("appliance_neighbour_requests_total") >= 1.0);
+    assert!(
+        m("appliance_neighbour_resolved_total") >= 1.0,
+        "the appliance resolved 10.82.0.1 itself"
+    );
+    assert!(m("appliance_neighbour_published") >= 2.0, "both hosts known");
+    assert_eq!(
+        metric(&metrics, "appliance_drops_total", &[("reason", "neighbour_unresolved")]),
+        Some(0.0)
+    );
+    assert_eq!(
+        metric(&metrics, "appliance_drops_total", &[("reason", "hold_queue_full")]),
+        Some(0.0)
+    );
+    let state = topo.curl("/state").expect("state");
+    assert!(state.contains("\"ip\":\"10.82.0.1\""), "{state}");
+
+    let (code, _) = app.terminate(Duration::from_secs(10));
+    assert_eq!(code, Some(0), "{}", app.stderr());
+}
