@@ -101,6 +101,23 @@ impl Topo {
     }
 }
 
+/// 20 pings from `ns` to `target` at 20 per second; asserts that all 20 were answered.
+fn ping_20(ns: &str, target: &str, app: &Appliance) -> String {
+    let ping = in_ns(
+        ns,
+        &["ping", "-c", "20", "-i", "0.05", "-W", "2", target],
+        Duration::from_secs(30),
+    );
+    let out = String::from_utf8_lossy(&ping.stdout).into_owned();
+    println!("{out}");
+    assert!(
+        out.contains("20 packets transmitted, 20 received"),
+        "{out}\nstderr:\n{}",
+        app.stderr()
+    );
+    out
+}
+
 impl Drop for Topo {
     fn drop(&mut self) {
         for ns in std::iter::once(&self.app).chain(self.hosts.iter()) {
@@ -132,18 +149,7 @@ addresses = ["10.77.0.2/24"]
     topo.wait_healthy(&app);
     let host = &topo.hosts[0];
 
-    let ping = in_ns(
-        host,
-        &["ping", "-c", "20", "-i", "0.05", "-W", "2", "10.77.0.2"],
-        Duration::from_secs(30),
-    );
-    let ping_out = String::from_utf8_lossy(&ping.stdout);
-    println!("{ping_out}");
-    assert!(
-        ping_out.contains("20 packets transmitted, 20 received"),
-        "{ping_out}\nstderr:\n{}",
-        app.stderr()
-    );
+    ping_20(host, "10.77.0.2", &app);
 
     let arping = in_ns(
         host,
@@ -223,18 +229,7 @@ addresses = ["10.82.0.2/24"]
     );
     topo.wait_healthy(&app);
     // Nothing is resolved yet: the first packets toward 10.82.0.1 wait in the hold queue for the ARP reply.
-    let ping = in_ns(
-        &topo.hosts[0],
-        &["ping", "-c", "20", "-i", "0.05", "-W", "2", "10.82.0.1"],
-        Duration::from_secs(30),
-    );
-    let ping_out = String::from_utf8_lossy(&ping.stdout);
-    println!("{ping_out}");
-    assert!(
-        ping_out.contains("20 packets transmitted, 20 received"),
-        "{ping_out}\nstderr:\n{}",
-        app.stderr()
-    );
+    let ping_out = ping_20(&topo.hosts[0], "10.82.0.1", &app);
     // Replies crossed the appliance with TTL decremented once.
     assert!(ping_out.contains("ttl=63"), "{ping_out}");
 

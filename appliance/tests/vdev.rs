@@ -177,17 +177,32 @@ fn malformed_ipv4_is_dropped_and_counted_under_its_reason() {
     assert_eq!(out.len(), 1, "only the valid ping is answered");
 }
 
-#[test]
-fn healthz_fails_when_a_worker_stalls_and_recovers() {
-    let dir = TempDir::new("health");
+/// An appliance on net_null (frames of garbage as fast as it polls), one worker on lcore 0.
+struct NullRun {
+    app: Appliance,
+    mgmt: u16,
+    _dir: TempDir,
+}
+
+fn start_null(tag: &str, extra: &str) -> NullRun {
+    let dir = TempDir::new(tag);
     let mgmt = free_port();
-    let cfg = dir.write("appliance.toml", &config(mgmt, "debug = true"));
-    let prefix = unique("health");
+    let cfg = dir.write("appliance.toml", &config(mgmt, extra));
+    let prefix = unique(tag);
     let mut cmd = Command::new(BIN);
     cmd.args(eal_base(&prefix, "0"))
         .args(["--vdev", "net_null0", "--", "--config"])
         .arg(&cfg);
-    let mut app = Appliance::spawn(cmd, &prefix, &dir);
+    NullRun {
+        app: Appliance::spawn(cmd, &prefix, &dir),
+        mgmt,
+        _dir: dir,
+    }
+}
+
+#[test]
+fn healthz_fails_when_a_worker_stalls_and_recovers() {
+    let NullRun { mut app, mgmt, _dir } = start_null("health", "debug = true");
     let ok = wait_for(Duration::from_secs(20), || {
         get(mgmt, "/healthz").filter(|(c, _)| *c == 200)
     });
@@ -210,15 +225,7 @@ fn healthz_fails_when_a_worker_stalls_and_recovers() {
 #[test]
 fn flood_of_unsolicited_frames_is_dropped_by_reason_and_every_buffer_returns() {
     // net_null delivers frames of garbage as fast as the worker polls.
-    let dir = TempDir::new("nombuf");
-    let mgmt = free_port();
-    let cfg = dir.write("appliance.toml", &config(mgmt, ""));
-    let prefix = unique("nombuf");
-    let mut cmd = Command::new(BIN);
-    cmd.args(eal_base(&prefix, "0"))
-        .args(["--vdev", "net_null0", "--", "--config"])
-        .arg(&cfg);
-    let mut app = Appliance::spawn(cmd, &prefix, &dir);
+    let NullRun { mut app, mgmt, _dir } = start_null("nombuf", "");
     let m = wait_for(Duration::from_secs(20), || {
         let (_, b) = get(mgmt, "/metrics")?;
         (metric(&b, "appliance_worker_rx_packets_total", &[])? > 100_000.0).then_some(b)
@@ -236,15 +243,11 @@ fn flood_of_unsolicited_frames_is_dropped_by_reason_and_every_buffer_returns() {
 
 #[test]
 fn metrics_pass_promtool_and_state_is_json() {
-    let dir = TempDir::new("prom");
-    let mgmt = free_port();
-    let cfg = dir.write("appliance.toml", &config(mgmt, ""));
-    let prefix = unique("prom");
-    let mut cmd = Command::new(BIN);
-    cmd.args(eal_base(&prefix, "0"))
-        .args(["--vdev", "net_null0", "--", "--config"])
-        .arg(&cfg);
-    let mut app = Appliance::spawn(cmd, &prefix, &dir);
+    let NullRun {
+        mut app,
+        mgmt,
+        _dir: dir,
+    } = start_null("prom", "");
     let body = wait_for(Duration::from_secs(20), || {
         get(mgmt, "/metrics").filter(|(c, _)| *c == 200).map(|(_, b)| b)
     })

@@ -267,14 +267,56 @@ impl<const N: usize> Drop for Burst<N> {
     }
 }
 
-/// Mbufs to free at the end of a burst, freed in bulk.
-pub struct DropList<const N: usize> {
+/// Up to `N` owned mbufs kept as raw pointers for DPDK's bulk calls; whatever it holds is freed on drop.
+struct MbufArray<const N: usize> {
     ptrs: [*mut ffi::rte_mbuf; N],
     len: usize,
 }
 
 // SAFETY: owns the mbufs it holds; see Mbuf.
-unsafe impl<const N: usize> Send for DropList<N> {}
+unsafe impl<const N: usize> Send for MbufArray<N> {}
+
+impl<const N: usize> MbufArray<N> {
+    const fn new() -> Self {
+        MbufArray {
+            ptrs: [std::ptr::null_mut(); N],
+            len: 0,
+        }
+    }
+
+    #[inline]
+    fn push(&mut self, m: Mbuf) -> std::result::Result<(), Mbuf> {
+        if self.len == N {
+            return Err(m);
+        }
+        self.ptrs[self.len] = m.into_raw().as_ptr();
+        self.len += 1;
+        Ok(())
+    }
+
+    /// Empties the array: the first `handed_over` mbufs now belong to someone else (the driver), the rest
+    /// are freed with one bulk call. Returns how many were freed.
+    #[inline]
+    fn release(&mut self, handed_over: usize) -> usize {
+        let handed_over = handed_over.min(self.len);
+        let rest = self.len - handed_over;
+        if rest > 0 {
+            // SAFETY: slots handed_over..len hold mbufs we own; each is freed exactly once, then forgotten.
+            unsafe { ffi::rte_pktmbuf_free_bulk(self.ptrs.as_mut_ptr().add(handed_over), rest as u32) };
+        }
+        self.len = 0;
+        rest
+    }
+}
+
+impl<const N: usize> Drop for MbufArray<N> {
+    fn drop(&mut self) {
+        self.release(0);
+    }
+}
+
+/// Mbufs to free at the end of a burst, freed in bulk.
+pub struct DropList<const N: usize>(MbufArray<N>);
 
 impl<const N: usize> Default for DropList<N> {
     fn default() -> Self {
@@ -284,55 +326,38 @@ impl<const N: usize> Default for DropList<N> {
 
 impl<const N: usize> DropList<N> {
     pub const fn new() -> Self {
-        DropList {
-            ptrs: [std::ptr::null_mut(); N],
-            len: 0,
-        }
+        DropList(MbufArray::new())
     }
 
     /// Adds an mbuf to free; frees everything first if the list is full.
     #[inline]
     pub fn push(&mut self, m: Mbuf) {
-        if self.len == N {
-            self.free_all();
+        if let Err(m) = self.0.push(m) {
+            self.0.release(0);
+            // Cannot fail: the array was just emptied and N > 0 (a zero-sized list frees at once).
+            if let Err(m) = self.0.push(m) {
+                drop(m);
+            }
         }
-        self.ptrs[self.len] = m.into_raw().as_ptr();
-        self.len += 1;
     }
 
     pub fn len(&self) -> usize {
-        self.len
+        self.0.len
     }
 
     pub fn is_empty(&self) -> bool {
-        self.len == 0
+        self.0.len == 0
     }
 
     /// Frees every mbuf held, with one bulk call.
     #[inline]
     pub fn free_all(&mut self) {
-        if self.len > 0 {
-            // SAFETY: the first len slots are mbufs we own; rte_pktmbuf_free_bulk frees each exactly once.
-            unsafe { ffi::rte_pktmbuf_free_bulk(self.ptrs.as_mut_ptr(), self.len as u32) };
-            self.len = 0;
-        }
-    }
-}
-
-impl<const N: usize> Drop for DropList<N> {
-    fn drop(&mut self) {
-        self.free_all();
+        self.0.release(0);
     }
 }
 
 /// Packets waiting to be sent on one tx queue, sent when full or when the owner drains it.
-pub struct TxBuffer<const N: usize> {
-    ptrs: [*mut ffi::rte_mbuf; N],
-    len: usize,
-}
-
-// SAFETY: owns the mbufs it holds; see Mbuf.
-unsafe impl<const N: usize> Send for TxBuffer<N> {}
+pub struct TxBuffer<const N: usize>(MbufArray<N>);
 
 impl<const N: usize> Default for TxBuffer<N> {
     fn default() -> Self {
@@ -342,59 +367,39 @@ impl<const N: usize> Default for TxBuffer<N> {
 
 impl<const N: usize> TxBuffer<N> {
     pub const fn new() -> Self {
-        TxBuffer {
-            ptrs: [std::ptr::null_mut(); N],
-            len: 0,
-        }
+        TxBuffer(MbufArray::new())
     }
 
     pub fn len(&self) -> usize {
-        self.len
+        self.0.len
     }
 
     pub fn is_empty(&self) -> bool {
-        self.len == 0
+        self.0.len == 0
     }
 
     pub fn is_full(&self) -> bool {
-        self.len == N
+        self.0.len == N
     }
 
     /// Queues an mbuf. The caller drains first when [`TxBuffer::is_full`]; if it did not, the mbuf is
     /// handed back.
     #[inline]
     pub fn push(&mut self, m: Mbuf) -> std::result::Result<(), Mbuf> {
-        if self.len == N {
-            return Err(m);
-        }
-        self.ptrs[self.len] = m.into_raw().as_ptr();
-        self.len += 1;
-        Ok(())
+        self.0.push(m)
     }
 
     /// Sends what is queued on `txq`. Returns (sent, dropped): mbufs the driver did not take are freed.
     #[inline]
     pub fn drain(&mut self, txq: &mut crate::port::TxQueue) -> (usize, usize) {
-        if self.len == 0 {
+        let n = self.0.len;
+        if n == 0 {
             return (0, 0);
         }
-        let n = self.len;
-        // SAFETY: the first n slots are mbufs we own; the driver takes ownership of the first `sent`.
-        let sent = unsafe { ffi::shim_tx_burst(txq.port.0, txq.queue.0, self.ptrs.as_mut_ptr(), n as u16) } as usize;
-        if sent < n {
-            // SAFETY: the slots sent..n are still ours; free them in bulk.
-            unsafe { ffi::rte_pktmbuf_free_bulk(self.ptrs.as_mut_ptr().add(sent), (n - sent) as u32) };
-        }
-        self.len = 0;
-        (sent, n - sent)
-    }
-}
-
-impl<const N: usize> Drop for TxBuffer<N> {
-    fn drop(&mut self) {
-        if self.len > 0 {
-            // SAFETY: the first len slots are mbufs we own.
-            unsafe { ffi::rte_pktmbuf_free_bulk(self.ptrs.as_mut_ptr(), self.len as u32) };
-        }
+        // SAFETY: the first n slots are mbufs we own; the driver takes ownership of the first `sent`, which
+        // `release` then forgets; txq is the only sender on (port, queue).
+        let sent = unsafe { ffi::shim_tx_burst(txq.port.0, txq.queue.0, self.0.ptrs.as_mut_ptr(), n as u16) } as usize;
+        let dropped = self.0.release(sent);
+        (sent, dropped)
     }
 }
