@@ -1,6 +1,7 @@
 //! Header views and packet stages: plain Rust, no DPDK. The appliance runs these stages on mbufs; the tests
 //! here run them on byte buffers.
 
+pub mod buf;
 pub mod checksum;
 pub mod drop;
 pub mod hold;

@@ -5,8 +5,11 @@
 
 pub mod arp;
 pub mod ethernet;
+pub mod geneve;
 pub mod icmpv4;
 pub mod ipv4;
+pub mod tcp;
+pub mod udp;
 
 use std::fmt;
 
@@ -26,6 +29,9 @@ pub enum Layer {
     Arp,
     Ipv4,
     Icmpv4,
+    Udp,
+    Tcp,
+    Geneve,
 }
 
 impl fmt::Display for Error {
