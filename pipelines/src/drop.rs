@@ -60,8 +60,22 @@ drop_reasons! {
     NoRoute => "no_route", "no route to the destination";
     NeighbourUnresolved => "neighbour_unresolved", "next hop did not answer ARP in time";
     HoldQueueFull => "hold_queue_full", "no room to hold a packet while its next hop is resolved";
-    ControlQueueFull => "control_queue_full", "ring to the control thread full";
     TxFull => "tx_full", "the driver did not take the packet (tx ring full)";
+    NoApplication => "no_application", "no application serves this VIP, protocol and port";
+    TooBig => "too_big", "larger than the overlay MTU and DF clear (not fragmented)";
+    NoHeadroom => "no_headroom", "no room in front of the packet for the outer headers";
+    ReplicaNoBuffer => "replica_no_buffer", "no buffer for another path's copy";
+    BurstFull => "burst_full", "no room in the burst for another path's copy";
+    NoPath => "no_path", "the application's path set has no usable path";
+    OverlayMalformed => "overlay_malformed", "outer UDP/Geneve/option malformed or unknown critical option";
+    NotAPeer => "not_a_peer", "overlay packet from an address that is not a configured peer";
+    HopLimit => "hop_limit", "overlay hop count exhausted";
+    NoOverlayRoute => "no_overlay_route", "no next hop for this destination node and path";
+    WrongNode => "wrong_node", "overlay packet for another destination node";
+    Duplicate => "duplicate", "copy of a sequence number already delivered (another path's twin)";
+    Rogue => "rogue", "sequence number older than the history window";
+    DedupeTableFull => "dedupe_table_full", "no room for another (sender, stream) in the dedupe table";
+    InnerMalformed => "inner_malformed", "decapsulated packet is not a valid IPv4 packet";
 }
 
 /// Per-reason drop counts, owned by one core.

@@ -6,6 +6,7 @@ pub mod checksum;
 pub mod drop;
 pub mod hold;
 pub mod neigh;
+pub mod overlay;
 pub mod presence;
 pub mod route;
 pub mod wire;

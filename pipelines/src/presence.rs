@@ -253,7 +253,7 @@ impl Presence {
 }
 
 /// Maps a header error to the drop reason operators see.
-fn ipv4_error_reason(e: WireError, l3: &[u8]) -> DropReason {
+pub(crate) fn ipv4_error_reason(e: WireError, l3: &[u8]) -> DropReason {
     match e {
         WireError::Malformed {
             layer: Layer::Ipv4,

@@ -403,3 +403,46 @@ impl<const N: usize> TxBuffer<N> {
         (sent, dropped)
     }
 }
+
+impl pipelines::buf::PacketBuf for Mbuf {
+    #[inline(always)]
+    fn data(&self) -> &[u8] {
+        Mbuf::data(self)
+    }
+
+    #[inline(always)]
+    fn data_mut(&mut self) -> Option<&mut [u8]> {
+        Mbuf::data_mut(self)
+    }
+
+    #[inline(always)]
+    fn headroom(&self) -> usize {
+        Mbuf::headroom(self)
+    }
+
+    #[inline]
+    fn prepend(&mut self, n: usize) -> bool {
+        u16::try_from(n).is_ok_and(|n| Mbuf::prepend(self, n))
+    }
+
+    #[inline]
+    fn adj(&mut self, n: usize) -> bool {
+        u16::try_from(n).is_ok_and(|n| Mbuf::adj(self, n))
+    }
+
+    #[inline]
+    fn trim(&mut self, n: usize) -> bool {
+        u16::try_from(n).is_ok_and(|n| Mbuf::trim(self, n))
+    }
+
+    /// A full copy into new buffers from the mbuf's own pool (ARCHITECTURE.md "Replicas": every copy but
+    /// the first is a full copy, so no copy writes into a segment another shares).
+    #[inline]
+    fn replica(&self) -> Option<Self> {
+        let pool = self.raw().pool;
+        // SAFETY: pool is the valid mempool this mbuf came from; rte_pktmbuf_copy returns a new mbuf chain
+        // that we then own, or NULL on exhaustion.
+        let p = unsafe { ffi::rte_pktmbuf_copy(self.0.as_ptr(), pool, 0, u32::MAX) };
+        NonNull::new(p).map(Mbuf)
+    }
+}

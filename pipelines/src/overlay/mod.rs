@@ -1,0 +1,268 @@
+//! The overlay stages (ARCHITECTURE.md, "Overlay header" and "Removing duplicates"): classify, MTU guard
+//! (MSS clamping, fragmentation needed), encap, replicate, relay, dedupe, decap. Each takes a burst and
+//! writes a verdict per packet; packets whose verdict is not [`Verdict::Next`] are left alone by later
+//! stages. Nothing here allocates per packet: bursts and tables are sized when they are built.
+//!
+//! Outer headers this project sends (78 bytes with Ethernet; overlay MTU = link MTU - 64):
+//! Ethernet / IPv4 (DF, TTL 64, no options) / UDP (source port = base + stream, destination 6081,
+//! checksum 0) / Geneve (version 0, C bit, protocol 0x0800, VNI = application) / overlay option
+//! (see [`crate::wire::geneve`]).
+
+pub mod classify;
+pub mod decap;
+pub mod dedupe;
+pub mod encap;
+pub mod mtu;
+pub mod relay;
+pub mod replicate;
+
+use crate::buf::PacketBuf;
+use crate::drop::DropReason;
+use crate::wire::geneve::{self, OptRepr};
+use crate::wire::{ethernet, ipv4, udp, MacAddr};
+use std::net::Ipv4Addr;
+
+/// Bytes the encapsulation adds in front of the inner IPv4 packet, Ethernet included.
+pub const OUTER_LEN: usize = ethernet::HEADER_LEN + ipv4::MIN_HEADER_LEN + udp::HEADER_LEN + geneve::OVERLAY_GENEVE_LEN;
+/// Bytes the encapsulation adds to an IPv4 packet (what the overlay MTU loses).
+pub const OVERHEAD: usize = OUTER_LEN - ethernet::HEADER_LEN;
+/// Offset of the option data in a frame this project built (outer IPv4 without options).
+pub const OPT_OFF: usize = ethernet::HEADER_LEN + ipv4::MIN_HEADER_LEN + udp::HEADER_LEN + geneve::HEADER_LEN + 4;
+
+/// What happens to a packet after the stages.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Verdict {
+    /// Not decided yet: the next stage handles it.
+    #[default]
+    Next,
+    /// Send out of `port` to the neighbour `next_hop` (its MAC is filled in by the worker).
+    Forward {
+        port: u16,
+        next_hop: Ipv4Addr,
+    },
+    /// Send back out of the port it came in on (an ICMP error built in place).
+    Reply,
+    Drop(DropReason),
+}
+
+/// Per-packet state carried between stages.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Meta {
+    pub verdict: Verdict,
+    pub in_port: u16,
+    /// Application index (edge: from classify; gateway: from the VNI).
+    pub app: u16,
+    pub vni: u32,
+    pub flow_hash: u32,
+    pub sender: u16,
+    pub stream: u16,
+    pub path: u8,
+    /// Offset of the inner IPv4 packet in an overlay frame (set by the stage that parsed the outer
+    /// headers; 0 when not parsed).
+    pub inner_off: u16,
+}
+
+impl Meta {
+    pub fn new(in_port: u16) -> Meta {
+        Meta {
+            in_port,
+            ..Default::default()
+        }
+    }
+
+    #[inline]
+    pub fn is_next(&self) -> bool {
+        self.verdict == Verdict::Next
+    }
+}
+
+/// A burst of packets with their metadata. Its capacity is fixed when it is made; `push` never grows it.
+pub struct Burst<B> {
+    pub pkts: Vec<B>,
+    pub meta: Vec<Meta>,
+    cap: usize,
+}
+
+impl<B> Burst<B> {
+    pub fn with_capacity(cap: usize) -> Self {
+        Burst {
+            pkts: Vec::with_capacity(cap),
+            meta: Vec::with_capacity(cap),
+            cap,
+        }
+    }
+
+    /// Adds a packet; hands it back when the burst is full.
+    #[inline]
+    pub fn push(&mut self, pkt: B, meta: Meta) -> Result<(), B> {
+        if self.pkts.len() >= self.cap {
+            return Err(pkt);
+        }
+        self.pkts.push(pkt);
+        self.meta.push(meta);
+        Ok(())
+    }
+
+    pub fn len(&self) -> usize {
+        self.pkts.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.pkts.is_empty()
+    }
+
+    pub fn capacity(&self) -> usize {
+        self.cap
+    }
+
+    /// Takes every packet out with its metadata, leaving the burst empty (capacity kept).
+    pub fn drain(&mut self) -> impl Iterator<Item = (B, Meta)> + '_ {
+        self.pkts.drain(..).zip(self.meta.drain(..))
+    }
+}
+
+/// The outer headers of an overlay packet, validated.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Outer {
+    pub ip_src: Ipv4Addr,
+    pub ip_dst: Ipv4Addr,
+    pub ttl: u8,
+    pub udp_src: u16,
+    /// UDP checksum as received (0 = none).
+    pub udp_csum: u16,
+    pub udp_off: usize,
+    pub vni: u32,
+    /// Offset of the option data.
+    pub opt_off: usize,
+    /// Offset of the inner packet.
+    pub inner_off: usize,
+    pub opt: OptRepr,
+}
+
+/// Validates Ethernet / IPv4 / UDP 6081 / Geneve / overlay option and returns where everything is.
+pub fn parse_outer(frame: &[u8]) -> Result<Outer, DropReason> {
+    let eth = ethernet::Frame::new_checked(frame).map_err(|_| DropReason::EthTruncated)?;
+    if eth.ethertype() != ethernet::ethertype::IPV4 {
+        return Err(DropReason::EtherTypeUnsupported);
+    }
+    let l3 = &frame[ethernet::HEADER_LEN..];
+    let ip = ipv4::Packet::new_checked(l3).map_err(|e| crate::presence::ipv4_error_reason(e, l3))?;
+    if !ip.verify_checksum() {
+        return Err(DropReason::Ipv4Checksum);
+    }
+    if ip.is_fragment() {
+        return Err(DropReason::Ipv4Fragment);
+    }
+    if ip.ttl() == 0 {
+        return Err(DropReason::Ipv4TtlExpired);
+    }
+    if ip.protocol() != ipv4::protocol::UDP {
+        return Err(DropReason::ProtocolUnhandled);
+    }
+    let udp_off = ethernet::HEADER_LEN + ip.header_len();
+    let u = udp::Packet::new_checked(ip.payload()).map_err(|_| DropReason::OverlayMalformed)?;
+    if u.dst_port() != geneve::PORT {
+        return Err(DropReason::ProtocolUnhandled);
+    }
+    let g = geneve::Header::new_checked(u.payload()).map_err(|_| DropReason::OverlayMalformed)?;
+    if g.protocol() != geneve::PROTO_IPV4 {
+        return Err(DropReason::OverlayMalformed);
+    }
+    let data = match g.overlay_option() {
+        Ok(Some(d)) => d,
+        _ => return Err(DropReason::OverlayMalformed),
+    };
+    let opt = OptRepr::parse(data).ok_or(DropReason::OverlayMalformed)?;
+    let geneve_off = udp_off + udp::HEADER_LEN;
+    // The option data lies inside the frame: its offset is where the slice starts.
+    let opt_off = data.as_ptr() as usize - frame.as_ptr() as usize;
+    Ok(Outer {
+        ip_src: ip.src(),
+        ip_dst: ip.dst(),
+        ttl: ip.ttl(),
+        udp_src: u.src_port(),
+        udp_csum: u.checksum(),
+        udp_off,
+        vni: g.vni(),
+        opt_off,
+        inner_off: geneve_off + g.header_len(),
+        opt,
+    })
+}
+
+/// What goes into the outer headers of one packet.
+#[derive(Debug, Clone, Copy)]
+pub struct OuterRepr {
+    pub eth_src: MacAddr,
+    pub eth_dst: MacAddr,
+    pub ip_src: Ipv4Addr,
+    pub ip_dst: Ipv4Addr,
+    pub udp_src: u16,
+    pub vni: u32,
+    pub opt: OptRepr,
+}
+
+impl OuterRepr {
+    /// Writes the 78 outer bytes in front of an inner IPv4 packet of `inner_len` bytes.
+    pub fn emit(&self, buf: &mut [u8], inner_len: usize) {
+        ethernet::Repr {
+            dst: self.eth_dst,
+            src: self.eth_src,
+            ethertype: ethernet::ethertype::IPV4,
+        }
+        .emit(buf);
+        let udp_len = udp::HEADER_LEN + geneve::OVERLAY_GENEVE_LEN + inner_len;
+        ipv4::Repr {
+            src: self.ip_src,
+            dst: self.ip_dst,
+            protocol: ipv4::protocol::UDP,
+            ttl: 64,
+            dscp_ecn: 0,
+            ident: 0,
+            dont_frag: true,
+            payload_len: udp_len,
+        }
+        .emit(&mut buf[ethernet::HEADER_LEN..]);
+        let u = ethernet::HEADER_LEN + ipv4::MIN_HEADER_LEN;
+        udp::Repr {
+            src_port: self.udp_src,
+            dst_port: geneve::PORT,
+            payload_len: udp_len - udp::HEADER_LEN,
+        }
+        .emit(&mut buf[u..]);
+        geneve::emit_overlay(&mut buf[u + udp::HEADER_LEN..], self.vni, &self.opt);
+    }
+}
+
+/// Sets the outer IPv4 destination of a frame this project built and recomputes the header checksum.
+#[inline]
+pub(crate) fn set_outer_dst(frame: &mut [u8], dst: Ipv4Addr) {
+    let mut ip =
+        ipv4::Packet::new_unchecked(&mut frame[ethernet::HEADER_LEN..ethernet::HEADER_LEN + ipv4::MIN_HEADER_LEN]);
+    ip.set_dst(dst);
+    ip.fill_checksum();
+}
+
+/// A 32-bit hash of a flow's 5-tuple (for stream buckets and target choice); not for security.
+#[inline]
+pub fn flow_hash(src: Ipv4Addr, dst: Ipv4Addr, proto: u8, sport: u16, dport: u16) -> u32 {
+    let a = (u32::from(src) as u64) << 32 | u32::from(dst) as u64;
+    let b = (proto as u64) << 32 | (sport as u64) << 16 | dport as u64;
+    let mut h = a.wrapping_mul(0x9e37_79b9_7f4a_7c15) ^ b.wrapping_mul(0xc2b2_ae3d_27d4_eb4f);
+    h ^= h >> 29;
+    h = h.wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    h ^= h >> 32;
+    h as u32
+}
+
+/// Writes a frame's Ethernet addresses (the L2 rewrite after a neighbour lookup).
+#[inline]
+pub fn set_l2<B: PacketBuf>(pkt: &mut B, src: MacAddr, dst: MacAddr) -> bool {
+    match pkt.data_mut() {
+        Some(d) if d.len() >= ethernet::HEADER_LEN => {
+            crate::presence::set_l2(d, src, dst);
+            true
+        }
+        _ => false,
+    }
+}

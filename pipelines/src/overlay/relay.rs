@@ -1,0 +1,97 @@
+//! Relay: validates the outer headers and the option of packets addressed to it, checks that they come
+//! from a configured overlay peer, looks up the next hop by (destination node, path id), rewrites the outer
+//! addresses (relay -> next), decrements the hop count (dropped at 0) and forwards. Stateless.
+use super::{parse_outer, Burst, Verdict};
+use crate::buf::PacketBuf;
+use crate::checksum;
+use crate::drop::DropReason;
+use crate::wire::geneve::opt;
+use crate::wire::{ethernet, ipv4, udp};
+use std::collections::{HashMap, HashSet};
+use std::net::Ipv4Addr;
+
+/// Where a relay sends packets of (destination node, path).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Hop {
+    /// The next overlay node's address (outer destination).
+    pub addr: Ipv4Addr,
+    pub port: u16,
+    /// Underlay next hop toward `addr`.
+    pub next_hop: Ipv4Addr,
+}
+
+#[derive(Debug, Clone)]
+pub struct Relay {
+    pub addr: Ipv4Addr,
+    peers: HashSet<Ipv4Addr>,
+    hops: HashMap<(u16, u8), Hop>,
+}
+
+impl Relay {
+    pub fn new(addr: Ipv4Addr, peers: impl IntoIterator<Item = Ipv4Addr>, hops: HashMap<(u16, u8), Hop>) -> Self {
+        Relay {
+            addr,
+            peers: peers.into_iter().collect(),
+            hops,
+        }
+    }
+
+    /// Relays one frame in place; returns where to send it.
+    #[inline]
+    pub fn relay<B: PacketBuf>(&self, pkt: &mut B) -> Verdict {
+        let o = match parse_outer(pkt.data()) {
+            Ok(o) => o,
+            Err(r) => return Verdict::Drop(r),
+        };
+        if o.ip_dst != self.addr {
+            return Verdict::Drop(DropReason::NotForUs);
+        }
+        if !self.peers.contains(&o.ip_src) {
+            return Verdict::Drop(DropReason::NotAPeer);
+        }
+        if o.opt.hops <= 1 {
+            return Verdict::Drop(DropReason::HopLimit);
+        }
+        let Some(hop) = self.hops.get(&(o.opt.dest, o.opt.path)) else {
+            return Verdict::Drop(DropReason::NoOverlayRoute);
+        };
+        let Some(d) = pkt.data_mut() else {
+            return Verdict::Drop(DropReason::MultiSegment);
+        };
+        // Hop count: one byte of the option, in the 16-bit word it shares with version/flags.
+        let word_at = o.opt_off + opt::VER_FLAGS;
+        let old_word = u16::from_be_bytes([d[word_at], d[word_at + 1]]);
+        d[o.opt_off + opt::HOPS] = o.opt.hops - 1;
+        let new_word = u16::from_be_bytes([d[word_at], d[word_at + 1]]);
+        // The outer IPv4 header becomes the relay's: new addresses, fresh TTL.
+        let (old_src, old_dst) = (u32::from(o.ip_src), u32::from(o.ip_dst));
+        let (new_src, new_dst) = (u32::from(self.addr), u32::from(hop.addr));
+        let mut ip = ipv4::Packet::new_unchecked(&mut d[ethernet::HEADER_LEN..]);
+        ip.set_src(self.addr);
+        ip.set_dst(hop.addr);
+        ip.set_ttl(64);
+        ip.fill_checksum();
+        // A non-zero UDP checksum covers the pseudo-header and the option: patch it (RFC 1624). Zero stays
+        // zero (RFC 768: none).
+        if o.udp_csum != 0 {
+            let mut c = checksum::update32(o.udp_csum, old_src, new_src);
+            c = checksum::update32(c, old_dst, new_dst);
+            // Geneve options are 4-byte aligned, so the word is aligned in the UDP checksum too.
+            c = checksum::update16(c, old_word, new_word);
+            let c = if c == 0 { 0xffff } else { c };
+            d[o.udp_off + udp::field::CHECKSUM..o.udp_off + udp::field::CHECKSUM + 2].copy_from_slice(&c.to_be_bytes());
+        }
+        Verdict::Forward {
+            port: hop.port,
+            next_hop: hop.next_hop,
+        }
+    }
+
+    pub fn run<B: PacketBuf>(&self, burst: &mut Burst<B>) {
+        for (p, m) in burst.pkts.iter_mut().zip(burst.meta.iter_mut()) {
+            if m.is_next() {
+                m.verdict = self.relay(p);
+            }
+        }
+    }
+}
