@@ -8,6 +8,8 @@ PKGS=(
   dpdk dpdk-dev libdpdk-dev libclang-dev clang pkg-config build-essential
   # network test hosts and tools
   iproute2 iputils-ping iputils-arping ethtool nftables curl tcpdump procps
+  # tshark decodes the overlay (Lua dissector test)
+  tshark
   # promtool, to check the metrics exposition
   prometheus
 )
