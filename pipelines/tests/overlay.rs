@@ -543,3 +543,34 @@ fn decap_refuses_a_broken_inner_packet() {
     d[OUTER_LEN + 10] ^= 0xff; // inner IPv4 checksum
     assert_eq!(decap::decap(&mut b.pkts[0], 0), Err(DropReason::InnerMalformed));
 }
+
+#[test]
+fn tiny_overlay_mtu_with_ip_options_never_panics() {
+    // Found by the inner fuzz target: a 60-byte IPv4 header, DF, above a 68-byte overlay MTU, in a frame
+    // too short to quote header + 8 bytes behind the new headers.
+    let mut f = udp_frame(53, &[1u8; 20], true);
+    let mut ip = f[14..].to_vec();
+    let opts = [1u8; 40]; // NOP options
+    ip.splice(20..20, opts);
+    ip[0] = 0x4f;
+    let total = ip.len() as u16;
+    ip[2..4].copy_from_slice(&total.to_be_bytes());
+    ip[10] = 0;
+    ip[11] = 0;
+    let c = pipelines::checksum::checksum(&ip[..60]);
+    ip[10..12].copy_from_slice(&c.to_be_bytes());
+    f.truncate(14);
+    f.extend_from_slice(&ip);
+    let g = MtuGuard { overlay_mtu: 68 };
+    let mut p = VecBuf::new(&f, 64);
+    let a = g.apply(&mut p);
+    assert!(
+        matches!(a, MtuAction::FragNeeded | MtuAction::Drop(DropReason::TooBig)),
+        "{a:?}"
+    );
+    if a == MtuAction::FragNeeded {
+        let (h, rest) = etherparse::Ipv4Header::from_slice(&p.data()[14..]).unwrap();
+        assert_eq!(h.header_checksum, h.calc_header_checksum());
+        assert!(rest.len() >= 8 + 20);
+    }
+}

@@ -72,7 +72,15 @@ impl MtuGuard {
         };
         let l3 = &frame[ethernet::HEADER_LEN..];
         let ip = ipv4::Packet::new_unchecked(l3);
-        let quote = (ip.header_len() + 8).min(ip.total_len());
+        // Quote the header and 8 bytes, as far as the frame has room for them behind the new headers (a
+        // frame larger than the overlay MTU normally has plenty; a tiny MTU may not).
+        let room = frame
+            .len()
+            .saturating_sub(ethernet::HEADER_LEN + ipv4::MIN_HEADER_LEN + icmpv4::HEADER_LEN);
+        let quote = (ip.header_len() + 8).min(ip.total_len()).min(room);
+        if quote < ipv4::MIN_HEADER_LEN {
+            return MtuAction::Drop(DropReason::TooBig);
+        }
         let mut orig = [0u8; 68];
         orig[..quote].copy_from_slice(&l3[..quote]);
         let (src, dst) = (ip.src(), ip.dst());

@@ -1,0 +1,311 @@
+//! Per-stage cost on synthetic bursts of 32 packets, for one hot flow and for realistic working sets
+//! (10 k flows / streams). Throughput is in packets; `scripts/bench-table.sh` turns criterion's estimates
+//! into the ns-per-packet table in the README. Burst construction happens outside the timed region.
+//!
+//! The test buffer is a Vec: its `replica` allocates and copies, where an mbuf would come from a mempool,
+//! so the replicate figure includes the allocator.
+use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughput};
+use etherparse::PacketBuilder;
+use pipelines::buf::VecBuf;
+use pipelines::drop::DropCounts;
+use pipelines::overlay::classify::{Classifier, Service};
+use pipelines::overlay::dedupe::{Dedupe, DedupeConfig};
+use pipelines::overlay::encap::{AppRoute, Encap};
+use pipelines::overlay::mtu::MtuGuard;
+use pipelines::overlay::relay::{Hop, Relay};
+use pipelines::overlay::replicate::{Path, PathSet, Replicate};
+use pipelines::overlay::{decap, Burst, Meta};
+use pipelines::presence::{PortAddrs, Presence};
+use pipelines::route::{Route, RouteTable};
+use pipelines::MacAddr;
+use std::collections::{HashMap, HashSet};
+use std::hint::black_box;
+use std::net::Ipv4Addr;
+
+const N: usize = 32;
+const VIP: [u8; 4] = [100, 64, 0, 1];
+const EDGE: Ipv4Addr = Ipv4Addr::new(10, 1, 0, 1);
+const R1: Ipv4Addr = Ipv4Addr::new(10, 2, 0, 1);
+const R2: Ipv4Addr = Ipv4Addr::new(10, 3, 0, 1);
+const GW: Ipv4Addr = Ipv4Addr::new(10, 4, 0, 1);
+
+/// A 64-byte-class TCP frame from client `c` (flow index) to the VIP.
+fn client_frame(c: u32, syn: bool) -> Vec<u8> {
+    let src = (0x0a00_0000 + c).to_be_bytes();
+    let b = PacketBuilder::ethernet2([2, 0, 0, 0, 0, 1], [2, 0, 0, 0, 0, 2])
+        .ipv4(src, VIP, 64)
+        .tcp((c % 60000) as u16 + 1024, 80, 1, 1000);
+    let mut out = Vec::new();
+    if syn {
+        b.syn()
+            .options(&[etherparse::TcpOptionElement::MaximumSegmentSize(1460)])
+            .unwrap()
+            .write(&mut out, &[])
+            .unwrap();
+    } else {
+        b.write(&mut out, &[0u8; 6]).unwrap();
+    }
+    out
+}
+
+fn burst(frames: &[Vec<u8>], offset: usize) -> Burst<VecBuf> {
+    let mut b = Burst::with_capacity(N * 2);
+    for i in 0..N {
+        b.push(VecBuf::new(&frames[(offset + i) % frames.len()], 128), Meta::new(0))
+            .unwrap();
+    }
+    b
+}
+
+fn classifier() -> Classifier {
+    Classifier::new(
+        &[Service {
+            vip: VIP.into(),
+            proto: 6,
+            port: 80,
+            app: 0,
+        }],
+        &[],
+    )
+}
+
+fn encap_stage() -> Encap {
+    Encap::new(1, EDGE, 40000, 8, 0, vec![4], vec![AppRoute { vni: 7, dest: 0 }])
+}
+
+fn replicate_stage() -> Replicate {
+    let p = |id, region: &str, relay| Path {
+        id,
+        name: region.into(),
+        region: region.into(),
+        relay,
+        port: 0,
+        next_hop: Ipv4Addr::new(10, 1, 0, 254),
+        up: true,
+    };
+    Replicate {
+        sets: vec![PathSet::new(vec![p(1, "eu", R1), p(2, "us", R2)]).unwrap()],
+        app_dest: vec![0],
+    }
+}
+
+/// Encapsulated frames of `flows` flows, one copy per path: what relays and gateways receive.
+fn overlay_frames(flows: u32, per_flow: u32) -> (Vec<Vec<u8>>, Vec<Vec<u8>>) {
+    let c = classifier();
+    let mut e = encap_stage();
+    let r = replicate_stage();
+    let (mut p1, mut p2) = (Vec::new(), Vec::new());
+    for round in 0..per_flow {
+        for f in 0..flows {
+            let _ = round;
+            let mut b = Burst::with_capacity(4);
+            b.push(VecBuf::new(&client_frame(f, false), 128), Meta::new(0)).unwrap();
+            c.run(&mut b);
+            e.run(&mut b, 0);
+            r.run(&mut b, &mut DropCounts::default());
+            for (p, m) in b.drain() {
+                if m.path == 1 {
+                    p1.push(p.to_vec())
+                } else {
+                    p2.push(p.to_vec())
+                }
+            }
+        }
+    }
+    (p1, p2)
+}
+
+fn bench(c: &mut Criterion) {
+    let hot = vec![client_frame(7, false)];
+    let many: Vec<Vec<u8>> = (0..10_000).map(|f| client_frame(f, false)).collect();
+    let syn: Vec<Vec<u8>> = (0..64).map(|f| client_frame(f, true)).collect();
+
+    let mut g = c.benchmark_group("stage");
+    g.throughput(Throughput::Elements(N as u64));
+
+    let presence = Presence::new(
+        vec![PortAddrs {
+            mac: MacAddr([2, 0, 0, 0, 0, 2]),
+            addrs: vec!["10.9.0.2/24".parse().unwrap()],
+            arp_extra: vec![],
+        }],
+        RouteTable::new(vec![Route {
+            net: "0.0.0.0/0".parse().unwrap(),
+            port: 0,
+            via: Some(Ipv4Addr::new(10, 9, 0, 1)),
+        }]),
+        true,
+    );
+    g.bench_function("presence_forward/10k_flows", |b| {
+        let mut off = 0;
+        b.iter_batched(
+            || {
+                off += N;
+                burst(&many, off)
+            },
+            |mut bu| {
+                for p in bu.pkts.iter_mut() {
+                    black_box(presence.process(0, pipelines::buf::PacketBuf::data_mut(p).unwrap()));
+                }
+                bu
+            },
+            BatchSize::SmallInput,
+        )
+    });
+
+    let cl = classifier();
+    for (name, frames) in [("classify/hot_flow", &hot), ("classify/10k_flows", &many)] {
+        g.bench_function(name, |b| {
+            let mut off = 0;
+            b.iter_batched(
+                || {
+                    off += N;
+                    burst(frames, off)
+                },
+                |mut bu| {
+                    cl.run(&mut bu);
+                    bu
+                },
+                BatchSize::SmallInput,
+            )
+        });
+    }
+
+    let guard = MtuGuard::new(1500);
+    for (name, frames) in [("mtu_guard/pass", &many), ("mtu_guard/syn_clamp", &syn)] {
+        g.bench_function(name, |b| {
+            let mut off = 0;
+            b.iter_batched(
+                || {
+                    off += N;
+                    burst(frames, off)
+                },
+                |mut bu| {
+                    guard.run(&mut bu);
+                    bu
+                },
+                BatchSize::SmallInput,
+            )
+        });
+    }
+
+    for (name, frames) in [("encap/hot_flow", &hot), ("encap/10k_flows", &many)] {
+        let mut e = encap_stage();
+        g.bench_function(name, |b| {
+            let mut off = 0;
+            b.iter_batched(
+                || {
+                    off += N;
+                    let mut bu = burst(frames, off);
+                    cl.run(&mut bu);
+                    bu
+                },
+                |mut bu| {
+                    e.run(&mut bu, 1);
+                    bu
+                },
+                BatchSize::SmallInput,
+            )
+        });
+    }
+
+    let rep = replicate_stage();
+    g.bench_function("replicate_2_paths/10k_flows", |b| {
+        let mut e = encap_stage();
+        let mut off = 0;
+        b.iter_batched(
+            || {
+                off += N;
+                let mut bu = burst(&many, off);
+                cl.run(&mut bu);
+                e.run(&mut bu, 1);
+                bu
+            },
+            |mut bu| {
+                let mut d = DropCounts::default();
+                rep.run(&mut bu, &mut d);
+                bu
+            },
+            BatchSize::SmallInput,
+        )
+    });
+
+    let (p1, p2) = overlay_frames(10_000, 1);
+    let mut hops = HashMap::new();
+    hops.insert(
+        (4u16, 1u8),
+        Hop {
+            addr: GW,
+            port: 0,
+            next_hop: Ipv4Addr::new(10, 2, 0, 254),
+        },
+    );
+    let relay = Relay::new(R1, [EDGE], hops);
+    g.bench_function("relay/10k_flows", |b| {
+        let mut off = 0;
+        b.iter_batched(
+            || {
+                off += N;
+                burst(&p1, off)
+            },
+            |mut bu| {
+                relay.run(&mut bu);
+                bu
+            },
+            BatchSize::SmallInput,
+        )
+    });
+
+    // Gateway side: both copies of each packet (as two relays deliver them), half are duplicates.
+    let peers: HashSet<Ipv4Addr> = [EDGE].into_iter().collect();
+    let (hp1, hp2) = overlay_frames(1, 4096);
+    let interleave = |a: &[Vec<u8>], b: &[Vec<u8>]| -> Vec<Vec<u8>> {
+        a.iter().zip(b).flat_map(|(x, y)| [x.clone(), y.clone()]).collect()
+    };
+    let hot_pairs = interleave(&hp1, &hp2);
+    let (mp1, mp2) = overlay_frames(10_000, 2);
+    let many_pairs = interleave(&mp1, &mp2);
+    for (name, frames) in [
+        ("dedupe_2_copies/hot_stream", &hot_pairs),
+        ("dedupe_2_copies/10k_flows", &many_pairs),
+    ] {
+        let mut dd = Dedupe::new(DedupeConfig {
+            window: 1024,
+            reset_ns: u64::MAX / 2,
+            max_streams: 16384,
+        });
+        g.bench_function(name, |b| {
+            let mut off = 0;
+            b.iter_batched(
+                || {
+                    off += N;
+                    burst(frames, off)
+                },
+                |mut bu| {
+                    dd.run(&mut bu, 4, &peers, 1);
+                    bu
+                },
+                BatchSize::SmallInput,
+            )
+        });
+    }
+
+    g.bench_function("decap/10k_flows", |b| {
+        let mut off = 0;
+        b.iter_batched(
+            || {
+                off += N;
+                burst(&p2, off)
+            },
+            |mut bu| {
+                decap::run(&mut bu);
+                bu
+            },
+            BatchSize::SmallInput,
+        )
+    });
+    g.finish();
+}
+
+criterion_group!(benches, bench);
+criterion_main!(benches);
