@@ -6,15 +6,15 @@ use libfuzzer_sys::fuzz_target;
 use pipelines::buf::{PacketBuf, VecBuf};
 use pipelines::overlay::dedupe::{Dedupe, DedupeConfig};
 use pipelines::overlay::relay::{Hop, Relay};
-use pipelines::overlay::{decap, parse_outer, Burst, Meta};
-use std::collections::{HashMap, HashSet};
+use pipelines::overlay::{decap, parse_outer, Burst, Meta, PeerSet};
+use std::collections::HashMap;
 use std::net::Ipv4Addr;
 
 fuzz_target!(|data: &[u8]| {
     let _ = parse_outer(data);
     let me = Ipv4Addr::new(10, 2, 0, 1);
     // Whatever the frame says, make it look addressed to us from a peer some of the time.
-    let mut peers = HashSet::new();
+    let mut peers = PeerSet::default();
     if data.len() >= 34 {
         peers.insert(Ipv4Addr::new(data[26], data[27], data[28], data[29]));
     }

@@ -1,16 +1,20 @@
 //! The Internet checksum (RFC 1071) and its incremental update (RFC 1624).
 
 /// One's-complement sum of `data` folded to 16 bits, added to `initial` (not complemented).
+///
+/// Sums big-endian 32-bit words into a 64-bit accumulator and folds at the end: since 2^16 = 1 modulo
+/// 0xffff, this is the same one's-complement sum as adding 16-bit words (RFC 1071, section 2(B)).
 #[inline]
 pub fn sum(data: &[u8], initial: u32) -> u32 {
     let mut acc = initial as u64;
-    let mut chunks = data.chunks_exact(2);
-    for c in &mut chunks {
-        acc += u16::from_be_bytes([c[0], c[1]]) as u64;
+    let mut words = data.chunks_exact(4);
+    for w in &mut words {
+        acc += u32::from_be_bytes([w[0], w[1], w[2], w[3]]) as u64;
     }
-    if let [last] = chunks.remainder() {
-        acc += (*last as u64) << 8;
-    }
+    let rest = words.remainder();
+    let mut tail = [0u8; 4];
+    tail[..rest.len()].copy_from_slice(rest);
+    acc += u32::from_be_bytes(tail) as u64;
     fold(acc)
 }
 
@@ -66,7 +70,25 @@ mod tests {
         assert_eq!(sum(&[0x12], 0), 0x1200);
     }
 
+    /// The plain definition: 16-bit words, carries folded.
+    fn reference(data: &[u8]) -> u32 {
+        let mut acc: u64 = 0;
+        for c in data.chunks(2) {
+            acc += (u16::from_be_bytes([c[0], *c.get(1).unwrap_or(&0)])) as u64;
+        }
+        while acc > 0xffff {
+            acc = (acc & 0xffff) + (acc >> 16);
+        }
+        acc as u32
+    }
+
     proptest! {
+        #[test]
+        fn word_sum_equals_the_16_bit_definition(data in proptest::collection::vec(any::<u8>(), 0..200), init in 0u32..0x1_0000) {
+            let want = { let mut a = reference(&data) as u64 + init as u64; while a > 0xffff { a = (a & 0xffff) + (a >> 16); } a as u32 };
+            prop_assert_eq!(sum(&data, init), want);
+        }
+
         #[test]
         fn incremental_equals_full(mut data in proptest::collection::vec(any::<u8>(), 4..64usize), idx in 0usize..30, new in any::<u16>()) {
             if data.len() % 2 == 1 { data.push(0); }

@@ -9,10 +9,10 @@ use pipelines::overlay::encap::{AppRoute, Encap};
 use pipelines::overlay::mtu::{MtuAction, MtuGuard};
 use pipelines::overlay::relay::{Hop, Relay};
 use pipelines::overlay::replicate::{Path, PathSet, PathSetError, Replicate};
-use pipelines::overlay::{decap, parse_outer, Burst, Meta, Verdict, OUTER_LEN};
+use pipelines::overlay::{decap, parse_outer, Burst, Meta, PeerSet, Verdict, OUTER_LEN};
 use pipelines::wire::geneve::OptRepr;
 use pipelines::DropReason;
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::net::Ipv4Addr;
 
 const CLIENT_MAC: [u8; 6] = [2, 0, 0, 0, 0, 0xc1];
@@ -490,7 +490,7 @@ fn edge_relays_gateway_end_to_end_delivers_each_packet_once() {
         assert!(matches!(v, Verdict::Forward { .. }));
         at_gw.push(p, Meta::new(1)).unwrap();
     }
-    let peers: HashSet<Ipv4Addr> = [R1, R2].into_iter().collect();
+    let peers: PeerSet = [R1, R2].into_iter().collect();
     let mut dd = Dedupe::new(DedupeConfig::default());
     dd.run(&mut at_gw, GW_NODE, &peers, 0);
     decap::run(&mut at_gw);
@@ -519,7 +519,7 @@ fn edge_relays_gateway_end_to_end_delivers_each_packet_once() {
 #[test]
 fn gateway_refuses_non_peers_and_other_nodes() {
     let b = encapsulated(&[b"a"]);
-    let peers: HashSet<Ipv4Addr> = [R1].into_iter().collect();
+    let peers: PeerSet = [R1].into_iter().collect();
     let mut dd = Dedupe::new(DedupeConfig::default());
     let mut g: Burst<VecBuf> = Burst::with_capacity(8);
     for p in &b.pkts {
@@ -528,7 +528,7 @@ fn gateway_refuses_non_peers_and_other_nodes() {
     // Straight from the edge (not a peer of this gateway in this test), and for node 9.
     dd.run(&mut g, GW_NODE, &peers, 0);
     assert!(g.meta.iter().all(|m| m.verdict == Verdict::Drop(DropReason::NotAPeer)));
-    let peers: HashSet<Ipv4Addr> = [EDGE].into_iter().collect();
+    let peers: PeerSet = [EDGE].into_iter().collect();
     for m in g.meta.iter_mut() {
         *m = Meta::new(0);
     }

@@ -17,10 +17,13 @@ pub struct Service {
     pub app: u16,
 }
 
+/// Tables hashed with a randomly seeded ahash: fast, and crafted keys cannot predict collisions.
+type Map<K, V> = HashMap<K, V, ahash::RandomState>;
+
 #[derive(Debug, Clone, Default)]
 pub struct Classifier {
-    services: HashMap<(u32, u8, u16), u16>,
-    icmp: HashMap<u32, u16>,
+    services: Map<(u32, u8, u16), u16>,
+    icmp: Map<u32, u16>,
 }
 
 impl Classifier {

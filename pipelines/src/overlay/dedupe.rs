@@ -13,12 +13,10 @@
 //!
 //! Not replay protection: that needs authentication. State is owned by one worker: a stream is pinned to
 //! one core by (sender, stream). The stream table and the window memory are allocated once.
-use super::{parse_outer, Burst, Verdict};
+use super::{parse_outer, Burst, PeerSet, Verdict};
 use crate::buf::PacketBuf;
 use crate::drop::DropReason;
 use std::collections::HashMap;
-use std::hash::BuildHasher;
-use std::net::Ipv4Addr;
 
 #[derive(Debug, Clone, Copy)]
 pub struct DedupeConfig {
@@ -267,7 +265,7 @@ impl Dedupe {
 
     /// The stage: for overlay frames addressed to node `node` from a configured peer, drops duplicates and
     /// rogues; records where the inner packet starts.
-    pub fn run<B: PacketBuf>(&mut self, burst: &mut Burst<B>, node: u16, peers: &impl Peers, now_ns: u64) {
+    pub fn run<B: PacketBuf>(&mut self, burst: &mut Burst<B>, node: u16, peers: &PeerSet, now_ns: u64) {
         for (p, m) in burst.pkts.iter().zip(burst.meta.iter_mut()) {
             if !m.is_next() {
                 continue;
@@ -279,7 +277,7 @@ impl Dedupe {
                     continue;
                 }
             };
-            if !peers.is_peer(o.ip_src) {
+            if !peers.contains(&o.ip_src) {
                 m.verdict = Verdict::Drop(DropReason::NotAPeer);
                 continue;
             }
@@ -299,17 +297,6 @@ impl Dedupe {
                 Err(r) => Verdict::Drop(r),
             };
         }
-    }
-}
-
-/// Who may send overlay packets to this node.
-pub trait Peers {
-    fn is_peer(&self, a: Ipv4Addr) -> bool;
-}
-
-impl<S: BuildHasher> Peers for std::collections::HashSet<Ipv4Addr, S> {
-    fn is_peer(&self, a: Ipv4Addr) -> bool {
-        self.contains(&a)
     }
 }
 

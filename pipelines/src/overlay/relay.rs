@@ -1,13 +1,13 @@
 //! Relay: validates the outer headers and the option of packets addressed to it, checks that they come
 //! from a configured overlay peer, looks up the next hop by (destination node, path id), rewrites the outer
 //! addresses (relay -> next), decrements the hop count (dropped at 0) and forwards. Stateless.
-use super::{parse_outer, Burst, Verdict};
+use super::{parse_outer, Burst, PeerSet, Verdict};
 use crate::buf::PacketBuf;
 use crate::checksum;
 use crate::drop::DropReason;
 use crate::wire::geneve::opt;
 use crate::wire::{ethernet, ipv4, udp};
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::net::Ipv4Addr;
 
 /// Where a relay sends packets of (destination node, path).
@@ -23,8 +23,8 @@ pub struct Hop {
 #[derive(Debug, Clone)]
 pub struct Relay {
     pub addr: Ipv4Addr,
-    peers: HashSet<Ipv4Addr>,
-    hops: HashMap<(u16, u8), Hop>,
+    peers: PeerSet,
+    hops: HashMap<(u16, u8), Hop, ahash::RandomState>,
 }
 
 impl Relay {
@@ -32,7 +32,7 @@ impl Relay {
         Relay {
             addr,
             peers: peers.into_iter().collect(),
-            hops,
+            hops: hops.into_iter().collect(),
         }
     }
 
@@ -63,14 +63,23 @@ impl Relay {
         let old_word = u16::from_be_bytes([d[word_at], d[word_at + 1]]);
         d[o.opt_off + opt::HOPS] = o.opt.hops - 1;
         let new_word = u16::from_be_bytes([d[word_at], d[word_at + 1]]);
-        // The outer IPv4 header becomes the relay's: new addresses, fresh TTL.
+        // The outer IPv4 header becomes the relay's: new addresses, fresh TTL. The checksum is patched
+        // from the values we hold (RFC 1624), so nothing is read back right after it is written.
         let (old_src, old_dst) = (u32::from(o.ip_src), u32::from(o.ip_dst));
         let (new_src, new_dst) = (u32::from(self.addr), u32::from(hop.addr));
-        let mut ip = ipv4::Packet::new_unchecked(&mut d[ethernet::HEADER_LEN..]);
-        ip.set_src(self.addr);
-        ip.set_dst(hop.addr);
-        ip.set_ttl(64);
-        ip.fill_checksum();
+        let ttl_at = ethernet::HEADER_LEN + ipv4::field::TTL;
+        let old_ttl_word = u16::from_be_bytes([o.ttl, d[ttl_at + 1]]);
+        let new_ttl_word = u16::from_be_bytes([64, d[ttl_at + 1]]);
+        let csum_at = ethernet::HEADER_LEN + ipv4::field::CHECKSUM;
+        let mut ic = u16::from_be_bytes([d[csum_at], d[csum_at + 1]]);
+        ic = checksum::update32(ic, old_src, new_src);
+        ic = checksum::update32(ic, old_dst, new_dst);
+        ic = checksum::update16(ic, old_ttl_word, new_ttl_word);
+        d[ttl_at] = 64;
+        d[csum_at..csum_at + 2].copy_from_slice(&ic.to_be_bytes());
+        let src_at = ethernet::HEADER_LEN + ipv4::field::SRC;
+        d[src_at..src_at + 4].copy_from_slice(&new_src.to_be_bytes());
+        d[src_at + 4..src_at + 8].copy_from_slice(&new_dst.to_be_bytes());
         // A non-zero UDP checksum covers the pseudo-header and the option: patch it (RFC 1624). Zero stays
         // zero (RFC 768: none).
         if o.udp_csum != 0 {
