@@ -97,7 +97,8 @@ pub struct Dedupe {
     mask: u32,
     bits: Vec<u64>,
     streams: Vec<Stream>,
-    index: HashMap<(u16, u16), u32, ahash::RandomState>,
+    /// Slot of each stream, keyed by `sender << 16 | stream`.
+    index: HashMap<u32, u32, ahash::RandomState>,
     free: Vec<u32>,
     /// Counters of streams that were removed (idle), so totals never go back.
     retired: Counters,
@@ -138,7 +139,9 @@ impl Dedupe {
 
     /// Counters of one stream.
     pub fn stream(&self, sender: u16, stream: u16) -> Option<Counters> {
-        self.index.get(&(sender, stream)).map(|&i| self.streams[i as usize].c)
+        self.index
+            .get(&stream_key(sender, stream))
+            .map(|&i| self.streams[i as usize].c)
     }
 
     /// Every live stream with its counters.
@@ -173,11 +176,11 @@ impl Dedupe {
         pr.packets += 1;
         pr.last_ns = now_ns;
         let key = (sender, stream);
-        let slot = match self.index.get(&key) {
+        let slot = match self.index.get(&stream_key(sender, stream)) {
             Some(&i) => i as usize,
             None => {
                 let i = self.free.pop().ok_or(DropReason::DedupeTableFull)?;
-                self.index.insert(key, i);
+                self.index.insert(stream_key(sender, stream), i);
                 let s = &mut self.streams[i as usize];
                 *s = Stream {
                     key,
@@ -254,7 +257,7 @@ impl Dedupe {
             let s = self.streams[i];
             if s.live && now_ns.saturating_sub(s.last_ns) > self.cfg.reset_ns {
                 self.retired.add(&s.c);
-                self.index.remove(&s.key);
+                self.index.remove(&stream_key(s.key.0, s.key.1));
                 self.streams[i].live = false;
                 self.free.push(i as u32);
                 removed += 1;
@@ -298,6 +301,11 @@ impl Dedupe {
             };
         }
     }
+}
+
+#[inline(always)]
+fn stream_key(sender: u16, stream: u16) -> u32 {
+    (sender as u32) << 16 | stream as u32
 }
 
 #[inline(always)]

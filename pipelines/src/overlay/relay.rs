@@ -24,7 +24,13 @@ pub struct Hop {
 pub struct Relay {
     pub addr: Ipv4Addr,
     peers: PeerSet,
-    hops: HashMap<(u16, u8), Hop, ahash::RandomState>,
+    /// Keyed by `destination node << 8 | path id`.
+    hops: HashMap<u32, Hop, ahash::RandomState>,
+}
+
+#[inline(always)]
+fn hop_key(dest: u16, path: u8) -> u32 {
+    (dest as u32) << 8 | path as u32
 }
 
 impl Relay {
@@ -32,7 +38,10 @@ impl Relay {
         Relay {
             addr,
             peers: peers.into_iter().collect(),
-            hops: hops.into_iter().collect(),
+            hops: hops
+                .into_iter()
+                .map(|((dest, path), h)| (hop_key(dest, path), h))
+                .collect(),
         }
     }
 
@@ -52,7 +61,7 @@ impl Relay {
         if o.opt.hops <= 1 {
             return Verdict::Drop(DropReason::HopLimit);
         }
-        let Some(hop) = self.hops.get(&(o.opt.dest, o.opt.path)) else {
+        let Some(hop) = self.hops.get(&hop_key(o.opt.dest, o.opt.path)) else {
             return Verdict::Drop(DropReason::NoOverlayRoute);
         };
         let Some(d) = pkt.data_mut() else {

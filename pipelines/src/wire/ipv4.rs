@@ -237,19 +237,39 @@ impl Repr {
         }
     }
 
-    /// Writes a 20-byte header (no options) with a correct checksum into `buf`.
+    /// Writes a 20-byte header (no options) with a correct checksum into `buf`. The checksum is computed
+    /// from the field values, so the header is written once and never read back.
     pub fn emit(&self, buf: &mut [u8]) {
-        buf[field::VER_IHL] = 0x45;
-        buf[field::DSCP_ECN] = self.dscp_ecn;
-        set_be16(buf, field::TOTAL_LEN, (MIN_HEADER_LEN + self.payload_len) as u16);
-        set_be16(buf, field::IDENT, self.ident);
-        set_be16(buf, field::FLAGS_FRAG, if self.dont_frag { FLAG_DF } else { 0 });
-        buf[field::TTL] = self.ttl;
-        buf[field::PROTOCOL] = self.protocol;
-        buf[field::SRC..field::SRC + 4].copy_from_slice(&self.src.octets());
-        buf[field::DST..field::DST + 4].copy_from_slice(&self.dst.octets());
-        let mut p = Packet::new_unchecked(&mut buf[..MIN_HEADER_LEN]);
-        p.fill_checksum();
+        let total = (MIN_HEADER_LEN + self.payload_len) as u16;
+        let flags = if self.dont_frag { FLAG_DF } else { 0 };
+        let (s, d) = (u32::from(self.src), u32::from(self.dst));
+        let words = [
+            0x4500 | self.dscp_ecn as u16,
+            total,
+            self.ident,
+            flags,
+            (self.ttl as u16) << 8 | self.protocol as u16,
+            (s >> 16) as u16,
+            s as u16,
+            (d >> 16) as u16,
+            d as u16,
+        ];
+        let mut acc: u32 = words.iter().map(|&w| w as u32).sum();
+        while acc > 0xffff {
+            acc = (acc & 0xffff) + (acc >> 16);
+        }
+        let csum = !(acc as u16);
+        let h = &mut buf[..MIN_HEADER_LEN];
+        h[field::VER_IHL] = 0x45;
+        h[field::DSCP_ECN] = self.dscp_ecn;
+        set_be16(h, field::TOTAL_LEN, total);
+        set_be16(h, field::IDENT, self.ident);
+        set_be16(h, field::FLAGS_FRAG, flags);
+        h[field::TTL] = self.ttl;
+        h[field::PROTOCOL] = self.protocol;
+        set_be16(h, field::CHECKSUM, csum);
+        h[field::SRC..field::SRC + 4].copy_from_slice(&s.to_be_bytes());
+        h[field::DST..field::DST + 4].copy_from_slice(&d.to_be_bytes());
     }
 }
 
