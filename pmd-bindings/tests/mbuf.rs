@@ -1,0 +1,110 @@
+//! The safe layer against the real EAL (one process per test under nextest, --no-pci, --no-huge, a file
+//! prefix of its own): Mbuf as a PacketBuf, replicas that never share bytes, a net_ring port round trip
+//! through TxBuffer and Burst, buffers all back in the pool afterwards, and a second EAL start refused.
+use pipelines::buf::PacketBuf;
+use pmd_bindings::{Burst, DropList, Eal, Mempool, Port, PortConfig, PortId, SocketId, TxBuffer};
+
+struct RuntimeDir(String);
+
+impl Drop for RuntimeDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(format!("/var/run/dpdk/{}", self.0));
+    }
+}
+
+#[test]
+fn mbufs_ports_and_the_eal_on_a_real_dpdk() {
+    let prefix = format!("pmdt{}", std::process::id());
+    let _cleanup = RuntimeDir(prefix.clone());
+    let args = [
+        "pmdtest",
+        "-l",
+        "0",
+        "--no-pci",
+        "--no-huge",
+        "-m",
+        "128",
+        "--file-prefix",
+        &prefix,
+        "--vdev",
+        "net_ring0",
+        "--log-level",
+        "lib.eal:error",
+    ];
+    let eal = Eal::init(&args).expect("EAL starts");
+    assert_eq!(
+        Eal::init(&args).err().map(|e| e.errno),
+        Some(114),
+        "a second start is refused with EALREADY"
+    );
+    let pool = Mempool::new(&eal, "t", 1023, 0, 2048 + 128, SocketId(-1)).unwrap();
+    let idle = pool.in_use();
+
+    // PacketBuf on an mbuf.
+    let mut m = pool.alloc().unwrap();
+    assert!(m.append(100));
+    m.data_mut()
+        .unwrap()
+        .iter_mut()
+        .enumerate()
+        .for_each(|(i, b)| *b = i as u8);
+    let head = PacketBuf::headroom(&m);
+    assert_eq!(head, 128);
+    assert!(PacketBuf::prepend(&mut m, 78));
+    assert_eq!((PacketBuf::len(&m), PacketBuf::headroom(&m)), (178, 50));
+    assert!(!PacketBuf::prepend(&mut m, 51), "no more headroom");
+    assert!(PacketBuf::adj(&mut m, 78));
+    assert!(PacketBuf::trim(&mut m, 10));
+    assert_eq!(PacketBuf::data(&m), &(0..90).map(|i| i as u8).collect::<Vec<_>>()[..]);
+    assert!(!PacketBuf::adj(&mut m, 91) && !PacketBuf::trim(&mut m, 91));
+    let mut r = m.replica().unwrap();
+    r.data_mut().unwrap()[0] = 0xee;
+    assert_eq!(
+        PacketBuf::data(&m)[0],
+        0,
+        "a replica never shares bytes with the original"
+    );
+    assert_eq!(&PacketBuf::data(&r)[1..], &PacketBuf::data(&m)[1..]);
+
+    // A net_ring port sends into the ring it receives from.
+    let port = Port::new(&eal, PortId(0)).unwrap();
+    let info = port.info().unwrap();
+    assert_eq!(info.driver, "net_ring");
+    let cfg = PortConfig {
+        rx_queues: 1,
+        tx_queues: 1,
+        rx_desc: 256,
+        tx_desc: 256,
+        mtu: None,
+        mac: None,
+        promiscuous: false,
+    };
+    let (mut rxq, mut txq) = port.configure(&cfg, &pool).unwrap();
+    port.start().unwrap();
+    let mut tx: TxBuffer<32> = TxBuffer::new();
+    for i in 0..20u8 {
+        let mut f = pool.alloc().unwrap();
+        assert!(f.append(64));
+        f.data_mut().unwrap().fill(i);
+        tx.push(f).unwrap();
+    }
+    assert_eq!(tx.drain(&mut txq[0]), (20, 0));
+    let mut burst: Burst<32> = Burst::new();
+    assert_eq!(rxq[0].rx_burst(&mut burst), 20);
+    let mut drops: DropList<8> = DropList::new();
+    let mut n = 0u8;
+    while let Some(f) = burst.pop() {
+        assert_eq!(f.data(), &[n; 64][..], "frames come back in order, intact");
+        n += 1;
+        drops.push(f); // more than 8: the list frees in bulk as it fills
+    }
+    drops.free_all();
+    drop((m, r));
+    assert_eq!(pool.in_use(), idle, "every buffer is back in the pool");
+    let s = port.stats().unwrap();
+    assert_eq!((s.tx_packets, s.rx_packets), (20, 20));
+    port.stop().unwrap();
+    port.close().unwrap();
+    drop(rxq);
+    drop(txq);
+}
