@@ -169,6 +169,19 @@ impl Dedupe {
             .map(|(i, _)| i as u8)
     }
 
+    /// The names of the silent paths (see [`Dedupe::silent_paths`]), for logs and state; `name` maps a
+    /// path id to its configured name (an unnamed path shows as `path-N`). Not for the hot path.
+    pub fn silent_path_names<'n>(
+        &self,
+        now_ns: u64,
+        after_ns: u64,
+        name: impl Fn(u8) -> Option<&'n str>,
+    ) -> Vec<String> {
+        self.silent_paths(now_ns, after_ns)
+            .map(|id| name(id).map(str::to_string).unwrap_or_else(|| format!("path-{id}")))
+            .collect()
+    }
+
     /// Decides one packet of (sender, stream) with sequence number `seq` that came over `path`.
     #[inline]
     pub fn check(&mut self, sender: u16, stream: u16, seq: u32, path: u8, now_ns: u64) -> Result<Decision, DropReason> {
@@ -512,6 +525,15 @@ mod tests {
         }
         let silent: Vec<u8> = d.silent_paths(20_000_000, 5_000_000).collect();
         assert_eq!(silent, vec![4]);
+        let names = |id: u8| match id {
+            3 => Some("edge1-via-eu"),
+            4 => Some("edge1-via-us"),
+            _ => None,
+        };
+        assert_eq!(
+            d.silent_path_names(20_000_000, 5_000_000, names),
+            vec!["edge1-via-us".to_string()]
+        );
         assert_eq!(d.paths[3].packets, 20);
         assert_eq!(d.paths[4].packets, 10);
     }
