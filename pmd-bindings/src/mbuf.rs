@@ -435,11 +435,36 @@ impl pipelines::buf::PacketBuf for Mbuf {
         u16::try_from(n).is_ok_and(|n| Mbuf::trim(self, n))
     }
 
-    /// A full copy into new buffers from the mbuf's own pool (ARCHITECTURE.md "Replicas": every copy but
-    /// the first is a full copy, so no copy writes into a segment another shares).
+    /// A full copy into a new buffer from the mbuf's own pool (ARCHITECTURE.md "Replicas": every copy but
+    /// the first is a full copy, so no copy writes into a segment another shares). A packet in one segment
+    /// is copied with the same headroom by one allocation from the lcore's cache and a memcpy; a chain
+    /// goes through `rte_pktmbuf_copy`.
     #[inline]
     fn replica(&self) -> Option<Self> {
-        let pool = self.raw().pool;
+        let src = self.raw();
+        let pool = src.pool;
+        if src.nb_segs == 1 {
+            // SAFETY: pool is the valid mempool this mbuf came from; alloc returns NULL or a fresh mbuf we
+            // own, reset (one segment, default headroom).
+            let m = NonNull::new(unsafe { ffi::shim_pktmbuf_alloc(pool) })?;
+            let copy = Mbuf(m);
+            // SAFETY: both mbufs come from the same pool, so they have the same buffer length and
+            // data_off + data_len of the source fits the new buffer too; the regions are in different
+            // buffers (no overlap); we own the new mbuf exclusively.
+            unsafe {
+                let d = &mut *m.as_ptr();
+                d.data_off = src.data_off;
+                d.data_len = src.data_len;
+                d.pkt_len = src.pkt_len;
+                d.port = src.port;
+                std::ptr::copy_nonoverlapping(
+                    (src.buf_addr as *const u8).add(src.data_off as usize),
+                    (d.buf_addr as *mut u8).add(d.data_off as usize),
+                    src.data_len as usize,
+                );
+            }
+            return Some(copy);
+        }
         // SAFETY: pool is the valid mempool this mbuf came from; rte_pktmbuf_copy returns a new mbuf chain
         // that we then own, or NULL on exhaustion.
         let p = unsafe { ffi::rte_pktmbuf_copy(self.0.as_ptr(), pool, 0, u32::MAX) };

@@ -303,13 +303,17 @@ impl OuterRepr {
     }
 }
 
-/// Sets the outer IPv4 destination of a frame this project built and recomputes the header checksum.
+/// Sets the outer IPv4 destination of a frame this project built, patching the header checksum
+/// incrementally (RFC 1624) so the header is not read back right after it is written.
 #[inline]
 pub(crate) fn set_outer_dst(frame: &mut [u8], dst: Ipv4Addr) {
-    let mut ip =
-        ipv4::Packet::new_unchecked(&mut frame[ethernet::HEADER_LEN..ethernet::HEADER_LEN + ipv4::MIN_HEADER_LEN]);
-    ip.set_dst(dst);
-    ip.fill_checksum();
+    let h = &mut frame[ethernet::HEADER_LEN..ethernet::HEADER_LEN + ipv4::MIN_HEADER_LEN];
+    let old = u32::from_be_bytes([h[16], h[17], h[18], h[19]]);
+    let csum = u16::from_be_bytes([h[10], h[11]]);
+    let new = u32::from(dst);
+    let c = crate::checksum::update32(csum, old, new);
+    h[10..12].copy_from_slice(&c.to_be_bytes());
+    h[16..20].copy_from_slice(&new.to_be_bytes());
 }
 
 /// A 32-bit hash of a flow's 5-tuple (for stream buckets and target choice); not for security.
