@@ -7,6 +7,7 @@ pub mod drop;
 pub mod hold;
 pub mod neigh;
 pub mod overlay;
+pub mod prefetch;
 pub mod presence;
 pub mod route;
 pub mod wire;

@@ -185,23 +185,47 @@ impl Dedupe {
     /// Decides one packet of (sender, stream) with sequence number `seq` that came over `path`.
     #[inline]
     pub fn check(&mut self, sender: u16, stream: u16, seq: u32, path: u8, now_ns: u64) -> Result<Decision, DropReason> {
+        self.note_path(path, now_ns);
+        let slot = self.slot_for(sender, stream)?;
+        Ok(self.check_slot(slot, seq, now_ns))
+    }
+
+    /// Counts a packet received over `path`.
+    #[inline(always)]
+    fn note_path(&mut self, path: u8, now_ns: u64) {
         let pr = &mut self.paths[path as usize];
         pr.packets += 1;
         pr.last_ns = now_ns;
-        let key = (sender, stream);
-        let slot = match self.index.get(&stream_key(sender, stream)) {
-            Some(&i) => i as usize,
+    }
+
+    /// The slot of (sender, stream), taking a free one for a new stream.
+    #[inline]
+    fn slot_for(&mut self, sender: u16, stream: u16) -> Result<usize, DropReason> {
+        match self.index.get(&stream_key(sender, stream)) {
+            Some(&i) => Ok(i as usize),
             None => {
                 let i = self.free.pop().ok_or(DropReason::DedupeTableFull)?;
                 self.index.insert(stream_key(sender, stream), i);
-                let s = &mut self.streams[i as usize];
-                *s = Stream {
-                    key,
+                self.streams[i as usize] = Stream {
+                    key: (sender, stream),
                     ..Default::default()
                 };
-                i as usize
+                Ok(i as usize)
             }
-        };
+        }
+    }
+
+    /// Hints the cache lines `check_slot(slot, seq, ..)` will touch.
+    #[inline(always)]
+    fn prefetch_slot(&self, slot: usize, seq: u32) {
+        crate::prefetch::prefetch(self.streams.as_ptr().wrapping_add(slot));
+        let word = slot * self.words_per + ((seq & self.mask) >> 6) as usize;
+        crate::prefetch::prefetch(self.bits.as_ptr().wrapping_add(word));
+    }
+
+    /// The window decision for sequence number `seq` of the stream in `slot`.
+    #[inline]
+    fn check_slot(&mut self, slot: usize, seq: u32, now_ns: u64) -> Decision {
         let (w, wp, mask, reset_ns) = (self.cfg.window, self.words_per, self.mask, self.cfg.reset_ns);
         let bits = &mut self.bits[slot * wp..(slot + 1) * wp];
         let s = &mut self.streams[slot];
@@ -217,7 +241,7 @@ impl Dedupe {
             set(bits, seq & mask);
             s.last_ns = now_ns;
             s.c.passed += 1;
-            return Ok(Decision::Pass);
+            return Decision::Pass;
         }
         s.last_ns = now_ns;
         let d = seq.wrapping_sub(s.max) as i32;
@@ -244,18 +268,18 @@ impl Dedupe {
             if d != 1 {
                 s.c.out_of_order += 1;
             }
-            Ok(Decision::Pass)
+            Decision::Pass
         } else if (-(d as i64)) >= w as i64 {
             s.c.rogue += 1;
-            Ok(Decision::Rogue)
+            Decision::Rogue
         } else if get(bits, seq & mask) {
             s.c.discarded += 1;
-            Ok(Decision::Duplicate)
+            Decision::Duplicate
         } else {
             set(bits, seq & mask);
             s.c.passed += 1;
             s.c.out_of_order += 1;
-            Ok(Decision::Pass)
+            Decision::Pass
         }
     }
 
@@ -280,38 +304,66 @@ impl Dedupe {
     }
 
     /// The stage: for overlay frames addressed to node `node` from a configured peer, drops duplicates and
-    /// rogues; records where the inner packet starts.
+    /// rogues; records where the inner packet starts. Works in chunks of 32: a first pass parses, checks
+    /// and finds every packet's stream and prefetches its state, a second pass runs the window logic on
+    /// state that is on its way into the cache.
     pub fn run<B: PacketBuf>(&mut self, burst: &mut Burst<B>, node: u16, peers: &PeerSet, now_ns: u64) {
-        for (p, m) in burst.pkts.iter().zip(burst.meta.iter_mut()) {
-            if !m.is_next() {
-                continue;
-            }
-            let o = match parse_outer(p.data()) {
-                Ok(o) => o,
-                Err(r) => {
-                    m.verdict = Verdict::Drop(r);
+        const CHUNK: usize = 32;
+        let n = burst.len();
+        let mut start = 0;
+        while start < n {
+            let end = (start + CHUNK).min(n);
+            // (slot, seq), or usize::MAX for packets that already have a verdict.
+            let mut todo = [(usize::MAX, 0u32); CHUNK];
+            for (k, (p, m)) in burst.pkts[start..end]
+                .iter()
+                .zip(burst.meta[start..end].iter_mut())
+                .enumerate()
+            {
+                if !m.is_next() {
                     continue;
                 }
-            };
-            if !peers.contains(&o.ip_src) {
-                m.verdict = Verdict::Drop(DropReason::NotAPeer);
-                continue;
+                let o = match parse_outer(p.data()) {
+                    Ok(o) => o,
+                    Err(r) => {
+                        m.verdict = Verdict::Drop(r);
+                        continue;
+                    }
+                };
+                if !peers.contains(&o.ip_src) {
+                    m.verdict = Verdict::Drop(DropReason::NotAPeer);
+                    continue;
+                }
+                if o.opt.dest != node {
+                    m.verdict = Verdict::Drop(DropReason::WrongNode);
+                    continue;
+                }
+                m.sender = o.opt.sender;
+                m.stream = o.opt.stream;
+                m.path = o.opt.path;
+                m.vni = o.vni;
+                m.inner_off = o.inner_off as u16;
+                self.note_path(o.opt.path, now_ns);
+                match self.slot_for(o.opt.sender, o.opt.stream) {
+                    Ok(slot) => {
+                        self.prefetch_slot(slot, o.opt.seq);
+                        todo[k] = (slot, o.opt.seq);
+                    }
+                    Err(r) => m.verdict = Verdict::Drop(r),
+                }
             }
-            if o.opt.dest != node {
-                m.verdict = Verdict::Drop(DropReason::WrongNode);
-                continue;
+            for (k, m) in burst.meta[start..end].iter_mut().enumerate() {
+                let (slot, seq) = todo[k];
+                if slot == usize::MAX {
+                    continue;
+                }
+                m.verdict = match self.check_slot(slot, seq, now_ns) {
+                    Decision::Pass => Verdict::Next,
+                    Decision::Duplicate => Verdict::Drop(DropReason::Duplicate),
+                    Decision::Rogue => Verdict::Drop(DropReason::Rogue),
+                };
             }
-            m.sender = o.opt.sender;
-            m.stream = o.opt.stream;
-            m.path = o.opt.path;
-            m.vni = o.vni;
-            m.inner_off = o.inner_off as u16;
-            m.verdict = match self.check(o.opt.sender, o.opt.stream, o.opt.seq, o.opt.path, now_ns) {
-                Ok(Decision::Pass) => Verdict::Next,
-                Ok(Decision::Duplicate) => Verdict::Drop(DropReason::Duplicate),
-                Ok(Decision::Rogue) => Verdict::Drop(DropReason::Rogue),
-                Err(r) => Verdict::Drop(r),
-            };
+            start = end;
         }
     }
 }
