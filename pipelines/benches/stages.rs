@@ -8,12 +8,9 @@ use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughpu
 use etherparse::PacketBuilder;
 use pipelines::buf::VecBuf;
 use pipelines::drop::DropCounts;
-use pipelines::overlay::classify::{Classifier, Service};
 use pipelines::overlay::dedupe::{Dedupe, DedupeConfig};
-use pipelines::overlay::encap::{AppRoute, Encap};
 use pipelines::overlay::mtu::MtuGuard;
 use pipelines::overlay::relay::{Hop, Relay};
-use pipelines::overlay::replicate::{Path, PathSet, Replicate};
 use pipelines::overlay::{decap, Burst, Meta, PeerSet};
 use pipelines::presence::{PortAddrs, Presence};
 use pipelines::route::{Route, RouteTable};
@@ -23,17 +20,13 @@ use std::hint::black_box;
 use std::net::Ipv4Addr;
 
 const N: usize = 32;
-const VIP: [u8; 4] = [100, 64, 0, 1];
-const EDGE: Ipv4Addr = Ipv4Addr::new(10, 1, 0, 1);
-const R1: Ipv4Addr = Ipv4Addr::new(10, 2, 0, 1);
-const R2: Ipv4Addr = Ipv4Addr::new(10, 3, 0, 1);
-const GW: Ipv4Addr = Ipv4Addr::new(10, 4, 0, 1);
+use pipelines::overlay::sample::{self, EDGE, GW, R1, VIP};
 
 /// A 64-byte-class TCP frame from client `c` (flow index) to the VIP.
 fn client_frame(c: u32, syn: bool) -> Vec<u8> {
     let src = (0x0a00_0000 + c).to_be_bytes();
     let b = PacketBuilder::ethernet2([2, 0, 0, 0, 0, 1], [2, 0, 0, 0, 0, 2])
-        .ipv4(src, VIP, 64)
+        .ipv4(src, VIP.octets(), 64)
         .tcp((c % 60000) as u16 + 1024, 80, 1, 1000);
     let mut out = Vec::new();
     if syn {
@@ -57,43 +50,11 @@ fn burst(frames: &[Vec<u8>], offset: usize) -> Burst<VecBuf> {
     b
 }
 
-fn classifier() -> Classifier {
-    Classifier::new(
-        &[Service {
-            vip: VIP.into(),
-            proto: 6,
-            port: 80,
-            app: 0,
-        }],
-        &[],
-    )
-}
-
-fn encap_stage() -> Encap {
-    Encap::new(1, EDGE, 40000, 8, 0, vec![4], vec![AppRoute { vni: 7, dest: 0 }])
-}
-
-fn replicate_stage() -> Replicate {
-    let p = |id, region: &str, relay| Path {
-        id,
-        name: region.into(),
-        region: region.into(),
-        relay,
-        port: 0,
-        next_hop: Ipv4Addr::new(10, 1, 0, 254),
-        up: true,
-    };
-    Replicate {
-        sets: vec![PathSet::new(vec![p(1, "eu", R1), p(2, "us", R2)]).unwrap()],
-        app_dest: vec![0],
-    }
-}
-
 /// Encapsulated frames of `flows` flows, one copy per path: what relays and gateways receive.
 fn overlay_frames(flows: u32, per_flow: u32) -> (Vec<Vec<u8>>, Vec<Vec<u8>>) {
-    let c = classifier();
-    let mut e = encap_stage();
-    let r = replicate_stage();
+    let c = sample::classifier();
+    let mut e = sample::encap(0);
+    let r = sample::replicate();
     let (mut p1, mut p2) = (Vec::new(), Vec::new());
     for round in 0..per_flow {
         for f in 0..flows {
@@ -176,7 +137,7 @@ fn bench(c: &mut Criterion) {
         },
     );
 
-    let cl = classifier();
+    let cl = sample::classifier();
     measure(c, "classify/hot_flow", |o| burst(&hot, o), |bu| cl.run(bu));
     measure(c, "classify/10k_flows", |o| burst(&many, o), |bu| cl.run(bu));
 
@@ -203,13 +164,13 @@ fn bench(c: &mut Criterion) {
         cl.run(&mut bu);
         bu
     };
-    let mut e = encap_stage();
+    let mut e = sample::encap(0);
     measure(c, "encap/hot_flow", |o| classified(&hot, o), |bu| e.run(bu, 1));
-    let mut e = encap_stage();
+    let mut e = sample::encap(0);
     measure(c, "encap/10k_flows", |o| classified(&many, o), |bu| e.run(bu, 1));
 
-    let rep = replicate_stage();
-    let mut e = encap_stage();
+    let rep = sample::replicate();
+    let mut e = sample::encap(0);
     measure(
         c,
         "replicate_2_paths/10k_flows",

@@ -6,16 +6,12 @@
 use etherparse::{ArpHardwareId, ArpOperation, ArpPacket, EtherType, PacketBuilder, TcpOptionElement};
 use pipelines::buf::{PacketBuf, VecBuf};
 use pipelines::drop::DropCounts;
-use pipelines::overlay::classify::{Classifier, Service};
-use pipelines::overlay::encap::{AppRoute, Encap};
-use pipelines::overlay::replicate::{Path, PathSet, Replicate};
-use pipelines::overlay::{Burst, Meta};
-use std::net::Ipv4Addr;
+use pipelines::overlay::{sample, Burst, Meta};
 use std::path::PathBuf;
 
 fn main() {
     let dir = PathBuf::from(std::env::args().nth(1).unwrap_or_else(|| "fuzz/corpus".into()));
-    let vip = [100, 64, 0, 1];
+    let vip = sample::VIP.octets();
     let (m1, m2) = ([2, 0, 0, 0, 0, 1], [2, 0, 0, 0, 0, 2]);
     let mut inner: Vec<Vec<u8>> = Vec::new();
     let mut out = Vec::new();
@@ -63,49 +59,9 @@ fn main() {
     inner.push(out);
 
     // Overlay frames: the TCP and UDP client frames encapsulated over two paths.
-    let classifier = Classifier::new(
-        &[
-            Service {
-                vip: vip.into(),
-                proto: 6,
-                port: 80,
-                app: 0,
-            },
-            Service {
-                vip: vip.into(),
-                proto: 17,
-                port: 53,
-                app: 0,
-            },
-        ],
-        &[],
-    );
-    let mut encap = Encap::new(
-        1,
-        Ipv4Addr::new(10, 1, 0, 1),
-        40000,
-        8,
-        0,
-        vec![4],
-        vec![AppRoute { vni: 7, dest: 0 }],
-    );
-    let p = |id, region: &str, relay| Path {
-        id,
-        name: region.into(),
-        region: region.into(),
-        relay,
-        port: 0,
-        next_hop: Ipv4Addr::new(10, 1, 0, 254),
-        up: true,
-    };
-    let rep = Replicate {
-        sets: vec![PathSet::new(vec![
-            p(1, "eu", Ipv4Addr::new(10, 2, 0, 1)),
-            p(2, "us", Ipv4Addr::new(10, 3, 0, 1)),
-        ])
-        .unwrap()],
-        app_dest: vec![0],
-    };
+    let classifier = sample::classifier();
+    let mut encap = sample::encap(0);
+    let rep = sample::replicate();
     let mut b = Burst::with_capacity(16);
     for f in &inner[..2] {
         b.push(VecBuf::new(f, 128), Meta::new(0)).unwrap();

@@ -7,35 +7,15 @@ use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughpu
 use etherparse::PacketBuilder;
 use pipelines::buf::{PacketBuf, VecBuf};
 use pipelines::drop::DropCounts;
-use pipelines::overlay::classify::{Classifier, Service};
-use pipelines::overlay::encap::{AppRoute, Encap};
-use pipelines::overlay::replicate::{Path, PathSet, Replicate};
-use pipelines::overlay::{Burst, Meta};
+use pipelines::overlay::{sample, Burst, Meta};
 use pmd_bindings::{Eal, Mbuf, Mempool, SocketId};
-use std::net::Ipv4Addr;
 
 const N: usize = 32;
 
 fn frames() -> Vec<(Vec<u8>, Meta)> {
-    let vip = [100, 64, 0, 1];
-    let c = Classifier::new(
-        &[Service {
-            vip: vip.into(),
-            proto: 6,
-            port: 80,
-            app: 0,
-        }],
-        &[],
-    );
-    let mut e = Encap::new(
-        1,
-        Ipv4Addr::new(10, 1, 0, 1),
-        40000,
-        8,
-        0,
-        vec![4],
-        vec![AppRoute { vni: 7, dest: 0 }],
-    );
+    let vip = sample::VIP.octets();
+    let c = sample::classifier();
+    let mut e = sample::encap(0);
     let mut b = Burst::with_capacity(1024);
     for f in 0..1024u32 {
         let mut out = Vec::new();
@@ -69,23 +49,7 @@ fn bench(c: &mut Criterion) {
     .expect("EAL");
     let pool = Mempool::new(&eal, "bench", 16383, 256, 2048 + 128, SocketId(-1)).unwrap();
     let encapsulated = frames();
-    let p = |id, region: &str, relay| Path {
-        id,
-        name: region.into(),
-        region: region.into(),
-        relay,
-        port: 0,
-        next_hop: Ipv4Addr::new(10, 1, 0, 254),
-        up: true,
-    };
-    let rep = Replicate {
-        sets: vec![PathSet::new(vec![
-            p(1, "eu", Ipv4Addr::new(10, 2, 0, 1)),
-            p(2, "us", Ipv4Addr::new(10, 3, 0, 1)),
-        ])
-        .unwrap()],
-        app_dest: vec![0],
-    };
+    let rep = sample::replicate();
     let mut g = c.benchmark_group("mbuf");
     g.throughput(Throughput::Elements(N as u64));
     let mut off = 0;

@@ -1,0 +1,64 @@
+//! A small fixed overlay for tests, benchmarks, examples and fuzz seeds (not a configuration format):
+//! edge node 1 at 10.1.0.1; relays at 10.2.0.1 (region "eu", path 1) and 10.3.0.1 (region "us", path 2),
+//! both reached through the router 10.1.0.254 on port 0; gateway node 4 at 10.4.0.1; one application
+//! (index 0, VNI 7) at VIP 100.64.0.1, TCP 80 and UDP 53.
+use super::classify::{Classifier, Service};
+use super::encap::{AppRoute, Encap};
+use super::replicate::{Path, PathSet, Replicate};
+use std::net::Ipv4Addr;
+
+pub const VIP: Ipv4Addr = Ipv4Addr::new(100, 64, 0, 1);
+pub const EDGE: Ipv4Addr = Ipv4Addr::new(10, 1, 0, 1);
+pub const R1: Ipv4Addr = Ipv4Addr::new(10, 2, 0, 1);
+pub const R2: Ipv4Addr = Ipv4Addr::new(10, 3, 0, 1);
+pub const GW: Ipv4Addr = Ipv4Addr::new(10, 4, 0, 1);
+pub const ROUTER: Ipv4Addr = Ipv4Addr::new(10, 1, 0, 254);
+pub const EDGE_NODE: u16 = 1;
+pub const GW_NODE: u16 = 4;
+pub const VNI: u32 = 7;
+
+/// TCP 80 and UDP 53 at the VIP belong to application 0.
+pub fn classifier() -> Classifier {
+    let svc = |proto, port| Service {
+        vip: VIP,
+        proto,
+        port,
+        app: 0,
+    };
+    Classifier::new(&[svc(6, 80), svc(17, 53)], &[])
+}
+
+/// The edge's encapsulation on worker `worker`: source port base 40000, 8 hops, toward the gateway.
+pub fn encap(worker: u8) -> Encap {
+    Encap::new(
+        EDGE_NODE,
+        EDGE,
+        40000,
+        8,
+        worker,
+        vec![GW_NODE],
+        vec![AppRoute { vni: VNI, dest: 0 }],
+    )
+}
+
+/// A path through the relay at `relay` in `region`, reached through [`ROUTER`] on port 0.
+pub fn path(id: u8, region: &str, relay: Ipv4Addr) -> Path {
+    Path {
+        id,
+        name: format!("via-{region}"),
+        region: region.into(),
+        relay,
+        port: 0,
+        next_hop: ROUTER,
+        up: true,
+    }
+}
+
+/// The edge's path set toward the gateway: path 1 via "eu", path 2 via "us".
+pub fn replicate() -> Replicate {
+    let set = PathSet::new(vec![path(1, "eu", R1), path(2, "us", R2)]).expect("two regions");
+    Replicate {
+        sets: vec![set],
+        app_dest: vec![0],
+    }
+}
