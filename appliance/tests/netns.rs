@@ -67,14 +67,20 @@ impl Topo {
         format!("h{i}-{}", std::process::id())
     }
 
-    /// Starts the appliance in its namespace with one net_af_packet port per host.
+    /// Starts the appliance in its namespace with one net_af_packet port per host, one worker on lcore 0.
     fn start(&self, prefix: &str, dir: &TempDir, config: &str) -> Appliance {
+        self.start_with(prefix, dir, config, "0", "")
+    }
+
+    /// As `start`, with an EAL core list and extra net_af_packet arguments (e.g. ",qpairs=2").
+    fn start_with(&self, prefix: &str, dir: &TempDir, config: &str, lcores: &str, vdev_extra: &str) -> Appliance {
         let cfg = dir.write("appliance.toml", config);
         let mut cmd = Command::new("ip");
-        cmd.args(["netns", "exec", &self.app, BIN]).args(eal_base(prefix, "0"));
+        cmd.args(["netns", "exec", &self.app, BIN])
+            .args(eal_base(prefix, lcores));
         for i in 0..self.hosts.len() {
             cmd.arg("--vdev")
-                .arg(format!("net_af_packet{i},iface={}", Self::app_if(i)));
+                .arg(format!("net_af_packet{i},iface={}{vdev_extra}", Self::app_if(i)));
         }
         cmd.args(["--", "--config"]).arg(&cfg);
         Appliance::spawn(cmd, prefix, dir)
@@ -261,4 +267,43 @@ addresses = ["10.82.0.2/24"]
 
     let (code, _) = app.terminate(Duration::from_secs(10));
     assert_eq!(code, Some(0), "{}", app.stderr());
+}
+
+#[test]
+fn two_workers_on_two_queue_pairs_answer_and_stop_cleanly() {
+    let topo = Topo::new("q", &["10.83.0.1/24"]);
+    let dir = TempDir::new("qpairs");
+    let prefix = unique("qpairs");
+    let mut app = topo.start_with(
+        &prefix,
+        &dir,
+        r#"
+[dataplane]
+workers = [0, 1]
+idle = "adaptive"
+rx_desc = 512
+tx_desc = 512
+
+[[ports]]
+id = 0
+addresses = ["10.83.0.2/24"]
+"#,
+        "0-1",
+        ",qpairs=2",
+    );
+    topo.wait_healthy(&app);
+    ping_20(&topo.hosts[0], "10.83.0.2", &app);
+    let metrics = topo.curl("/metrics").expect("metrics");
+    // Both workers run (a heartbeat each); the kernel's fanout decides which queue a flow lands on.
+    for w in ["0", "1"] {
+        let age = metric(&metrics, "appliance_worker_heartbeat_age_seconds", &[("worker", w)]).unwrap();
+        assert!(age < 1.0, "worker {w} heartbeat age {age}");
+    }
+    let rx = metric(&metrics, "appliance_worker_rx_packets_total", &[]).unwrap();
+    assert!(rx >= 20.0, "rx {rx}");
+    let (code, stdout) = app.terminate(Duration::from_secs(10));
+    assert_eq!(code, Some(0), "{}", app.stderr());
+    assert!(stdout.contains("worker 1 (lcore 1)"), "{stdout}");
+    let line = stdout.lines().find(|l| l.starts_with("mempool:")).unwrap();
+    assert!(line.starts_with("mempool: 0 of"), "{line}");
 }
