@@ -13,10 +13,10 @@
 //!
 //! Not replay protection: that needs authentication. State is owned by one worker: a stream is pinned to
 //! one core by (sender, stream). The stream table and the window memory are allocated once.
+use super::index::Index;
 use super::{parse_outer, Burst, PeerSet, Verdict};
 use crate::buf::PacketBuf;
 use crate::drop::DropReason;
-use std::collections::HashMap;
 
 #[derive(Debug, Clone, Copy)]
 pub struct DedupeConfig {
@@ -98,7 +98,7 @@ pub struct Dedupe {
     bits: Vec<u64>,
     streams: Vec<Stream>,
     /// Slot of each stream, keyed by `sender << 16 | stream`.
-    index: HashMap<u32, u32, ahash::RandomState>,
+    index: Index,
     free: Vec<u32>,
     /// Counters of streams that were removed (idle), so totals never go back.
     retired: Counters,
@@ -112,8 +112,7 @@ impl Dedupe {
         assert!((64..=65536).contains(&cfg.window) && cfg.window.is_power_of_two());
         let words_per = (cfg.window / 64) as usize;
         let n = cfg.max_streams.max(1);
-        let mut index = HashMap::with_hasher(ahash::RandomState::new());
-        index.reserve(n);
+        let index = Index::with_capacity(n);
         Dedupe {
             cfg,
             words_per,
@@ -140,8 +139,8 @@ impl Dedupe {
     /// Counters of one stream.
     pub fn stream(&self, sender: u16, stream: u16) -> Option<Counters> {
         self.index
-            .get(&stream_key(sender, stream))
-            .map(|&i| self.streams[i as usize].c)
+            .get(stream_key(sender, stream))
+            .map(|i| self.streams[i as usize].c)
     }
 
     /// Every live stream with its counters.
@@ -201,18 +200,27 @@ impl Dedupe {
     /// The slot of (sender, stream), taking a free one for a new stream.
     #[inline]
     fn slot_for(&mut self, sender: u16, stream: u16) -> Result<usize, DropReason> {
-        match self.index.get(&stream_key(sender, stream)) {
-            Some(&i) => Ok(i as usize),
-            None => {
-                let i = self.free.pop().ok_or(DropReason::DedupeTableFull)?;
-                self.index.insert(stream_key(sender, stream), i);
-                self.streams[i as usize] = Stream {
-                    key: (sender, stream),
-                    ..Default::default()
-                };
-                Ok(i as usize)
-            }
+        let key = stream_key(sender, stream);
+        let bucket = self.index.bucket(key);
+        self.slot_for_at(key, bucket)
+    }
+
+    /// As `slot_for`, with the key's index bucket computed (and prefetched) beforehand.
+    #[inline]
+    fn slot_for_at(&mut self, key: u32, bucket: usize) -> Result<usize, DropReason> {
+        if let Some(i) = self.index.get_at(key, bucket) {
+            return Ok(i as usize);
         }
+        let i = self.free.pop().ok_or(DropReason::DedupeTableFull)?;
+        if !self.index.insert_at(key, i, bucket) {
+            self.free.push(i);
+            return Err(DropReason::DedupeTableFull);
+        }
+        self.streams[i as usize] = Stream {
+            key: ((key >> 16) as u16, key as u16),
+            ..Default::default()
+        };
+        Ok(i as usize)
     }
 
     /// Hints the cache lines `check_slot(slot, seq, ..)` will touch.
@@ -294,7 +302,7 @@ impl Dedupe {
             let s = self.streams[i];
             if s.live && now_ns.saturating_sub(s.last_ns) > self.cfg.reset_ns {
                 self.retired.add(&s.c);
-                self.index.remove(&stream_key(s.key.0, s.key.1));
+                self.index.remove(stream_key(s.key.0, s.key.1));
                 self.streams[i].live = false;
                 self.free.push(i as u32);
                 removed += 1;
@@ -304,17 +312,19 @@ impl Dedupe {
     }
 
     /// The stage: for overlay frames addressed to node `node` from a configured peer, drops duplicates and
-    /// rogues; records where the inner packet starts. Works in chunks of 32: a first pass parses, checks
-    /// and finds every packet's stream and prefetches its state, a second pass runs the window logic on
-    /// state that is on its way into the cache.
+    /// rogues; records where the inner packet starts. Works in chunks of 32, in three passes so that
+    /// memory waits overlap: parse and check every packet and prefetch its stream's index bucket; find
+    /// (or take) each stream's slot and prefetch its state and window word; then run the window logic.
     pub fn run<B: PacketBuf>(&mut self, burst: &mut Burst<B>, node: u16, peers: &PeerSet, now_ns: u64) {
         const CHUNK: usize = 32;
+        const NONE: usize = usize::MAX;
         let n = burst.len();
         let mut start = 0;
         while start < n {
             let end = (start + CHUNK).min(n);
-            // (slot, seq), or usize::MAX for packets that already have a verdict.
-            let mut todo = [(usize::MAX, 0u32); CHUNK];
+            // Per packet: (index bucket, key, seq), then the slot; NONE when it already has a verdict.
+            let mut todo = [(NONE, 0u32, 0u32); CHUNK];
+            let mut slots = [NONE; CHUNK];
             for (k, (p, m)) in burst.pkts[start..end]
                 .iter()
                 .zip(burst.meta[start..end].iter_mut())
@@ -344,20 +354,29 @@ impl Dedupe {
                 m.vni = o.vni;
                 m.inner_off = o.inner_off as u16;
                 self.note_path(o.opt.path, now_ns);
-                match self.slot_for(o.opt.sender, o.opt.stream) {
+                let key = stream_key(o.opt.sender, o.opt.stream);
+                let bucket = self.index.bucket(key);
+                self.index.prefetch(bucket);
+                todo[k] = (bucket, key, o.opt.seq);
+            }
+            for (k, m) in burst.meta[start..end].iter_mut().enumerate() {
+                let (bucket, key, seq) = todo[k];
+                if bucket == NONE {
+                    continue;
+                }
+                match self.slot_for_at(key, bucket) {
                     Ok(slot) => {
-                        self.prefetch_slot(slot, o.opt.seq);
-                        todo[k] = (slot, o.opt.seq);
+                        self.prefetch_slot(slot, seq);
+                        slots[k] = slot;
                     }
                     Err(r) => m.verdict = Verdict::Drop(r),
                 }
             }
             for (k, m) in burst.meta[start..end].iter_mut().enumerate() {
-                let (slot, seq) = todo[k];
-                if slot == usize::MAX {
+                if slots[k] == NONE {
                     continue;
                 }
-                m.verdict = match self.check_slot(slot, seq, now_ns) {
+                m.verdict = match self.check_slot(slots[k], todo[k].2, now_ns) {
                     Decision::Pass => Verdict::Next,
                     Decision::Duplicate => Verdict::Drop(DropReason::Duplicate),
                     Decision::Rogue => Verdict::Drop(DropReason::Rogue),

@@ -12,6 +12,7 @@ pub mod classify;
 pub mod decap;
 pub mod dedupe;
 pub mod encap;
+pub mod index;
 pub mod mtu;
 pub mod relay;
 pub mod replicate;
