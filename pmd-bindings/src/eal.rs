@@ -1,5 +1,5 @@
 //! The Environment Abstraction Layer: started once per process; lcore launch.
-use crate::error::{check, Error, Result};
+use crate::error::{Error, Result};
 use crate::ffi;
 use std::ffi::{c_int, c_void, CString};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -99,11 +99,6 @@ impl Eal {
     pub fn port_count(&self) -> u16 {
         // SAFETY: plain query, valid after init.
         unsafe { ffi::rte_eth_dev_count_avail() }
-    }
-
-    /// Checks a return code in the style of the other calls (for callers outside this crate).
-    pub fn check(op: &'static str, ret: i32) -> Result<i32> {
-        check(op, ret)
     }
 }
 

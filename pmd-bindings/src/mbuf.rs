@@ -184,8 +184,14 @@ impl Mbuf {
 
     /// A full copy (all segments, new buffers) from `pool`.
     pub fn copy(&self, pool: &Mempool) -> Option<Mbuf> {
-        // SAFETY: copies our valid mbuf into new buffers from a valid pool; NULL on exhaustion.
-        let p = unsafe { ffi::rte_pktmbuf_copy(self.0.as_ptr(), pool.as_ptr(), 0, u32::MAX) };
+        self.copy_from_pool(pool.as_ptr())
+    }
+
+    /// `rte_pktmbuf_copy` of the whole chain into buffers from `pool`; None on exhaustion.
+    fn copy_from_pool(&self, pool: *mut ffi::rte_mempool) -> Option<Mbuf> {
+        // SAFETY: we own a valid mbuf; pool is a valid mempool (a Mempool handle, or the pool this mbuf came
+        // from); the result is a new chain we then own, or NULL.
+        let p = unsafe { ffi::rte_pktmbuf_copy(self.0.as_ptr(), pool, 0, u32::MAX) };
         NonNull::new(p).map(Mbuf)
     }
 }
@@ -238,14 +244,6 @@ impl<const N: usize> Burst<N> {
     pub(crate) fn set_len(&mut self, n: usize) {
         debug_assert!(n <= N);
         self.len = n;
-    }
-
-    /// The mbufs not yet taken, in order.
-    pub fn as_mut_slice(&mut self) -> &mut [Mbuf] {
-        let live = &mut self.ptrs[self.next..self.len];
-        // SAFETY: Mbuf is repr(transparent) over NonNull<rte_mbuf>, which has the layout of a pointer; the
-        // slots next..len hold non-null mbufs that this burst owns.
-        unsafe { std::slice::from_raw_parts_mut(live.as_mut_ptr() as *mut Mbuf, live.len()) }
     }
 
     /// Takes the next mbuf out of the burst.
@@ -465,9 +463,6 @@ impl pipelines::buf::PacketBuf for Mbuf {
             }
             return Some(copy);
         }
-        // SAFETY: pool is the valid mempool this mbuf came from; rte_pktmbuf_copy returns a new mbuf chain
-        // that we then own, or NULL on exhaustion.
-        let p = unsafe { ffi::rte_pktmbuf_copy(self.0.as_ptr(), pool, 0, u32::MAX) };
-        NonNull::new(p).map(Mbuf)
+        self.copy_from_pool(pool)
     }
 }
