@@ -7,7 +7,7 @@ use crate::stats::Local;
 use crossbeam_queue::ArrayQueue;
 use pipelines::hold::{HoldQueue, Released};
 use pipelines::neigh::{NeighEvent, NeighSnapshot};
-use pipelines::presence::{set_l2, Action};
+use pipelines::presence::Action;
 use pipelines::{DropReason, MacAddr};
 use pmd_bindings::{rdtsc, Burst, DropList, Mbuf, RxQueue, TxBuffer, TxQueue};
 use std::sync::atomic::Ordering::{Acquire, Relaxed};
@@ -149,12 +149,7 @@ impl Worker {
         match out.action {
             Action::Reply => self.send(st, pi as usize, m),
             Action::Forward { port, next_hop } => match st.neigh.lookup(port, next_hop) {
-                Some(mac) => {
-                    if let Some(d) = m.data_mut() {
-                        set_l2(d, st.macs[port as usize], mac);
-                    }
-                    self.send(st, port as usize, m)
-                }
+                Some(mac) => self.send_to_neighbour(st, port as usize, mac, m),
                 None => {
                     if self
                         .to_control
@@ -192,6 +187,13 @@ impl Worker {
         }
     }
 
+    /// Addresses a routed frame to the neighbour `mac` from `port`'s own MAC and sends it out of `port`.
+    #[inline]
+    fn send_to_neighbour(&mut self, st: &mut State, port: usize, mac: MacAddr, mut m: Mbuf) {
+        pipelines::overlay::set_l2(&mut m, st.macs[port], mac);
+        self.send(st, port, m)
+    }
+
     fn drain_all(&mut self, st: &mut State) {
         for (buf, q) in st.txbufs.iter_mut().zip(self.txqs.iter_mut()) {
             let (sent, dropped) = buf.drain(q);
@@ -220,12 +222,7 @@ impl Worker {
                 now,
                 |p, ip| neigh.lookup(p, ip),
                 |r| match r {
-                    Released::Ready { mut item, port, mac } => {
-                        if let Some(d) = item.data_mut() {
-                            set_l2(d, st.macs[port as usize], mac);
-                        }
-                        self.send(st, port as usize, item);
-                    }
+                    Released::Ready { item, port, mac } => self.send_to_neighbour(st, port as usize, mac, item),
                     Released::Expired(item) => drop_pkt(st, DropReason::NeighbourUnresolved, item),
                 },
             );
