@@ -76,6 +76,13 @@ drop_reasons! {
     Rogue => "rogue", "sequence number older than the history window";
     DedupeTableFull => "dedupe_table_full", "no room for another (sender, stream) in the dedupe table";
     InnerMalformed => "inner_malformed", "decapsulated packet is not a valid IPv4 packet";
+    NatNoSession => "nat_no_session", "no NAT session for this packet and it may not open one (not a TCP SYN, a reply, or unknown)";
+    NatIcmpNoSession => "nat_icmp_no_session", "ICMP error about a flow with no NAT session";
+    NatNoTarget => "nat_no_target", "every target of the application is marked down";
+    NatTableFull => "nat_table_full", "the core's NAT session table is full (new flow refused)";
+    NatPortsExhausted => "nat_ports_exhausted", "the core's slice of the SNAT pool has no free port or ICMP id";
+    NatMalformed => "nat_malformed", "transport header too short to translate";
+    HandoffFull => "handoff_full", "the ring to the worker owning this packet's state is full";
 }
 
 /// Per-reason drop counts, owned by one core.

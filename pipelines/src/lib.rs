@@ -4,7 +4,10 @@
 pub mod buf;
 pub mod checksum;
 pub mod drop;
+pub mod handoff;
 pub mod hold;
+pub mod index;
+pub mod nat;
 pub mod neigh;
 pub mod overlay;
 pub mod prefetch;

@@ -13,10 +13,10 @@
 //!
 //! Not replay protection: that needs authentication. State is owned by one worker: a stream is pinned to
 //! one core by (sender, stream). The stream table and the window memory are allocated once.
-use super::index::Index;
 use super::{parse_outer, Burst, PeerSet, Verdict};
 use crate::buf::PacketBuf;
 use crate::drop::DropReason;
+use crate::index::Index;
 
 #[derive(Debug, Clone, Copy)]
 pub struct DedupeConfig {

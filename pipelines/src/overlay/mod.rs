@@ -12,7 +12,6 @@ pub mod classify;
 pub mod decap;
 pub mod dedupe;
 pub mod encap;
-pub mod index;
 pub mod mtu;
 pub mod relay;
 pub mod replicate;
@@ -47,6 +46,10 @@ pub enum Verdict {
     },
     /// Send back out of the port it came in on (an ICMP error built in place).
     Reply,
+    /// Belongs to state another worker owns (a NAT session): hand it to that worker through its ring.
+    Handoff {
+        worker: u16,
+    },
     Drop(DropReason),
 }
 

@@ -2,6 +2,10 @@
 //! up once per packet: linear probing over a power-of-two table at most half full, keys hashed with a
 //! randomly seeded ahash (crafted keys cannot aim at one bucket chain), deletion by backward shift (no
 //! tombstones). Its point over a general map: the bucket of a key can be prefetched a pass ahead.
+//!
+//! Used two ways: with exact keys (dedupe: the key is the stream), and with a 32-bit tag of a longer key
+//! (NAT: the tag is a hash of the 5-tuple, several entries may share it, and the caller checks the full
+//! key stored at the slot through [`Index::find_at`]).
 
 const EMPTY: u64 = u64::MAX;
 
@@ -50,13 +54,19 @@ impl Index {
     /// The slot of `key`, probing from `bucket` (which must be `self.bucket(key)`).
     #[inline]
     pub fn get_at(&self, key: u32, bucket: usize) -> Option<u32> {
+        self.find_at(key, bucket, |_| true)
+    }
+
+    /// The first slot stored under `key` that `accept` takes, probing from `bucket` (`self.bucket(key)`).
+    #[inline]
+    pub fn find_at(&self, key: u32, bucket: usize, mut accept: impl FnMut(u32) -> bool) -> Option<u32> {
         let mut i = bucket;
         loop {
             let c = self.cells[i];
             if c == EMPTY {
                 return None;
             }
-            if (c >> 32) as u32 == key {
+            if (c >> 32) as u32 == key && accept(c as u32) {
                 return Some(c as u32);
             }
             i = (i + 1) & self.mask;
@@ -85,13 +95,18 @@ impl Index {
 
     /// Removes `key`; later entries of its probe run move back so that lookups never stop early.
     pub fn remove(&mut self, key: u32) -> Option<u32> {
+        self.remove_if(key, |_| true)
+    }
+
+    /// Removes the first entry under `key` whose slot `accept` takes (see [`Index::find_at`]).
+    pub fn remove_if(&mut self, key: u32, mut accept: impl FnMut(u32) -> bool) -> Option<u32> {
         let mut i = self.bucket(key);
         loop {
             let c = self.cells[i];
             if c == EMPTY {
                 return None;
             }
-            if (c >> 32) as u32 == key {
+            if (c >> 32) as u32 == key && accept(c as u32) {
                 break;
             }
             i = (i + 1) & self.mask;

@@ -1,0 +1,557 @@
+//! Full NAT at the gateway (ARCHITECTURE.md "Full NAT at the gateway"): a client's packet to VIP:port
+//! leaves as pool:port -> target:port, and the target's reply comes back as VIP:port -> client:port.
+//!
+//! - Sessions are owned by the worker that made them ([`Nat`] is per core, no locks). Each holds the edge
+//!   node and stream the flow came from, so the reply goes back over the overlay to that edge.
+//! - DNAT: the application (the Geneve VNI at the gateway) maps (protocol, port) to a target port; the target
+//!   address is picked among the targets not marked down by the flow's hash.
+//! - SNAT: each worker takes pool ports (and ICMP query ids) from its own slice of the port range, so a
+//!   reply's destination port names the owning worker ([`Pool::owner`]); a reply that arrives elsewhere is
+//!   handed over ([`crate::handoff`]).
+//! - Only TCP SYNs, UDP packets and ICMP echo requests to a configured (application, protocol, port) open a
+//!   session. Nothing else does: the gateway is never an open relay.
+//! - TCP state (RFC 5382): established after the target's SYN-ACK, transitory while opening, after a FIN or
+//!   a RST. UDP mapping timer per RFC 4787 REQ-5, ICMP query timer per RFC 5508. A new SYN on a closing or
+//!   closed session starts it over with the same mapping (port reuse by the client).
+//! - ICMP errors (RFC 5508) are translated with the packet they quote; they never refresh a session, and
+//!   one about a flow with no session is dropped and counted. An error travelling to the client comes from
+//!   the VIP, so the client never sees the target side's addresses.
+//! - IPv4 fragments are dropped (no reassembly).
+//! - Expiry runs in slices ([`Nat::expire`]) and lazily when a lookup meets an expired session.
+pub mod packet;
+pub mod table;
+
+use crate::drop::DropReason;
+use crate::overlay::{Burst, Verdict};
+use crate::wire::tcp;
+use packet::{Kind, Parsed, Tuple, ICMP, TCP, UDP};
+use std::fmt;
+use std::net::Ipv4Addr;
+use std::sync::Arc;
+use table::{Session, Table, TcpState, FWD, REV};
+
+/// Idle timeouts in seconds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Timeouts {
+    /// RFC 5382 REQ-5: at least 2 h 4 min.
+    pub tcp_established: u32,
+    /// RFC 5382 REQ-5: at least 4 min (partially open or closing).
+    pub tcp_transitory: u32,
+    /// RFC 4787 REQ-5: at least 2 min (5 recommended).
+    pub udp: u32,
+    /// RFC 5508 REQ-1: at least 60 s.
+    pub icmp: u32,
+}
+
+impl Default for Timeouts {
+    fn default() -> Self {
+        Timeouts {
+            tcp_established: 7440,
+            tcp_transitory: 240,
+            udp: 300,
+            icmp: 60,
+        }
+    }
+}
+
+/// (protocol, VIP port) -> target port.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct NatRule {
+    pub proto: u8,
+    pub port: u16,
+    pub target_port: u16,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct NatTarget {
+    pub addr: Ipv4Addr,
+    pub up: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct NatApp {
+    pub rules: Vec<NatRule>,
+    pub targets: Vec<NatTarget>,
+    /// ICMP echo to the VIP goes to a target (the default in the config).
+    pub icmp: bool,
+}
+
+impl NatApp {
+    #[inline]
+    fn rule(&self, proto: u8, port: u16) -> Option<u16> {
+        self.rules
+            .iter()
+            .find(|r| r.proto == proto && r.port == port)
+            .map(|r| r.target_port)
+    }
+
+    /// The target for a flow hash, among those up; spreads evenly whatever the count.
+    #[inline]
+    fn pick(&self, hash: u32) -> Option<Ipv4Addr> {
+        let up = self.targets.iter().filter(|t| t.up).count();
+        if up == 0 {
+            return None;
+        }
+        let k = ((hash as u64 * up as u64) >> 32) as usize;
+        self.targets.iter().filter(|t| t.up).nth(k).map(|t| t.addr)
+    }
+}
+
+/// Applications by id (the VNI); a read-only table, replaced whole.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct NatApps {
+    pub apps: Vec<Option<NatApp>>,
+}
+
+impl NatApps {
+    pub fn get(&self, app: u16) -> Option<&NatApp> {
+        self.apps.get(app as usize).and_then(|a| a.as_ref())
+    }
+}
+
+/// The SNAT pool and how its port range is sliced among workers.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Pool {
+    addrs: Vec<Ipv4Addr>,
+    lo: u16,
+    per_worker: u32,
+    workers: u16,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PoolError {
+    NoAddress,
+    EmptyRange { lo: u16, hi: u16 },
+    TooFewPorts { ports: u32, workers: u16 },
+}
+
+impl fmt::Display for PoolError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            PoolError::NoAddress => write!(f, "the pool has no address"),
+            PoolError::EmptyRange { lo, hi } => write!(f, "port range {lo}-{hi} is empty"),
+            PoolError::TooFewPorts { ports, workers } => {
+                write!(f, "{ports} ports cannot be sliced among {workers} workers")
+            }
+        }
+    }
+}
+
+impl Pool {
+    /// Ports `lo..=hi` of every address in `addrs`, split into `workers` equal contiguous slices (the rest
+    /// of the division is left unused).
+    pub fn new(addrs: Vec<Ipv4Addr>, lo: u16, hi: u16, workers: u16) -> Result<Pool, PoolError> {
+        if addrs.is_empty() {
+            return Err(PoolError::NoAddress);
+        }
+        if hi < lo {
+            return Err(PoolError::EmptyRange { lo, hi });
+        }
+        let ports = hi as u32 - lo as u32 + 1;
+        let workers = workers.max(1);
+        let per_worker = ports / workers as u32;
+        if per_worker == 0 {
+            return Err(PoolError::TooFewPorts { ports, workers });
+        }
+        Ok(Pool {
+            addrs,
+            lo,
+            per_worker,
+            workers,
+        })
+    }
+
+    pub fn addrs(&self) -> &[Ipv4Addr] {
+        &self.addrs
+    }
+
+    pub fn workers(&self) -> u16 {
+        self.workers
+    }
+
+    /// The ports (and ICMP ids) worker `w` allocates from.
+    pub fn slice(&self, w: u16) -> std::ops::RangeInclusive<u16> {
+        let first = self.lo as u32 + w as u32 * self.per_worker;
+        first as u16..=(first + self.per_worker - 1) as u16
+    }
+
+    /// The worker that owns pool port (or ICMP id) `port`; None outside every slice.
+    #[inline]
+    pub fn owner(&self, port: u16) -> Option<u16> {
+        let off = (port as u32).checked_sub(self.lo as u32)?;
+        let w = off / self.per_worker;
+        (w < self.workers as u32).then_some(w as u16)
+    }
+
+    pub fn contains(&self, a: Ipv4Addr) -> bool {
+        self.addrs.contains(&a)
+    }
+
+    /// Worker `w`'s pool pairs (address index << 16 | port), at most `max`, interleaving the addresses so
+    /// that a cap still uses all of them.
+    fn pairs(&self, w: u16, max: usize) -> Vec<u32> {
+        let mut v = Vec::with_capacity(max.min(self.per_worker as usize * self.addrs.len()));
+        'out: for port in self.slice(w) {
+            for a in 0..self.addrs.len() as u32 {
+                if v.len() >= max {
+                    break 'out;
+                }
+                v.push(a << 16 | port as u32);
+            }
+        }
+        v
+    }
+}
+
+/// Where a flow came from over the overlay (and where its replies go back to).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Origin {
+    pub app: u16,
+    pub edge: u16,
+    pub stream: u16,
+}
+
+/// Per-core counters (drops are counted by reason in [`DropCounts`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct NatStats {
+    pub created: [u64; 3],
+    pub expired: [u64; 3],
+    pub translated_out: u64,
+    pub translated_in: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NatConfig {
+    pub max_sessions: usize,
+    pub timeouts: Timeouts,
+    pub pool: Pool,
+}
+
+/// Sessions examined per [`Nat::expire_slice`] call (one per burst).
+pub const EXPIRE_BUDGET: usize = 64;
+
+/// One worker's NAT.
+pub struct Nat {
+    worker: u16,
+    apps: Arc<NatApps>,
+    pool: Pool,
+    /// Timeouts in ns: established, transitory, udp, icmp.
+    tmo: [u64; 4],
+    table: Table,
+    pub stats: NatStats,
+}
+
+/// A packet prepared for a lookup: parsed, tagged, its index bucket prefetched.
+#[derive(Debug, Clone, Copy)]
+struct Pre {
+    p: Parsed,
+    tag: u32,
+    bucket: usize,
+}
+
+impl Nat {
+    pub fn new(cfg: &NatConfig, worker: u16, apps: Arc<NatApps>) -> Nat {
+        let pairs = cfg.pool.pairs(worker, cfg.max_sessions.max(1));
+        let ns = |s: u32| s as u64 * 1_000_000_000;
+        let t = cfg.timeouts;
+        Nat {
+            worker,
+            apps,
+            pool: cfg.pool.clone(),
+            tmo: [ns(t.tcp_established), ns(t.tcp_transitory), ns(t.udp), ns(t.icmp)],
+            table: Table::new(cfg.max_sessions, [pairs.clone(), pairs.clone(), pairs]),
+            stats: NatStats::default(),
+        }
+    }
+
+    pub fn worker(&self) -> u16 {
+        self.worker
+    }
+
+    pub fn pool(&self) -> &Pool {
+        &self.pool
+    }
+
+    /// Picks up a new application table (between bursts). Sessions keep their target; new ones use the
+    /// new table.
+    pub fn set_apps(&mut self, apps: Arc<NatApps>) {
+        self.apps = apps;
+    }
+
+    pub fn table(&self) -> &Table {
+        &self.table
+    }
+
+    /// Live sessions per protocol (tcp, udp, icmp).
+    pub fn live(&self) -> [u64; 3] {
+        self.table.live
+    }
+
+    /// Which worker owns the session of a frame from the target side: the owner of its pool port. None
+    /// when the frame cannot be parsed or the port is outside the pool (this worker then drops it).
+    #[inline]
+    pub fn owner(&self, frame: &[u8]) -> Option<u16> {
+        let p = packet::parse(frame).ok()?;
+        self.pool.owner(p.tuple.dport)
+    }
+
+    #[inline]
+    fn timeout(&self, s: &Session) -> u64 {
+        match s.fwd.proto_index() {
+            TCP => match s.tcp {
+                TcpState::Established => self.tmo[0],
+                _ => self.tmo[1],
+            },
+            UDP => self.tmo[2],
+            _ => self.tmo[3],
+        }
+    }
+
+    #[inline]
+    fn prepare(&self, frame: &[u8], dir: u32, app: u16) -> Result<Pre, DropReason> {
+        let p = packet::parse(frame)?;
+        let app = if dir == FWD { app } else { 0 };
+        let tag = self.table.tag(&p.tuple, dir, app);
+        let bucket = self.table.bucket(tag);
+        Ok(Pre { p, tag, bucket })
+    }
+
+    /// The live session for a prepared packet; an expired one found on the way is ended.
+    #[inline]
+    fn lookup(&mut self, pre: &Pre, dir: u32, app: u16, now: u64) -> Option<u32> {
+        let slot = self.table.find(&pre.p.tuple, dir, app, pre.tag, pre.bucket)?;
+        if self.table.get(slot).deadline <= now {
+            self.stats.expired[pre.p.tuple.proto_index()] += 1;
+            self.table.remove(slot);
+            return None;
+        }
+        Some(slot)
+    }
+
+    /// Opens a session for a client packet that matched none; the caller checked it may open one.
+    fn create(&mut self, pre: &Pre, o: Origin, now: u64) -> Result<u32, DropReason> {
+        let t = pre.p.tuple;
+        let app = self.apps.get(o.app).ok_or(DropReason::NoApplication)?;
+        let target_port = match pre.p.kind {
+            Kind::EchoRequest if app.icmp => 0,
+            Kind::EchoRequest => return Err(DropReason::NoApplication),
+            _ => app.rule(t.proto, t.dport).ok_or(DropReason::NoApplication)?,
+        };
+        let target = u32::from(app.pick(pre.tag).ok_or(DropReason::NatNoTarget)?);
+        let proto = t.proto_index();
+        let addrs = &self.pool.addrs;
+        let icmp = proto == ICMP;
+        let tcp_state = TcpState::SynSent;
+        let r = self.table.insert(proto, pre.tag, |pool_ref| {
+            let addr = u32::from(addrs[(pool_ref >> 16) as usize]);
+            let port = pool_ref as u16;
+            Session {
+                fwd: t,
+                rev: Tuple {
+                    src: target,
+                    dst: addr,
+                    // An echo reply comes back with (0, id); a TCP/UDP reply from target_port to the pool port.
+                    sport: if icmp { 0 } else { target_port },
+                    dport: port,
+                    proto: t.proto,
+                },
+                app: o.app,
+                edge: o.edge,
+                stream: o.stream,
+                tcp: tcp_state,
+                live: true,
+                pool_ref,
+                deadline: 0,
+            }
+        });
+        match r {
+            Ok(slot) => {
+                self.stats.created[proto] += 1;
+                let s = *self.table.get(slot);
+                self.table.get_mut(slot).deadline = now + self.timeout(&s);
+                Ok(slot)
+            }
+            Err(true) => Err(DropReason::NatTableFull),
+            Err(false) => Err(DropReason::NatPortsExhausted),
+        }
+    }
+
+    /// Updates TCP state and the deadline for a packet of the session (not for ICMP errors).
+    #[inline]
+    fn touch(&mut self, slot: u32, kind: Kind, to_target: bool, now: u64) {
+        let s = self.table.get_mut(slot);
+        if let Kind::Tcp { flags } = kind {
+            s.tcp = if flags & tcp::flags::RST != 0 {
+                TcpState::Closed
+            } else if flags & tcp::flags::FIN != 0 {
+                TcpState::Closing
+            } else if to_target && flags & (tcp::flags::SYN | tcp::flags::ACK) == tcp::flags::SYN {
+                match s.tcp {
+                    TcpState::Closing | TcpState::Closed => TcpState::SynSent, // the client reuses its port
+                    st => st,
+                }
+            } else if !to_target
+                && s.tcp == TcpState::SynSent
+                && flags & (tcp::flags::SYN | tcp::flags::ACK) == tcp::flags::SYN | tcp::flags::ACK
+            {
+                TcpState::Established
+            } else {
+                s.tcp
+            };
+        }
+        let s = *self.table.get(slot);
+        self.table.get_mut(slot).deadline = now + self.timeout(&s);
+    }
+
+    /// Translates a prepared client-side packet; returns the target's address.
+    #[inline]
+    fn out_one(&mut self, frame: &mut [u8], pre: &Pre, o: Origin, now: u64) -> Result<Ipv4Addr, DropReason> {
+        let slot = match (self.lookup(pre, FWD, o.app, now), pre.p.kind) {
+            (Some(s), _) => s,
+            (None, Kind::IcmpError) => return Err(DropReason::NatIcmpNoSession),
+            (None, Kind::Tcp { flags })
+                if flags & (tcp::flags::SYN | tcp::flags::ACK | tcp::flags::RST | tcp::flags::FIN)
+                    == tcp::flags::SYN =>
+            {
+                self.create(pre, o, now)?
+            }
+            (None, Kind::Udp | Kind::EchoRequest) => self.create(pre, o, now)?,
+            (None, _) => return Err(DropReason::NatNoSession),
+        };
+        if pre.p.kind != Kind::IcmpError {
+            self.touch(slot, pre.p.kind, true, now);
+        }
+        let s = self.table.get(slot);
+        let new = s.rev.reversed();
+        packet::rewrite(frame, &pre.p, &new, s.rev.dst, s.rev.src);
+        self.stats.translated_out += 1;
+        Ok(Ipv4Addr::from(s.rev.src))
+    }
+
+    /// Translates a prepared target-side packet; returns where it goes back to.
+    #[inline]
+    fn in_one(&mut self, frame: &mut [u8], pre: &Pre, now: u64) -> Result<Origin, DropReason> {
+        let Some(slot) = self.lookup(pre, REV, 0, now) else {
+            return Err(if pre.p.kind == Kind::IcmpError {
+                DropReason::NatIcmpNoSession
+            } else {
+                DropReason::NatNoSession
+            });
+        };
+        if pre.p.kind == Kind::EchoRequest {
+            return Err(DropReason::NatNoSession); // the target side never opens or pings through
+        }
+        if pre.p.kind != Kind::IcmpError {
+            self.touch(slot, pre.p.kind, false, now);
+        }
+        let s = self.table.get(slot);
+        let new = s.fwd.reversed();
+        packet::rewrite(frame, &pre.p, &new, s.fwd.dst, s.fwd.src);
+        self.stats.translated_in += 1;
+        Ok(Origin {
+            app: s.app,
+            edge: s.edge,
+            stream: s.stream,
+        })
+    }
+
+    /// Client -> target: a frame (Ethernet + IPv4, header checksum already verified) of a flow from
+    /// `o`. Rewrites it in place and returns the target's address (the next hop is the caller's routing).
+    pub fn outbound(&mut self, frame: &mut [u8], o: Origin, now: u64) -> Result<Ipv4Addr, DropReason> {
+        let pre = self.prepare(frame, FWD, o.app)?;
+        self.out_one(frame, &pre, o, now)
+    }
+
+    /// Target -> client: a frame to a pool address owned by this worker. Rewrites it in place and returns
+    /// the origin of its session (application, edge, stream) for the way back.
+    pub fn inbound(&mut self, frame: &mut [u8], now: u64) -> Result<Origin, DropReason> {
+        let pre = self.prepare(frame, REV, 0)?;
+        self.in_one(frame, &pre, now)
+    }
+
+    /// Ends expired sessions among the next [`EXPIRE_BUDGET`] slots; a bounded slice per call.
+    pub fn expire_slice(&mut self, now: u64) {
+        self.expire(now, EXPIRE_BUDGET)
+    }
+
+    pub fn expire(&mut self, now: u64, budget: usize) {
+        let stats = &mut self.stats;
+        self.table.expire(now, budget, |p| stats.expired[p] += 1);
+    }
+
+    /// The burst form of [`Nat::outbound`] for packets whose verdict is still Next: `meta.app`,
+    /// `meta.sender` (the edge) and `meta.stream` give the origin. A translated packet keeps Next (routing
+    /// to the target follows); others get Drop. Lookups go in three passes so that the index bucket, then
+    /// the session, are fetched while other packets are worked on.
+    pub fn run_outbound<B: crate::buf::PacketBuf>(&mut self, burst: &mut Burst<B>, now: u64) {
+        self.run(burst, now, FWD);
+    }
+
+    /// The burst form of [`Nat::inbound`]: packets whose pool port another worker owns get
+    /// [`Verdict::Handoff`]; translated ones keep Next with `meta.app`, `meta.sender` (the edge to send
+    /// back to) and `meta.stream` set.
+    pub fn run_inbound<B: crate::buf::PacketBuf>(&mut self, burst: &mut Burst<B>, now: u64) {
+        self.run(burst, now, REV);
+    }
+
+    fn run<B: crate::buf::PacketBuf>(&mut self, burst: &mut Burst<B>, now: u64, dir: u32) {
+        const CHUNK: usize = 32;
+        let n = burst.len();
+        let mut start = 0;
+        while start < n {
+            let end = (start + CHUNK).min(n);
+            let mut pre: [Option<Pre>; CHUNK] = [None; CHUNK];
+            for i in start..end {
+                let m = &mut burst.meta[i];
+                if !m.is_next() {
+                    continue;
+                }
+                match self.prepare(burst.pkts[i].data(), dir, m.app) {
+                    Ok(p) => {
+                        if dir == REV {
+                            match self.pool.owner(p.p.tuple.dport) {
+                                Some(w) if w != self.worker => {
+                                    m.verdict = Verdict::Handoff { worker: w };
+                                    continue;
+                                }
+                                _ => {}
+                            }
+                        }
+                        self.table.prefetch_bucket(p.bucket);
+                        pre[i - start] = Some(p);
+                    }
+                    Err(r) => m.verdict = Verdict::Drop(r),
+                }
+            }
+            for p in pre[..end - start].iter().flatten() {
+                self.table.prefetch_sessions(p.tag, p.bucket);
+            }
+            for i in start..end {
+                let Some(p) = pre[i - start] else { continue };
+                let m = &mut burst.meta[i];
+                let Some(d) = burst.pkts[i].data_mut() else {
+                    m.verdict = Verdict::Drop(DropReason::MultiSegment);
+                    continue;
+                };
+                let r = if dir == FWD {
+                    let o = Origin {
+                        app: m.app,
+                        edge: m.sender,
+                        stream: m.stream,
+                    };
+                    self.out_one(d, &p, o, now).map(|_| ())
+                } else {
+                    self.in_one(d, &p, now).map(|o| {
+                        m.app = o.app;
+                        m.sender = o.edge;
+                        m.stream = o.stream;
+                    })
+                };
+                if let Err(r) = r {
+                    m.verdict = Verdict::Drop(r);
+                }
+            }
+            start = end;
+        }
+    }
+}

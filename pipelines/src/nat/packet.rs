@@ -1,0 +1,292 @@
+//! What NAT reads from a packet (its 5-tuple, TCP flags, or the embedded packet of an ICMP error) and how it
+//! rewrites one: addresses, ports or ICMP query id, with every checksum updated incrementally (RFC 1624).
+//! For an ICMP error (RFC 5508) the embedded IP header and the embedded transport header are rewritten too,
+//! and the ICMP checksum follows both. A UDP checksum of 0 (none) stays 0; a UDP checksum that becomes 0
+//! is sent as 0xffff (RFC 768).
+//!
+//! Ports of an ICMP echo: a request carries its query id as the source "port" and 0 as the destination,
+//! a reply the other way round, so that a reply's tuple is the reverse of its request's, as for TCP and
+//! UDP.
+use crate::checksum::{self, update16, update32};
+use crate::drop::DropReason;
+use crate::wire::{ethernet, icmpv4, ipv4};
+
+/// Protocol index for per-protocol tables and counters.
+pub const TCP: usize = 0;
+pub const UDP: usize = 1;
+pub const ICMP: usize = 2;
+pub const PROTOS: [&str; 3] = ["tcp", "udp", "icmp"];
+
+/// A flow's addresses and ports (ICMP: query id), host order.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Hash)]
+pub struct Tuple {
+    pub src: u32,
+    pub dst: u32,
+    pub sport: u16,
+    pub dport: u16,
+    pub proto: u8,
+}
+
+impl Tuple {
+    #[inline]
+    pub fn reversed(&self) -> Tuple {
+        Tuple {
+            src: self.dst,
+            dst: self.src,
+            sport: self.dport,
+            dport: self.sport,
+            proto: self.proto,
+        }
+    }
+
+    /// Index into per-protocol tables ([`TCP`], [`UDP`], [`ICMP`]).
+    #[inline]
+    pub fn proto_index(&self) -> usize {
+        match self.proto {
+            ipv4::protocol::TCP => TCP,
+            ipv4::protocol::UDP => UDP,
+            _ => ICMP,
+        }
+    }
+}
+
+/// What kind of packet, for the session logic.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    Tcp {
+        flags: u8,
+    },
+    Udp,
+    EchoRequest,
+    EchoReply,
+    /// An ICMP error; `tuple` (of the [`Parsed`]) is the embedded packet's, reversed, so that it names the
+    /// flow the error travels with.
+    IcmpError,
+}
+
+/// A packet NAT can translate: Ethernet + IPv4 (no fragment) + TCP, UDP or ICMP.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Parsed {
+    pub tuple: Tuple,
+    pub kind: Kind,
+    /// Offset of the transport header (of the outer packet).
+    l4: u16,
+    /// Offset of the embedded IPv4 header and its transport header (ICMP errors), and the bytes of the
+    /// embedded transport header present.
+    emb_l3: u16,
+    emb_l4: u16,
+    emb_l4_len: u16,
+}
+
+#[inline]
+fn be16(d: &[u8], at: usize) -> u16 {
+    u16::from_be_bytes([d[at], d[at + 1]])
+}
+
+#[inline]
+fn be32(d: &[u8], at: usize) -> u32 {
+    u32::from_be_bytes([d[at], d[at + 1], d[at + 2], d[at + 3]])
+}
+
+#[inline]
+fn put16(d: &mut [u8], at: usize, v: u16) {
+    d[at..at + 2].copy_from_slice(&v.to_be_bytes());
+}
+
+#[inline]
+fn put32(d: &mut [u8], at: usize, v: u32) {
+    d[at..at + 4].copy_from_slice(&v.to_be_bytes());
+}
+
+/// Checks an IPv4 header at `l3` whose bytes end at `end`; returns (header length, total length, protocol).
+/// `embedded`: the total length may exceed what is present (an ICMP error quotes the start only).
+#[inline]
+fn ip_header(d: &[u8], l3: usize, end: usize, embedded: bool) -> Result<(usize, usize, u8), DropReason> {
+    if end < l3 + ipv4::MIN_HEADER_LEN {
+        return Err(DropReason::Ipv4Truncated);
+    }
+    let vi = d[l3];
+    if vi >> 4 != 4 {
+        return Err(DropReason::Ipv4Version);
+    }
+    let ihl = (vi & 0x0f) as usize * 4;
+    let total = be16(d, l3 + ipv4::field::TOTAL_LEN) as usize;
+    if ihl < ipv4::MIN_HEADER_LEN || l3 + ihl > end {
+        return Err(DropReason::Ipv4HeaderLength);
+    }
+    if total < ihl || (!embedded && l3 + total > end) {
+        return Err(DropReason::Ipv4TotalLength);
+    }
+    if be16(d, l3 + ipv4::field::FLAGS_FRAG) & 0x3fff != 0 {
+        return Err(DropReason::Ipv4Fragment); // a later fragment has no ports; a first one cannot be matched
+    }
+    Ok((ihl, total, d[l3 + ipv4::field::PROTOCOL]))
+}
+
+/// The ports of a transport header at `l4` with `len` bytes, by protocol; ICMP only for echo.
+#[inline]
+fn ports(d: &[u8], proto: u8, l4: usize, len: usize) -> Result<(u16, u16, Option<u8>), DropReason> {
+    match proto {
+        ipv4::protocol::TCP | ipv4::protocol::UDP => {
+            if len < 8 {
+                return Err(DropReason::NatMalformed);
+            }
+            Ok((be16(d, l4), be16(d, l4 + 2), None))
+        }
+        ipv4::protocol::ICMP => {
+            if len < icmpv4::HEADER_LEN {
+                return Err(DropReason::IcmpMalformed);
+            }
+            let t = d[l4];
+            let id = be16(d, l4 + icmpv4::field::IDENT);
+            match t {
+                icmpv4::TYPE_ECHO_REQUEST => Ok((id, 0, Some(t))),
+                icmpv4::TYPE_ECHO_REPLY => Ok((0, id, Some(t))),
+                _ => Ok((0, 0, Some(t))),
+            }
+        }
+        _ => Err(DropReason::ProtocolUnhandled),
+    }
+}
+
+/// ICMP types whose body quotes the packet that caused them.
+fn is_error(t: u8) -> bool {
+    matches!(t, icmpv4::TYPE_DEST_UNREACHABLE | icmpv4::TYPE_TIME_EXCEEDED | 12)
+}
+
+/// Parses a frame (Ethernet + IPv4) for NAT. Checks every length it reads; does not verify the IPv4
+/// header checksum (the stage before does: decap, or presence).
+pub fn parse(d: &[u8]) -> Result<Parsed, DropReason> {
+    let l3 = ethernet::HEADER_LEN;
+    let (ihl, total, proto) = ip_header(d, l3, d.len(), false)?;
+    let l4 = l3 + ihl;
+    let end = l3 + total;
+    let (sport, dport, icmp_type) = ports(d, proto, l4, end - l4)?;
+    let src = be32(d, l3 + ipv4::field::SRC);
+    let dst = be32(d, l3 + ipv4::field::DST);
+    let mut p = Parsed {
+        tuple: Tuple {
+            src,
+            dst,
+            sport,
+            dport,
+            proto,
+        },
+        kind: Kind::Udp,
+        l4: l4 as u16,
+        emb_l3: 0,
+        emb_l4: 0,
+        emb_l4_len: 0,
+    };
+    p.kind = match (proto, icmp_type) {
+        (ipv4::protocol::TCP, _) => {
+            if end - l4 < 20 {
+                return Err(DropReason::NatMalformed);
+            }
+            Kind::Tcp { flags: d[l4 + 13] }
+        }
+        (ipv4::protocol::UDP, _) => Kind::Udp,
+        (_, Some(icmpv4::TYPE_ECHO_REQUEST)) => Kind::EchoRequest,
+        (_, Some(icmpv4::TYPE_ECHO_REPLY)) => Kind::EchoReply,
+        (_, Some(t)) if is_error(t) => {
+            let e3 = l4 + icmpv4::HEADER_LEN;
+            let (eihl, _, eproto) = ip_header(d, e3, end, true).map_err(|_| DropReason::IcmpMalformed)?;
+            let e4 = e3 + eihl;
+            let elen = end - e4;
+            let (esport, edport, etype) = ports(d, eproto, e4, elen).map_err(|_| DropReason::IcmpMalformed)?;
+            if etype.is_some_and(|t| t != icmpv4::TYPE_ECHO_REQUEST && t != icmpv4::TYPE_ECHO_REPLY) {
+                return Err(DropReason::IcmpUnhandled); // no error about an error
+            }
+            p.tuple = Tuple {
+                src: be32(d, e3 + ipv4::field::SRC),
+                dst: be32(d, e3 + ipv4::field::DST),
+                sport: esport,
+                dport: edport,
+                proto: eproto,
+            }
+            .reversed();
+            p.emb_l3 = e3 as u16;
+            p.emb_l4 = e4 as u16;
+            p.emb_l4_len = elen.min(u16::MAX as usize) as u16;
+            Kind::IcmpError
+        }
+        _ => return Err(DropReason::IcmpUnhandled),
+    };
+    Ok(p)
+}
+
+/// Rewrites the IPv4 addresses at `l3` and the ports (or echo id) of the transport header at `l4` (`len`
+/// bytes present) from `old` to `new` (same protocol), updating the IPv4 and transport checksums (the
+/// latter only when its bytes are present, as in a quoted packet).
+#[inline]
+fn rewrite_headers(d: &mut [u8], l3: usize, l4: usize, len: usize, old: &Tuple, new: &Tuple) {
+    let mut ipc = be16(d, l3 + ipv4::field::CHECKSUM);
+    ipc = update32(ipc, old.src, new.src);
+    ipc = update32(ipc, old.dst, new.dst);
+    put16(d, l3 + ipv4::field::CHECKSUM, ipc);
+    put32(d, l3 + ipv4::field::SRC, new.src);
+    put32(d, l3 + ipv4::field::DST, new.dst);
+    match old.proto {
+        ipv4::protocol::TCP | ipv4::protocol::UDP => {
+            let tcp = old.proto == ipv4::protocol::TCP;
+            let at = l4 + if tcp { 16 } else { 6 };
+            if at + 2 <= l4 + len {
+                let c = be16(d, at);
+                if tcp || c != 0 {
+                    let mut n = update32(c, old.src, new.src);
+                    n = update32(n, old.dst, new.dst);
+                    n = update16(n, old.sport, new.sport);
+                    n = update16(n, old.dport, new.dport);
+                    if !tcp && n == 0 {
+                        n = 0xffff;
+                    }
+                    put16(d, at, n);
+                }
+            }
+            put16(d, l4, new.sport);
+            put16(d, l4 + 2, new.dport);
+        }
+        _ => {
+            // ICMP echo: the id is the non-zero "port"; no pseudo header.
+            let (old_id, new_id) = if d[l4] == icmpv4::TYPE_ECHO_REQUEST {
+                (old.sport, new.sport)
+            } else {
+                (old.dport, new.dport)
+            };
+            let at = l4 + icmpv4::field::CHECKSUM;
+            let c = update16(be16(d, at), old_id, new_id);
+            put16(d, at, c);
+            put16(d, l4 + icmpv4::field::IDENT, new_id);
+        }
+    }
+}
+
+/// Rewrites a parsed frame. Plain packets: its tuple becomes `new`. ICMP errors: the embedded packet's
+/// tuple becomes `new.reversed()` (the error's flow is `new`) and the outer addresses become
+/// `outer_src` -> `outer_dst`.
+pub fn rewrite(d: &mut [u8], p: &Parsed, new: &Tuple, outer_src: u32, outer_dst: u32) {
+    let l3 = ethernet::HEADER_LEN;
+    let l4 = p.l4 as usize;
+    if p.kind != Kind::IcmpError {
+        let len = d.len() - l4;
+        rewrite_headers(d, l3, l4, len, &p.tuple, new);
+        return;
+    }
+    let (e3, e4, elen) = (p.emb_l3 as usize, p.emb_l4 as usize, p.emb_l4_len as usize);
+    // The ICMP checksum covers the quoted bytes: follow their sum from before to after the rewrite.
+    let region = e3..(e4 + elen.min(20));
+    let before = checksum::sum(&d[region.clone()], 0) as u16;
+    rewrite_headers(d, e3, e4, elen, &p.tuple.reversed(), &new.reversed());
+    let after = checksum::sum(&d[region], 0) as u16;
+    let at = l4 + icmpv4::field::CHECKSUM;
+    let c = update16(be16(d, at), before, after);
+    put16(d, at, c);
+    let old_src = be32(d, l3 + ipv4::field::SRC);
+    let old_dst = be32(d, l3 + ipv4::field::DST);
+    let mut ipc = be16(d, l3 + ipv4::field::CHECKSUM);
+    ipc = update32(ipc, old_src, outer_src);
+    ipc = update32(ipc, old_dst, outer_dst);
+    put16(d, l3 + ipv4::field::CHECKSUM, ipc);
+    put32(d, l3 + ipv4::field::SRC, outer_src);
+    put32(d, l3 + ipv4::field::DST, outer_dst);
+}

@@ -1,0 +1,229 @@
+//! One core's NAT sessions: a fixed slab of sessions, an index holding each session under both of its
+//! tuples (client side and target side), and per-protocol FIFOs of free pool (address, port) pairs from
+//! this core's slice. Everything is sized when the table is made; nothing allocates afterwards.
+use super::packet::{Tuple, ICMP, PROTOS, TCP, UDP};
+use crate::index::Index;
+use crate::prefetch::prefetch;
+use std::collections::VecDeque;
+
+/// TCP state as far as timeouts need it (RFC 5382: "established" vs "transitory").
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[repr(u8)]
+pub enum TcpState {
+    /// The client's SYN went out; no SYN-ACK yet (transitory).
+    #[default]
+    SynSent,
+    /// The target answered the SYN (established timeout).
+    Established,
+    /// A FIN was seen in either direction (transitory).
+    Closing,
+    /// A RST was seen (transitory).
+    Closed,
+}
+
+impl TcpState {
+    pub fn name(self) -> &'static str {
+        match self {
+            TcpState::SynSent => "syn_sent",
+            TcpState::Established => "established",
+            TcpState::Closing => "closing",
+            TcpState::Closed => "closed",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Session {
+    /// Client -> VIP, as the client's packets arrive.
+    pub fwd: Tuple,
+    /// Target -> pool, as the target's packets arrive.
+    pub rev: Tuple,
+    pub app: u16,
+    /// The edge node and stream the flow came from: replies go back to that edge.
+    pub edge: u16,
+    pub stream: u16,
+    pub tcp: TcpState,
+    pub live: bool,
+    /// Pool address index << 16 | port (or ICMP id).
+    pub pool_ref: u32,
+    /// When the session expires, ns of the caller's clock.
+    pub deadline: u64,
+}
+
+/// Which of a session's tuples an index entry is for.
+pub const FWD: u32 = 0;
+pub const REV: u32 = 1;
+
+pub struct Table {
+    slots: Vec<Session>,
+    free_slots: Vec<u32>,
+    index: Index,
+    hasher: ahash::RandomState,
+    free_ports: [VecDeque<u32>; 3],
+    cursor: usize,
+    pub live: [u64; 3],
+}
+
+impl Table {
+    /// Room for `max` sessions; `ports[p]` lists the pool (address index << 16 | port) pairs protocol `p`
+    /// may use, in the order they are handed out.
+    pub fn new(max: usize, ports: [Vec<u32>; 3]) -> Table {
+        let max = max.max(1);
+        let [t, u, i] = ports;
+        Table {
+            slots: vec![Session::default(); max],
+            free_slots: (0..max as u32).rev().collect(),
+            index: Index::with_capacity(2 * max),
+            hasher: ahash::RandomState::new(),
+            free_ports: [VecDeque::from(t), VecDeque::from(u), VecDeque::from(i)],
+            cursor: 0,
+            live: [0; 3],
+        }
+    }
+
+    pub fn capacity(&self) -> usize {
+        self.slots.len()
+    }
+
+    pub fn len(&self) -> usize {
+        self.slots.len() - self.free_slots.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    pub fn free_ports(&self, proto: usize) -> usize {
+        self.free_ports[proto].len()
+    }
+
+    /// The index tag of a tuple in direction `dir` (the application is part of the client-side key only:
+    /// two applications may share addresses).
+    #[inline]
+    pub fn tag(&self, t: &Tuple, dir: u32, app: u16) -> u32 {
+        let a = (t.src as u64) << 32 | t.dst as u64;
+        let b =
+            (t.sport as u64) << 48 | (t.dport as u64) << 32 | (t.proto as u64) << 24 | (dir as u64) << 16 | app as u64;
+        let h = self.hasher.hash_one((a, b));
+        (h ^ (h >> 32)) as u32
+    }
+
+    #[inline]
+    pub fn bucket(&self, tag: u32) -> usize {
+        self.index.bucket(tag)
+    }
+
+    #[inline]
+    pub fn prefetch_bucket(&self, bucket: usize) {
+        self.index.prefetch(bucket);
+    }
+
+    /// Hints the sessions stored under `tag` (read from the index's cells, which should be cached by now).
+    #[inline]
+    pub fn prefetch_sessions(&self, tag: u32, bucket: usize) {
+        self.index.find_at(tag, bucket, |v| {
+            prefetch(self.slots.as_ptr().wrapping_add((v >> 1) as usize));
+            false
+        });
+    }
+
+    /// The session whose `dir` tuple is `t` (and, client side, whose application is `app`).
+    #[inline]
+    pub fn find(&self, t: &Tuple, dir: u32, app: u16, tag: u32, bucket: usize) -> Option<u32> {
+        self.index
+            .find_at(tag, bucket, |v| {
+                if v & 1 != dir {
+                    return false;
+                }
+                let s = &self.slots[(v >> 1) as usize];
+                if dir == FWD {
+                    s.fwd == *t && s.app == app
+                } else {
+                    s.rev == *t
+                }
+            })
+            .map(|v| v >> 1)
+    }
+
+    #[inline]
+    pub fn get(&self, slot: u32) -> &Session {
+        &self.slots[slot as usize]
+    }
+
+    #[inline]
+    pub fn get_mut(&mut self, slot: u32) -> &mut Session {
+        &mut self.slots[slot as usize]
+    }
+
+    /// Makes a session for protocol `proto` with the next free pool pair (address index << 16 | port),
+    /// which `build` turns into the session; `fwd_tag` is its client-side tag. Err(true): no free slot;
+    /// Err(false): no free pool pair.
+    pub fn insert(&mut self, proto: usize, fwd_tag: u32, build: impl FnOnce(u32) -> Session) -> Result<u32, bool> {
+        if self.free_slots.is_empty() {
+            return Err(true);
+        }
+        let pool_ref = self.free_ports[proto].pop_front().ok_or(false)?;
+        let slot = self.free_slots.pop().ok_or(true)?;
+        let s = build(pool_ref);
+        let rev_tag = self.tag(&s.rev, REV, 0);
+        self.slots[slot as usize] = Session {
+            live: true,
+            pool_ref,
+            ..s
+        };
+        // The index has room for two entries per slot, so both inserts succeed.
+        let ok = self
+            .index
+            .insert_at(fwd_tag, slot << 1 | FWD, self.index.bucket(fwd_tag))
+            && self
+                .index
+                .insert_at(rev_tag, slot << 1 | REV, self.index.bucket(rev_tag));
+        debug_assert!(ok);
+        self.live[proto] += 1;
+        Ok(slot)
+    }
+
+    /// Ends a session: its index entries, slot and pool pair are freed.
+    pub fn remove(&mut self, slot: u32) {
+        let s = self.slots[slot as usize];
+        if !s.live {
+            return;
+        }
+        let ft = self.tag(&s.fwd, FWD, s.app);
+        let rt = self.tag(&s.rev, REV, 0);
+        self.index.remove_if(ft, |v| v == slot << 1 | FWD);
+        self.index.remove_if(rt, |v| v == slot << 1 | REV);
+        let p = s.fwd.proto_index();
+        self.free_ports[p].push_back(s.pool_ref);
+        self.slots[slot as usize].live = false;
+        self.free_slots.push(slot);
+        self.live[p] -= 1;
+    }
+
+    /// Looks at the next `budget` slots (round robin) and ends the live sessions whose deadline has passed;
+    /// calls `expired` with the protocol index of each.
+    pub fn expire(&mut self, now: u64, budget: usize, mut expired: impl FnMut(usize)) {
+        let n = self.slots.len();
+        for _ in 0..budget.min(n) {
+            let i = self.cursor;
+            self.cursor = if i + 1 == n { 0 } else { i + 1 };
+            let s = &self.slots[i];
+            if s.live && s.deadline <= now {
+                expired(s.fwd.proto_index());
+                self.remove(i as u32);
+            }
+        }
+    }
+
+    /// Live sessions, for the state endpoint (not for the hot path).
+    pub fn iter(&self) -> impl Iterator<Item = &Session> {
+        self.slots.iter().filter(|s| s.live)
+    }
+}
+
+/// Names of the protocol indexes, for metrics.
+pub fn proto_name(p: usize) -> &'static str {
+    PROTOS[p]
+}
+
+const _: () = assert!(TCP == 0 && UDP == 1 && ICMP == 2);
