@@ -347,7 +347,7 @@ fn what_may_not_open_a_session_is_dropped_by_reason() {
     frag[24..26].copy_from_slice(&c.to_be_bytes());
     assert_eq!(n.outbound(&mut frag, ORIGIN, 0), Err(DropReason::Ipv4Fragment));
     assert_eq!(
-        n.outbound(&mut vec![0u8; 20], ORIGIN, 0),
+        n.outbound(&mut [0u8; 20], ORIGIN, 0),
         Err(DropReason::Ipv4Truncated)
     );
     assert_eq!(n.live(), [0, 0, 0], "nothing was opened");
