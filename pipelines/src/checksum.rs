@@ -45,6 +45,25 @@ pub fn update16(csum: u16, old: u16, new: u16) -> u16 {
     !(fold(acc as u64) as u16)
 }
 
+/// The one's-complement change of the sum when a 16-bit word goes from `old` to `new`, to accumulate
+/// over several fields (a u32 holds thousands of them) and apply once with [`adjust`].
+#[inline(always)]
+pub fn delta16(old: u16, new: u16) -> u32 {
+    (!old) as u32 + new as u32
+}
+
+/// [`delta16`] for a 32-bit field (an IPv4 address).
+#[inline(always)]
+pub fn delta32(old: u32, new: u32) -> u32 {
+    delta16((old >> 16) as u16, (new >> 16) as u16) + delta16(old as u16, new as u16)
+}
+
+/// RFC 1624 eqn. 3 for an accumulated change: the new checksum field.
+#[inline(always)]
+pub fn adjust(csum: u16, delta: u32) -> u16 {
+    !(fold((!csum) as u64 + delta as u64) as u16)
+}
+
 /// RFC 1624 for a 32-bit field (an IPv4 address).
 #[inline]
 pub fn update32(csum: u16, old: u32, new: u32) -> u16 {
@@ -102,6 +121,7 @@ mod tests {
             // One's complement has two zeros; both encodings verify.
             data[0..2].copy_from_slice(&inc.to_be_bytes());
             prop_assert!(verify(&data), "incremental {inc:#x} full {full:#x}");
+            prop_assert_eq!(adjust(c, delta16(old, new)), inc);
         }
     }
 }

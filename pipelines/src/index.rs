@@ -15,7 +15,8 @@ pub struct Index {
     mask: usize,
     len: usize,
     cap: usize,
-    hasher: ahash::RandomState,
+    /// None: keys are already random (hashes), used as they are.
+    hasher: Option<ahash::RandomState>,
 }
 
 impl Index {
@@ -27,7 +28,16 @@ impl Index {
             mask: size - 1,
             len: 0,
             cap: capacity.max(1),
-            hasher: ahash::RandomState::new(),
+            hasher: Some(ahash::RandomState::new()),
+        }
+    }
+
+    /// Like [`Index::with_capacity`], for keys that are already outputs of a seeded hash (tags): the bucket
+    /// is taken from the key's low bits without hashing it again.
+    pub fn prehashed(capacity: usize) -> Index {
+        Index {
+            hasher: None,
+            ..Index::with_capacity(capacity)
         }
     }
 
@@ -42,7 +52,10 @@ impl Index {
     /// The first bucket to probe for `key`.
     #[inline(always)]
     pub fn bucket(&self, key: u32) -> usize {
-        (self.hasher.hash_one(key) as usize) & self.mask
+        match &self.hasher {
+            Some(h) => (h.hash_one(key) as usize) & self.mask,
+            None => key as usize & self.mask,
+        }
     }
 
     /// Hints the cache line of `bucket`.

@@ -346,10 +346,7 @@ fn what_may_not_open_a_session_is_dropped_by_reason() {
     let c = pipelines::checksum::update16(u16::from_be_bytes([frag[24], frag[25]]), 0x4000, 0x6000);
     frag[24..26].copy_from_slice(&c.to_be_bytes());
     assert_eq!(n.outbound(&mut frag, ORIGIN, 0), Err(DropReason::Ipv4Fragment));
-    assert_eq!(
-        n.outbound(&mut [0u8; 20], ORIGIN, 0),
-        Err(DropReason::Ipv4Truncated)
-    );
+    assert_eq!(n.outbound(&mut [0u8; 20], ORIGIN, 0), Err(DropReason::Ipv4Truncated));
     assert_eq!(n.live(), [0, 0, 0], "nothing was opened");
 
     // ICMP echo to an application that does not take it.

@@ -23,8 +23,8 @@ pub mod table;
 
 use crate::drop::DropReason;
 use crate::overlay::{Burst, Verdict};
-use crate::wire::tcp;
-use packet::{Kind, Parsed, Tuple, ICMP, TCP, UDP};
+use crate::wire::{ipv4, tcp};
+use packet::{Kind, Parsed, Tuple, ICMP};
 use std::fmt;
 use std::net::Ipv4Addr;
 use std::sync::Arc;
@@ -242,7 +242,7 @@ pub struct Nat {
 }
 
 /// A packet prepared for a lookup: parsed, tagged, its index bucket prefetched.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Copy, Default)]
 struct Pre {
     p: Parsed,
     tag: u32,
@@ -295,29 +295,29 @@ impl Nat {
         self.pool.owner(p.tuple.dport)
     }
 
-    #[inline]
-    fn timeout(&self, s: &Session) -> u64 {
-        match s.fwd.proto_index() {
-            TCP => match s.tcp {
-                TcpState::Established => self.tmo[0],
-                _ => self.tmo[1],
+    #[inline(always)]
+    fn timeout(tmo: &[u64; 4], s: &Session) -> u64 {
+        match s.fwd.proto {
+            ipv4::protocol::TCP => match s.tcp {
+                TcpState::Established => tmo[0],
+                _ => tmo[1],
             },
-            UDP => self.tmo[2],
-            _ => self.tmo[3],
+            ipv4::protocol::UDP => tmo[2],
+            _ => tmo[3],
         }
     }
 
-    #[inline]
-    fn prepare(&self, frame: &[u8], dir: u32, app: u16) -> Result<Pre, DropReason> {
-        let p = packet::parse(frame)?;
+    #[inline(always)]
+    fn prepare(&self, frame: &[u8], dir: u32, app: u16, pre: &mut Pre) -> Result<(), DropReason> {
+        packet::parse_into(frame, &mut pre.p)?;
         let app = if dir == FWD { app } else { 0 };
-        let tag = self.table.tag(&p.tuple, dir, app);
-        let bucket = self.table.bucket(tag);
-        Ok(Pre { p, tag, bucket })
+        pre.tag = self.table.tag(&pre.p.tuple, dir, app);
+        pre.bucket = self.table.bucket(pre.tag);
+        Ok(())
     }
 
     /// The live session for a prepared packet; an expired one found on the way is ended.
-    #[inline]
+    #[inline(always)]
     fn lookup(&mut self, pre: &Pre, dir: u32, app: u16, now: u64) -> Option<u32> {
         let slot = self.table.find(&pre.p.tuple, dir, app, pre.tag, pre.bucket)?;
         if self.table.get(slot).deadline <= now {
@@ -367,8 +367,8 @@ impl Nat {
         match r {
             Ok(slot) => {
                 self.stats.created[proto] += 1;
-                let s = *self.table.get(slot);
-                self.table.get_mut(slot).deadline = now + self.timeout(&s);
+                let s = self.table.get_mut(slot);
+                s.deadline = now + Self::timeout(&self.tmo, s);
                 Ok(slot)
             }
             Err(true) => Err(DropReason::NatTableFull),
@@ -377,7 +377,7 @@ impl Nat {
     }
 
     /// Updates TCP state and the deadline for a packet of the session (not for ICMP errors).
-    #[inline]
+    #[inline(always)]
     fn touch(&mut self, slot: u32, kind: Kind, to_target: bool, now: u64) {
         let s = self.table.get_mut(slot);
         if let Kind::Tcp { flags } = kind {
@@ -399,12 +399,11 @@ impl Nat {
                 s.tcp
             };
         }
-        let s = *self.table.get(slot);
-        self.table.get_mut(slot).deadline = now + self.timeout(&s);
+        s.deadline = now + Self::timeout(&self.tmo, s);
     }
 
     /// Translates a prepared client-side packet; returns the target's address.
-    #[inline]
+    #[inline(always)]
     fn out_one(&mut self, frame: &mut [u8], pre: &Pre, o: Origin, now: u64) -> Result<Ipv4Addr, DropReason> {
         let slot = match (self.lookup(pre, FWD, o.app, now), pre.p.kind) {
             (Some(s), _) => s,
@@ -429,7 +428,7 @@ impl Nat {
     }
 
     /// Translates a prepared target-side packet; returns where it goes back to.
-    #[inline]
+    #[inline(always)]
     fn in_one(&mut self, frame: &mut [u8], pre: &Pre, now: u64) -> Result<Origin, DropReason> {
         let Some(slot) = self.lookup(pre, REV, 0, now) else {
             return Err(if pre.p.kind == Kind::IcmpError {
@@ -458,14 +457,16 @@ impl Nat {
     /// Client -> target: a frame (Ethernet + IPv4, header checksum already verified) of a flow from
     /// `o`. Rewrites it in place and returns the target's address (the next hop is the caller's routing).
     pub fn outbound(&mut self, frame: &mut [u8], o: Origin, now: u64) -> Result<Ipv4Addr, DropReason> {
-        let pre = self.prepare(frame, FWD, o.app)?;
+        let mut pre = Pre::default();
+        self.prepare(frame, FWD, o.app, &mut pre)?;
         self.out_one(frame, &pre, o, now)
     }
 
     /// Target -> client: a frame to a pool address owned by this worker. Rewrites it in place and returns
     /// the origin of its session (application, edge, stream) for the way back.
     pub fn inbound(&mut self, frame: &mut [u8], now: u64) -> Result<Origin, DropReason> {
-        let pre = self.prepare(frame, REV, 0)?;
+        let mut pre = Pre::default();
+        self.prepare(frame, REV, 0, &mut pre)?;
         self.in_one(frame, &pre, now)
     }
 
@@ -497,37 +498,46 @@ impl Nat {
     fn run<B: crate::buf::PacketBuf>(&mut self, burst: &mut Burst<B>, now: u64, dir: u32) {
         const CHUNK: usize = 32;
         let n = burst.len();
+        let mut pre = [Pre::default(); CHUNK];
         let mut start = 0;
         while start < n {
             let end = (start + CHUNK).min(n);
-            let mut pre: [Option<Pre>; CHUNK] = [None; CHUNK];
+            // Bit k set: packet start + k is prepared for the lookup.
+            let mut ready = 0u32;
             for i in start..end {
                 let m = &mut burst.meta[i];
                 if !m.is_next() {
                     continue;
                 }
-                match self.prepare(burst.pkts[i].data(), dir, m.app) {
-                    Ok(p) => {
-                        if dir == REV {
-                            match self.pool.owner(p.p.tuple.dport) {
-                                Some(w) if w != self.worker => {
-                                    m.verdict = Verdict::Handoff { worker: w };
-                                    continue;
-                                }
-                                _ => {}
-                            }
-                        }
-                        self.table.prefetch_bucket(p.bucket);
-                        pre[i - start] = Some(p);
-                    }
-                    Err(r) => m.verdict = Verdict::Drop(r),
+                let p = &mut pre[i - start];
+                if let Err(r) = self.prepare(burst.pkts[i].data(), dir, m.app, p) {
+                    m.verdict = Verdict::Drop(r);
+                    continue;
                 }
+                if dir == REV {
+                    match self.pool.owner(p.p.tuple.dport) {
+                        Some(w) if w != self.worker => {
+                            m.verdict = Verdict::Handoff { worker: w };
+                            continue;
+                        }
+                        _ => {}
+                    }
+                }
+                self.table.prefetch_bucket(p.bucket);
+                ready |= 1 << (i - start);
             }
-            for p in pre[..end - start].iter().flatten() {
-                self.table.prefetch_sessions(p.tag, p.bucket);
+            let mut bits = ready;
+            while bits != 0 {
+                let k = bits.trailing_zeros() as usize;
+                bits &= bits - 1;
+                self.table.prefetch_sessions(pre[k].tag, pre[k].bucket);
             }
-            for i in start..end {
-                let Some(p) = pre[i - start] else { continue };
+            let mut bits = ready;
+            while bits != 0 {
+                let k = bits.trailing_zeros() as usize;
+                bits &= bits - 1;
+                let i = start + k;
+                let p = &pre[k];
                 let m = &mut burst.meta[i];
                 let Some(d) = burst.pkts[i].data_mut() else {
                     m.verdict = Verdict::Drop(DropReason::MultiSegment);
@@ -539,9 +549,9 @@ impl Nat {
                         edge: m.sender,
                         stream: m.stream,
                     };
-                    self.out_one(d, &p, o, now).map(|_| ())
+                    self.out_one(d, p, o, now).map(|_| ())
                 } else {
-                    self.in_one(d, &p, now).map(|o| {
+                    self.in_one(d, p, now).map(|o| {
                         m.app = o.app;
                         m.sender = o.edge;
                         m.stream = o.stream;

@@ -7,7 +7,7 @@
 //! Ports of an ICMP echo: a request carries its query id as the source "port" and 0 as the destination,
 //! a reply the other way round, so that a reply's tuple is the reverse of its request's, as for TCP and
 //! UDP.
-use crate::checksum::{self, update16, update32};
+use crate::checksum::{self, adjust, delta16, delta32, update16};
 use crate::drop::DropReason;
 use crate::wire::{ethernet, icmpv4, ipv4};
 
@@ -51,11 +51,12 @@ impl Tuple {
 }
 
 /// What kind of packet, for the session logic.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum Kind {
     Tcp {
         flags: u8,
     },
+    #[default]
     Udp,
     EchoRequest,
     EchoReply,
@@ -65,7 +66,7 @@ pub enum Kind {
 }
 
 /// A packet NAT can translate: Ethernet + IPv4 (no fragment) + TCP, UDP or ICMP.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct Parsed {
     pub tuple: Tuple,
     pub kind: Kind,
@@ -78,29 +79,29 @@ pub struct Parsed {
     emb_l4_len: u16,
 }
 
-#[inline]
+#[inline(always)]
 fn be16(d: &[u8], at: usize) -> u16 {
     u16::from_be_bytes([d[at], d[at + 1]])
 }
 
-#[inline]
+#[inline(always)]
 fn be32(d: &[u8], at: usize) -> u32 {
     u32::from_be_bytes([d[at], d[at + 1], d[at + 2], d[at + 3]])
 }
 
-#[inline]
+#[inline(always)]
 fn put16(d: &mut [u8], at: usize, v: u16) {
     d[at..at + 2].copy_from_slice(&v.to_be_bytes());
 }
 
-#[inline]
+#[inline(always)]
 fn put32(d: &mut [u8], at: usize, v: u32) {
     d[at..at + 4].copy_from_slice(&v.to_be_bytes());
 }
 
 /// Checks an IPv4 header at `l3` whose bytes end at `end`; returns (header length, total length, protocol).
 /// `embedded`: the total length may exceed what is present (an ICMP error quotes the start only).
-#[inline]
+#[inline(always)]
 fn ip_header(d: &[u8], l3: usize, end: usize, embedded: bool) -> Result<(usize, usize, u8), DropReason> {
     if end < l3 + ipv4::MIN_HEADER_LEN {
         return Err(DropReason::Ipv4Truncated);
@@ -123,27 +124,31 @@ fn ip_header(d: &[u8], l3: usize, end: usize, embedded: bool) -> Result<(usize, 
     Ok((ihl, total, d[l3 + ipv4::field::PROTOCOL]))
 }
 
-/// The ports of a transport header at `l4` with `len` bytes, by protocol; ICMP only for echo.
-#[inline]
-fn ports(d: &[u8], proto: u8, l4: usize, len: usize) -> Result<(u16, u16, Option<u8>), DropReason> {
-    match proto {
+/// Reads the ports of a transport header at `l4` with `len` bytes into `t` (ICMP: the echo id as in
+/// [`Tuple`]); returns the ICMP type, or 0xff for TCP and UDP.
+#[inline(always)]
+fn ports(d: &[u8], l4: usize, len: usize, t: &mut Tuple) -> Result<u8, DropReason> {
+    match t.proto {
         ipv4::protocol::TCP | ipv4::protocol::UDP => {
             if len < 8 {
                 return Err(DropReason::NatMalformed);
             }
-            Ok((be16(d, l4), be16(d, l4 + 2), None))
+            t.sport = be16(d, l4);
+            t.dport = be16(d, l4 + 2);
+            Ok(0xff)
         }
         ipv4::protocol::ICMP => {
             if len < icmpv4::HEADER_LEN {
                 return Err(DropReason::IcmpMalformed);
             }
-            let t = d[l4];
+            let ty = d[l4];
             let id = be16(d, l4 + icmpv4::field::IDENT);
-            match t {
-                icmpv4::TYPE_ECHO_REQUEST => Ok((id, 0, Some(t))),
-                icmpv4::TYPE_ECHO_REPLY => Ok((0, id, Some(t))),
-                _ => Ok((0, 0, Some(t))),
-            }
+            (t.sport, t.dport) = match ty {
+                icmpv4::TYPE_ECHO_REQUEST => (id, 0),
+                icmpv4::TYPE_ECHO_REPLY => (0, id),
+                _ => (0, 0),
+            };
+            Ok(ty)
         }
         _ => Err(DropReason::ProtocolUnhandled),
     }
@@ -156,29 +161,26 @@ fn is_error(t: u8) -> bool {
 
 /// Parses a frame (Ethernet + IPv4) for NAT. Checks every length it reads; does not verify the IPv4
 /// header checksum (the stage before does: decap, or presence).
+#[inline(always)]
 pub fn parse(d: &[u8]) -> Result<Parsed, DropReason> {
+    let mut p = Parsed::default();
+    parse_into(d, &mut p)?;
+    Ok(p)
+}
+
+/// [`parse`] into a caller's record (keeps the hot path free of large return values).
+#[inline(always)]
+pub fn parse_into(d: &[u8], p: &mut Parsed) -> Result<(), DropReason> {
     let l3 = ethernet::HEADER_LEN;
     let (ihl, total, proto) = ip_header(d, l3, d.len(), false)?;
     let l4 = l3 + ihl;
     let end = l3 + total;
-    let (sport, dport, icmp_type) = ports(d, proto, l4, end - l4)?;
-    let src = be32(d, l3 + ipv4::field::SRC);
-    let dst = be32(d, l3 + ipv4::field::DST);
-    let mut p = Parsed {
-        tuple: Tuple {
-            src,
-            dst,
-            sport,
-            dport,
-            proto,
-        },
-        kind: Kind::Udp,
-        l4: l4 as u16,
-        emb_l3: 0,
-        emb_l4: 0,
-        emb_l4_len: 0,
-    };
-    p.kind = match (proto, icmp_type) {
+    p.tuple.proto = proto;
+    p.tuple.src = be32(d, l3 + ipv4::field::SRC);
+    p.tuple.dst = be32(d, l3 + ipv4::field::DST);
+    let ty = ports(d, l4, end - l4, &mut p.tuple)?;
+    p.l4 = l4 as u16;
+    p.kind = match (proto, ty) {
         (ipv4::protocol::TCP, _) => {
             if end - l4 < 20 {
                 return Err(DropReason::NatMalformed);
@@ -186,44 +188,52 @@ pub fn parse(d: &[u8]) -> Result<Parsed, DropReason> {
             Kind::Tcp { flags: d[l4 + 13] }
         }
         (ipv4::protocol::UDP, _) => Kind::Udp,
-        (_, Some(icmpv4::TYPE_ECHO_REQUEST)) => Kind::EchoRequest,
-        (_, Some(icmpv4::TYPE_ECHO_REPLY)) => Kind::EchoReply,
-        (_, Some(t)) if is_error(t) => {
-            let e3 = l4 + icmpv4::HEADER_LEN;
-            let (eihl, _, eproto) = ip_header(d, e3, end, true).map_err(|_| DropReason::IcmpMalformed)?;
-            let e4 = e3 + eihl;
-            let elen = end - e4;
-            let (esport, edport, etype) = ports(d, eproto, e4, elen).map_err(|_| DropReason::IcmpMalformed)?;
-            if etype.is_some_and(|t| t != icmpv4::TYPE_ECHO_REQUEST && t != icmpv4::TYPE_ECHO_REPLY) {
-                return Err(DropReason::IcmpUnhandled); // no error about an error
-            }
-            p.tuple = Tuple {
-                src: be32(d, e3 + ipv4::field::SRC),
-                dst: be32(d, e3 + ipv4::field::DST),
-                sport: esport,
-                dport: edport,
-                proto: eproto,
-            }
-            .reversed();
-            p.emb_l3 = e3 as u16;
-            p.emb_l4 = e4 as u16;
-            p.emb_l4_len = elen.min(u16::MAX as usize) as u16;
-            Kind::IcmpError
-        }
+        (_, icmpv4::TYPE_ECHO_REQUEST) => Kind::EchoRequest,
+        (_, icmpv4::TYPE_ECHO_REPLY) => Kind::EchoReply,
+        (_, t) if is_error(t) => return parse_error(d, p, end),
         _ => return Err(DropReason::IcmpUnhandled),
     };
-    Ok(p)
+    Ok(())
+}
+
+/// The quoted packet of an ICMP error (rare: kept out of the inlined fast path).
+#[cold]
+#[inline(never)]
+fn parse_error(d: &[u8], p: &mut Parsed, end: usize) -> Result<(), DropReason> {
+    let e3 = p.l4 as usize + icmpv4::HEADER_LEN;
+    let (eihl, _, eproto) = ip_header(d, e3, end, true).map_err(|_| DropReason::IcmpMalformed)?;
+    let e4 = e3 + eihl;
+    let elen = end - e4;
+    let mut quoted = Tuple {
+        src: be32(d, e3 + ipv4::field::SRC),
+        dst: be32(d, e3 + ipv4::field::DST),
+        proto: eproto,
+        ..Tuple::default()
+    };
+    let ty = ports(d, e4, elen, &mut quoted).map_err(|_| DropReason::IcmpMalformed)?;
+    if eproto == ipv4::protocol::ICMP && ty != icmpv4::TYPE_ECHO_REQUEST && ty != icmpv4::TYPE_ECHO_REPLY {
+        return Err(DropReason::IcmpUnhandled); // no error about an error
+    }
+    p.tuple = quoted.reversed();
+    p.emb_l3 = e3 as u16;
+    p.emb_l4 = e4 as u16;
+    p.emb_l4_len = elen.min(u16::MAX as usize) as u16;
+    p.kind = Kind::IcmpError;
+    Ok(())
 }
 
 /// Rewrites the IPv4 addresses at `l3` and the ports (or echo id) of the transport header at `l4` (`len`
 /// bytes present) from `old` to `new` (same protocol), updating the IPv4 and transport checksums (the
 /// latter only when its bytes are present, as in a quoted packet).
-#[inline]
+#[inline(always)]
 fn rewrite_headers(d: &mut [u8], l3: usize, l4: usize, len: usize, old: &Tuple, new: &Tuple) {
-    let mut ipc = be16(d, l3 + ipv4::field::CHECKSUM);
-    ipc = update32(ipc, old.src, new.src);
-    ipc = update32(ipc, old.dst, new.dst);
-    put16(d, l3 + ipv4::field::CHECKSUM, ipc);
+    // One change of sum for the addresses (IPv4 header and pseudo header), one more for the ports.
+    let addrs = delta32(old.src, new.src) + delta32(old.dst, new.dst);
+    put16(
+        d,
+        l3 + ipv4::field::CHECKSUM,
+        adjust(be16(d, l3 + ipv4::field::CHECKSUM), addrs),
+    );
     put32(d, l3 + ipv4::field::SRC, new.src);
     put32(d, l3 + ipv4::field::DST, new.dst);
     match old.proto {
@@ -233,10 +243,7 @@ fn rewrite_headers(d: &mut [u8], l3: usize, l4: usize, len: usize, old: &Tuple, 
             if at + 2 <= l4 + len {
                 let c = be16(d, at);
                 if tcp || c != 0 {
-                    let mut n = update32(c, old.src, new.src);
-                    n = update32(n, old.dst, new.dst);
-                    n = update16(n, old.sport, new.sport);
-                    n = update16(n, old.dport, new.dport);
+                    let mut n = adjust(c, addrs + delta16(old.sport, new.sport) + delta16(old.dport, new.dport));
                     if !tcp && n == 0 {
                         n = 0xffff;
                     }
@@ -264,6 +271,7 @@ fn rewrite_headers(d: &mut [u8], l3: usize, l4: usize, len: usize, old: &Tuple, 
 /// Rewrites a parsed frame. Plain packets: its tuple becomes `new`. ICMP errors: the embedded packet's
 /// tuple becomes `new.reversed()` (the error's flow is `new`) and the outer addresses become
 /// `outer_src` -> `outer_dst`.
+#[inline(always)]
 pub fn rewrite(d: &mut [u8], p: &Parsed, new: &Tuple, outer_src: u32, outer_dst: u32) {
     let l3 = ethernet::HEADER_LEN;
     let l4 = p.l4 as usize;
@@ -281,12 +289,12 @@ pub fn rewrite(d: &mut [u8], p: &Parsed, new: &Tuple, outer_src: u32, outer_dst:
     let at = l4 + icmpv4::field::CHECKSUM;
     let c = update16(be16(d, at), before, after);
     put16(d, at, c);
-    let old_src = be32(d, l3 + ipv4::field::SRC);
-    let old_dst = be32(d, l3 + ipv4::field::DST);
-    let mut ipc = be16(d, l3 + ipv4::field::CHECKSUM);
-    ipc = update32(ipc, old_src, outer_src);
-    ipc = update32(ipc, old_dst, outer_dst);
-    put16(d, l3 + ipv4::field::CHECKSUM, ipc);
+    let addrs = delta32(be32(d, l3 + ipv4::field::SRC), outer_src) + delta32(be32(d, l3 + ipv4::field::DST), outer_dst);
+    put16(
+        d,
+        l3 + ipv4::field::CHECKSUM,
+        adjust(be16(d, l3 + ipv4::field::CHECKSUM), addrs),
+    );
     put32(d, l3 + ipv4::field::SRC, outer_src);
     put32(d, l3 + ipv4::field::DST, outer_dst);
 }

@@ -73,7 +73,7 @@ impl Table {
         Table {
             slots: vec![Session::default(); max],
             free_slots: (0..max as u32).rev().collect(),
-            index: Index::with_capacity(2 * max),
+            index: Index::prehashed(2 * max),
             hasher: ahash::RandomState::new(),
             free_ports: [VecDeque::from(t), VecDeque::from(u), VecDeque::from(i)],
             cursor: 0,

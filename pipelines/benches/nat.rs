@@ -1,0 +1,180 @@
+//! Gateway NAT cost per packet on bursts of 32 (the burst form with its prefetch passes):
+//! - `new_sessions`: every packet opens a session (UDP, distinct clients); criterion's elements/s is the
+//!   new-session rate of one core. The table is replaced, untimed, before it fills.
+//! - `established_*`: translation of packets of live sessions, client -> target (`out`) and target ->
+//!   client (`in`), for one hot flow and for 1 million live sessions hit at random.
+//!
+//! Only the stage call is timed (`iter_custom`); building the burst is not. `scripts/bench-table.sh nat`
+//! turns the estimates into the README table.
+use criterion::{criterion_group, criterion_main, Criterion, Throughput};
+use etherparse::PacketBuilder;
+use pipelines::buf::VecBuf;
+use pipelines::nat::{Nat, NatApp, NatApps, NatConfig, NatRule, NatTarget, Pool, Timeouts};
+use pipelines::overlay::{Burst, Meta};
+use std::net::Ipv4Addr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+const N: usize = 32;
+const VIP: [u8; 4] = [100, 64, 0, 1];
+const TARGET: [u8; 4] = [10, 20, 0, 10];
+const APP: u16 = 1;
+const LIVE: usize = 1 << 20;
+
+fn apps() -> Arc<NatApps> {
+    Arc::new(NatApps {
+        apps: vec![
+            None,
+            Some(NatApp {
+                rules: vec![NatRule {
+                    proto: 17,
+                    port: 53,
+                    target_port: 5353,
+                }],
+                targets: vec![NatTarget {
+                    addr: TARGET.into(),
+                    up: true,
+                }],
+                icmp: true,
+            }),
+        ],
+    })
+}
+
+/// One core, 17 pool addresses x 64512 ports: room for the 1 M (2^20) live sessions.
+fn nat(max: usize) -> Nat {
+    let addrs = (1..=17).map(|i| Ipv4Addr::new(10, 30, 0, i)).collect();
+    let cfg = NatConfig {
+        max_sessions: max,
+        timeouts: Timeouts::default(),
+        pool: Pool::new(addrs, 1024, 65535, 1).unwrap(),
+    };
+    Nat::new(&cfg, 0, apps())
+}
+
+/// A 64-byte-class UDP frame from client number `c` to the VIP.
+fn client(c: u32) -> Vec<u8> {
+    let mut out = Vec::new();
+    PacketBuilder::ethernet2([2, 0, 0, 0, 0, 1], [2, 0, 0, 0, 0, 2])
+        .ipv4((0x0a00_0000 + (c >> 8)).to_be_bytes(), VIP, 64)
+        .udp(1024 + (c & 0xff) as u16, 53)
+        .write(&mut out, &[0u8; 18])
+        .unwrap();
+    out
+}
+
+fn burst(frames: &[&[u8]]) -> Burst<VecBuf> {
+    let mut b = Burst::with_capacity(N);
+    for f in frames {
+        let mut m = Meta::new(0);
+        m.app = APP;
+        b.push(VecBuf::new(f, 0), m).unwrap();
+    }
+    b
+}
+
+/// Times `iters` bursts made by `next` through `stage`.
+fn timed(iters: u64, mut next: impl FnMut() -> Burst<VecBuf>, mut stage: impl FnMut(&mut Burst<VecBuf>)) -> Duration {
+    let mut total = Duration::ZERO;
+    for _ in 0..iters {
+        let mut b = next();
+        let t = Instant::now();
+        stage(&mut b);
+        total += t.elapsed();
+        assert!(b.meta.iter().all(|m| m.is_next()), "every packet translated");
+    }
+    total
+}
+
+fn bench(c: &mut Criterion) {
+    let mut g = c.benchmark_group("nat");
+    g.throughput(Throughput::Elements(N as u64));
+
+    // New sessions: fresh clients until the table is nearly full, then a fresh table (untimed).
+    let fresh: Vec<Vec<u8>> = (0..LIVE as u32).map(client).collect();
+    g.bench_function("new_sessions", |b| {
+        let mut n = nat(LIVE);
+        let mut at = 0usize;
+        b.iter_custom(|iters| {
+            let mut total = Duration::ZERO;
+            for _ in 0..iters {
+                if at + N > fresh.len() {
+                    n = nat(LIVE);
+                    at = 0;
+                }
+                let refs: Vec<&[u8]> = fresh[at..at + N].iter().map(|v| v.as_slice()).collect();
+                at += N;
+                total += timed(1, || burst(&refs), |bu| n.run_outbound(bu, 0));
+            }
+            total
+        })
+    });
+
+    // 1 M live sessions, and their translated replies.
+    let mut live = nat(LIVE);
+    let mut replies = Vec::with_capacity(LIVE);
+    for f in &fresh {
+        let mut f = f.clone();
+        live.outbound(
+            &mut f,
+            pipelines::nat::Origin {
+                app: APP,
+                ..Default::default()
+            },
+            0,
+        )
+        .unwrap();
+        // Mirror the translated packet into the target's reply (same checksums: the sums are symmetric).
+        let mut r = f.clone();
+        r.copy_within(30..34, 26);
+        r[30..34].copy_from_slice(&f[26..30]);
+        r.copy_within(36..38, 34);
+        r[36..38].copy_from_slice(&f[34..36]);
+        replies.push(r);
+    }
+    assert_eq!(live.live()[1], LIVE as u64);
+    let hot_out = vec![fresh[7].as_slice(); N];
+    let hot_in = vec![replies[7].as_slice(); N];
+    let mut rng = 0x9e37_79b9_7f4a_7c15u64;
+    let mut pick = move || {
+        rng ^= rng << 13;
+        rng ^= rng >> 7;
+        rng ^= rng << 17;
+        (rng % LIVE as u64) as usize
+    };
+
+    g.bench_function("established_out/hot_flow", |b| {
+        b.iter_custom(|iters| timed(iters, || burst(&hot_out), |bu| live.run_outbound(bu, 1)))
+    });
+    g.bench_function("established_in/hot_flow", |b| {
+        b.iter_custom(|iters| timed(iters, || burst(&hot_in), |bu| live.run_inbound(bu, 1)))
+    });
+    g.bench_function("established_out/1M_sessions", |b| {
+        b.iter_custom(|iters| {
+            timed(
+                iters,
+                || {
+                    let refs: Vec<&[u8]> = (0..N).map(|_| fresh[pick()].as_slice()).collect();
+                    burst(&refs)
+                },
+                |bu| live.run_outbound(bu, 1),
+            )
+        })
+    });
+    g.bench_function("established_in/1M_sessions", |b| {
+        b.iter_custom(|iters| {
+            timed(
+                iters,
+                || {
+                    let refs: Vec<&[u8]> = (0..N).map(|_| replies[pick()].as_slice()).collect();
+                    burst(&refs)
+                },
+                |bu| live.run_inbound(bu, 1),
+            )
+        })
+    });
+    g.finish();
+}
+
+criterion_group!(benches, bench);
+criterion_main!(benches);
