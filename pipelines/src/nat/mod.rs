@@ -24,7 +24,7 @@ pub mod table;
 use crate::drop::DropReason;
 use crate::overlay::{Burst, Verdict};
 use crate::wire::{ipv4, tcp};
-use packet::{Kind, Parsed, Tuple, ICMP};
+use packet::{Kind, Parsed, Tuple};
 use std::fmt;
 use std::net::Ipv4Addr;
 use std::sync::Arc;
@@ -328,41 +328,60 @@ impl Nat {
         Some(slot)
     }
 
-    /// Opens a session for a client packet that matched none; the caller checked it may open one.
-    fn create(&mut self, pre: &Pre, o: Origin, now: u64) -> Result<u32, DropReason> {
-        let t = pre.p.tuple;
-        let app = self.apps.get(o.app).ok_or(DropReason::NoApplication)?;
-        let target_port = match pre.p.kind {
+    /// DNAT for a new session of a prepared client packet: (target address, target port).
+    #[inline(always)]
+    fn dnat(&self, pre: &Pre, app: u16) -> Result<(u32, u16), DropReason> {
+        let t = &pre.p.tuple;
+        let app = self.apps.get(app).ok_or(DropReason::NoApplication)?;
+        let port = match pre.p.kind {
             Kind::EchoRequest if app.icmp => 0,
             Kind::EchoRequest => return Err(DropReason::NoApplication),
             _ => app.rule(t.proto, t.dport).ok_or(DropReason::NoApplication)?,
         };
-        let target = u32::from(app.pick(pre.tag).ok_or(DropReason::NatNoTarget)?);
+        Ok((u32::from(app.pick(pre.tag).ok_or(DropReason::NatNoTarget)?), port))
+    }
+
+    /// The target-side tuple of a session for client tuple `t`, target and pool pair: a TCP/UDP reply
+    /// comes from the target port to the pool port, an echo reply with (0, id).
+    #[inline(always)]
+    fn rev_tuple(pool: &Pool, t: &Tuple, (target, tport): (u32, u16), pool_ref: u32) -> Tuple {
+        Tuple {
+            src: target,
+            dst: u32::from(pool.addrs[(pool_ref >> 16) as usize]),
+            sport: tport,
+            dport: pool_ref as u16,
+            proto: t.proto,
+        }
+    }
+
+    /// Prefetches the index bucket that the target-side entry of a new session would go to, if `pre`
+    /// opens the `nth` new session of its protocol in this burst (a guess: a wrong one costs a prefetch).
+    #[inline(always)]
+    fn prefetch_new(&self, pre: &Pre, app: u16, nth: usize) {
+        let t = &pre.p.tuple;
+        let (Ok(target), Some(pool_ref)) = (self.dnat(pre, app), self.table.peek_port(t.proto_index(), nth)) else {
+            return;
+        };
+        let tag = self.table.tag(&Self::rev_tuple(&self.pool, t, target, pool_ref), REV, 0);
+        self.table.prefetch_bucket(self.table.bucket(tag));
+    }
+
+    /// Opens a session for a client packet that matched none; the caller checked it may open one.
+    fn create(&mut self, pre: &Pre, o: Origin, now: u64) -> Result<u32, DropReason> {
+        let t = pre.p.tuple;
+        let target = self.dnat(pre, o.app)?;
         let proto = t.proto_index();
-        let addrs = &self.pool.addrs;
-        let icmp = proto == ICMP;
-        let tcp_state = TcpState::SynSent;
-        let r = self.table.insert(proto, pre.tag, |pool_ref| {
-            let addr = u32::from(addrs[(pool_ref >> 16) as usize]);
-            let port = pool_ref as u16;
-            Session {
-                fwd: t,
-                rev: Tuple {
-                    src: target,
-                    dst: addr,
-                    // An echo reply comes back with (0, id); a TCP/UDP reply from target_port to the pool port.
-                    sport: if icmp { 0 } else { target_port },
-                    dport: port,
-                    proto: t.proto,
-                },
-                app: o.app,
-                edge: o.edge,
-                stream: o.stream,
-                tcp: tcp_state,
-                live: true,
-                pool_ref,
-                deadline: 0,
-            }
+        let pool = &self.pool;
+        let r = self.table.insert(proto, pre.tag, |pool_ref| Session {
+            fwd: t,
+            rev: Self::rev_tuple(pool, &t, target, pool_ref),
+            app: o.app,
+            edge: o.edge,
+            stream: o.stream,
+            tcp: TcpState::SynSent,
+            live: true,
+            pool_ref,
+            deadline: 0,
         });
         match r {
             Ok(slot) => {
@@ -527,10 +546,16 @@ impl Nat {
                 ready |= 1 << (i - start);
             }
             let mut bits = ready;
+            let mut new = [0usize; 3];
             while bits != 0 {
                 let k = bits.trailing_zeros() as usize;
                 bits &= bits - 1;
-                self.table.prefetch_sessions(pre[k].tag, pre[k].bucket);
+                let found = self.table.prefetch_sessions(pre[k].tag, pre[k].bucket);
+                if !found && dir == FWD {
+                    let p = pre[k].p.tuple.proto_index();
+                    self.prefetch_new(&pre[k], burst.meta[start + k].app, new[p]);
+                    new[p] += 1;
+                }
             }
             let mut bits = ready;
             while bits != 0 {

@@ -118,13 +118,23 @@ impl Table {
         self.index.prefetch(bucket);
     }
 
-    /// Hints the sessions stored under `tag` (read from the index's cells, which should be cached by now).
+    /// Hints the sessions stored under `tag` (read from the index's cells, which should be cached by now);
+    /// false when there is none (the packet probably opens a session).
     #[inline]
-    pub fn prefetch_sessions(&self, tag: u32, bucket: usize) {
+    pub fn prefetch_sessions(&self, tag: u32, bucket: usize) -> bool {
+        let mut any = false;
         self.index.find_at(tag, bucket, |v| {
             prefetch(self.slots.as_ptr().wrapping_add((v >> 1) as usize));
+            any = true;
             false
         });
+        any
+    }
+
+    /// The pool pair the `nth` next session of protocol `proto` would get.
+    #[inline]
+    pub fn peek_port(&self, proto: usize, nth: usize) -> Option<u32> {
+        self.free_ports[proto].get(nth).copied()
     }
 
     /// The session whose `dir` tuple is `t` (and, client side, whose application is `app`).
