@@ -24,6 +24,9 @@ pub struct Config {
     pub ports: Vec<PortCfg>,
     #[serde(default)]
     pub routes: Vec<RouteCfg>,
+    /// Full NAT in front of target servers (see `nat_config`).
+    #[serde(default)]
+    pub nat: Option<crate::nat_config::NatCfg>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
@@ -261,6 +264,7 @@ pub struct Validated {
     pub routes: Vec<ValidRoute>,
     pub statics: Vec<(usize, Ipv4Addr, MacAddr)>,
     pub listen: SocketAddr,
+    pub nat: Option<crate::nat_config::ValidNat>,
 }
 
 #[derive(Debug, Clone)]
@@ -287,8 +291,13 @@ impl Config {
         let d = &self.dataplane;
         let nworkers = d.workers.len().max(1) as u64;
         let nports = self.ports.len().max(1) as u64;
+        let handoff = self
+            .nat
+            .as_ref()
+            .map_or(0, |n| nworkers * (nworkers - 1) * n.handoff_ring as u64);
         nports * nworkers * (d.rx_desc as u64 + d.tx_desc as u64)
             + nworkers * (d.mbuf_cache as u64 + 64 * nports + self.neighbour.hold_packets as u64)
+            + handoff
             + 512
     }
 
@@ -520,6 +529,12 @@ impl Config {
             }
         }
 
+        // NAT.
+        let nat = self
+            .nat
+            .as_ref()
+            .and_then(|n| crate::nat_config::validate(n, &ports, d.workers.len().max(1), &mut errs));
+
         // Routes.
         if self.routes.len() > 256 {
             errs.push(problem("routes", "at most 256 routes"));
@@ -562,6 +577,7 @@ impl Config {
                 routes,
                 statics,
                 listen,
+                nat,
             })
         } else {
             Err(Problems(errs))
@@ -706,5 +722,80 @@ via = "172.16.0.1"
         assert_eq!(p[0].path, "ports[0].id");
         assert!(p[0].msg.contains("1 port(s)"));
         assert!(problems(&text, &[]).is_empty(), "PCI ports may exist");
+    }
+
+    const NAT: &str = r#"
+[nat]
+pool = ["10.0.0.100"]
+max_sessions = 1000
+
+[[nat.apps]]
+id = 1
+vip = "10.0.0.50"
+targets = ["10.0.0.9"]
+services = [{ proto = "tcp", port = 80, target_port = 8080 }, { proto = "udp", port = 53, target_port = 5353 }]
+"#;
+
+    #[test]
+    fn nat_section_builds_tables_and_arp_addresses() {
+        let text = GOOD
+            .replace("workers = [1]", "workers = [0, 1]")
+            .replace("mbufs = 8191\n", "")
+            + NAT;
+        let v = from_toml(&text).unwrap().validate(&eal(&["-l", "0-1"])).unwrap();
+        let n = v.nat.unwrap();
+        assert_eq!(
+            n.arp_extra[0],
+            vec![Ipv4Addr::new(10, 0, 0, 100), Ipv4Addr::new(10, 0, 0, 50)]
+        );
+        assert_eq!(n.cfg.pool.slice(1), 33280..=65535);
+        assert_eq!(n.cfg.timeouts.tcp_established, 7440);
+        let app = n.apps.get(1).unwrap();
+        assert_eq!((app.rules.len(), app.icmp), (2, true));
+        assert!(v.raw.mbufs_needed() > 2 * 1024, "hand-off rings hold buffers too");
+    }
+
+    #[test]
+    fn nat_problems_are_named() {
+        let text = GOOD.to_string()
+            + r#"
+[nat]
+pool = ["10.0.0.2", "172.16.0.1"]
+port_min = 2000
+port_max = 1999
+[nat.timeouts]
+udp = 0
+[[nat.apps]]
+id = 1
+vip = "10.0.0.2"
+targets = ["banana"]
+services = [{ proto = "sctp", port = 80, target_port = 80 }]
+[[nat.apps]]
+id = 1
+vip = "10.0.0.60"
+targets = ["10.0.0.9"]
+services = []
+icmp = false
+"#;
+        let p = problems(&text, &[]);
+        let paths: Vec<&str> = p.iter().map(|p| p.path.as_str()).collect();
+        for want in [
+            "nat.pool[0]",
+            "nat.pool[1]",
+            "nat.timeouts.udp",
+            "nat.apps[0].vip",
+            "nat.apps[0].targets[0]",
+            "nat.apps[0].services[0].proto",
+            "nat.apps[1].id",
+            "nat.apps[1].services",
+        ] {
+            assert!(paths.contains(&want), "missing {want} in {p:#?}");
+        }
+        let outside = p.iter().find(|p| p.path == "nat.pool[1]").unwrap();
+        assert!(outside.msg.contains("inside no port's subnet"), "{}", outside.msg);
+        // An empty port range with valid addresses.
+        let text = GOOD.to_string() + &NAT.replace("max_sessions = 1000", "port_min = 5000\nport_max = 4000");
+        let p = problems(&text, &[]);
+        assert_eq!(p[0].path, "nat.port_max", "{p:?}");
     }
 }

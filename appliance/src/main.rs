@@ -6,6 +6,7 @@ mod control;
 mod eal_args;
 mod metrics;
 mod mgmt;
+mod nat_config;
 mod runtime;
 mod stats;
 mod worker;

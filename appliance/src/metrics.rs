@@ -45,6 +45,89 @@ impl Families {
     }
 }
 
+/// Full NAT: sessions by worker and protocol, creations and expiries (rate() gives per second),
+/// translations, allocation failures and hand-offs between workers.
+fn nat_families(fs: &mut Families, snaps: &[crate::stats::Snapshot]) {
+    let per_proto = |f: fn(&crate::stats::Snapshot) -> [u64; 3]| {
+        let mut v = Vec::new();
+        for (i, s) in snaps.iter().enumerate() {
+            for (p, n) in f(s).iter().enumerate() {
+                v.push((
+                    vec![
+                        ("worker", i.to_string()),
+                        ("lcore", s.lcore.to_string()),
+                        ("proto", pipelines::nat::table::proto_name(p).to_string()),
+                    ],
+                    *n as f64,
+                ));
+            }
+        }
+        v
+    };
+    fs.add(
+        "appliance_nat_sessions",
+        "Live NAT sessions, by worker and protocol.",
+        MetricType::GAUGE,
+        per_proto(|s| s.nat_live),
+    );
+    fs.add(
+        "appliance_nat_sessions_created_total",
+        "NAT sessions opened.",
+        MetricType::COUNTER,
+        per_proto(|s| s.nat.created),
+    );
+    fs.add(
+        "appliance_nat_sessions_expired_total",
+        "NAT sessions ended by their idle timeout.",
+        MetricType::COUNTER,
+        per_proto(|s| s.nat.expired),
+    );
+    type Field = fn(&crate::stats::Snapshot) -> u64;
+    let by = |key: &'static str, pairs: &[(&str, Field)]| {
+        let mut v = Vec::new();
+        for (i, s) in snaps.iter().enumerate() {
+            for (label, f) in pairs {
+                v.push((
+                    vec![
+                        ("worker", i.to_string()),
+                        ("lcore", s.lcore.to_string()),
+                        (key, label.to_string()),
+                    ],
+                    f(s) as f64,
+                ));
+            }
+        }
+        v
+    };
+    fs.add(
+        "appliance_nat_translated_total",
+        "Packets translated, toward the target (out) and back toward the client (in).",
+        MetricType::COUNTER,
+        by(
+            "direction",
+            &[("out", |s| s.nat.translated_out), ("in", |s| s.nat.translated_in)],
+        ),
+    );
+    fs.add(
+        "appliance_nat_alloc_failures_total",
+        "New flows refused: session table full, or no free pool port / ICMP id in the worker's slice.",
+        MetricType::COUNTER,
+        by(
+            "kind",
+            &[
+                ("table_full", |s| s.drops.get(DropReason::NatTableFull)),
+                ("ports_exhausted", |s| s.drops.get(DropReason::NatPortsExhausted)),
+            ],
+        ),
+    );
+    fs.add(
+        "appliance_handoff_packets_total",
+        "Packets handed to the worker that owns their state (out) and received from other workers (in).",
+        MetricType::COUNTER,
+        by("direction", &[("out", |s| s.handoff_out), ("in", |s| s.handoff_in)]),
+    );
+}
+
 /// Renders every metric of the appliance.
 pub fn render(sh: &Shared) -> String {
     let mut fs = Families(Vec::new());
@@ -195,6 +278,9 @@ pub fn render(sh: &Shared) -> String {
         c,
         drops,
     );
+    if sh.nat.is_some() {
+        nat_families(&mut fs, &snaps);
+    }
     let now = pmd_bindings::rdtsc();
     fs.add(
         "appliance_worker_heartbeat_age_seconds",

@@ -6,11 +6,14 @@ use crate::stats::{ControlShared, WorkerShared};
 use crate::worker::{ToControl, ToWorker, Worker};
 use arc_swap::ArcSwap;
 use ipnet::Ipv4Net;
+use pipelines::handoff::Handoff;
+use pipelines::nat::{NatApps, NatConfig};
 use pipelines::neigh::{NeighConfig, NeighSnapshot};
+use pipelines::overlay::classify::Classifier;
 use pipelines::presence::{PortAddrs, Presence};
 use pipelines::route::{Route, RouteTable};
 use pipelines::MacAddr;
-use pmd_bindings::{Eal, LcoreId, Mempool, Port, PortConfig, PortId, RxQueue, SocketId, TxQueue};
+use pmd_bindings::{Eal, LcoreId, Mbuf, Mempool, Port, PortConfig, PortId, RxQueue, SocketId, TxQueue};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -53,6 +56,16 @@ pub struct Shared {
     pub tsc_hz: u64,
     pub started: Instant,
     pub dpdk_version: String,
+    /// Full NAT tables, when `[nat]` is configured (read-only; each worker keeps its own sessions).
+    pub nat: Option<NatShared>,
+    /// Rings between workers for packets whose state another worker owns.
+    pub handoff: Handoff<Mbuf>,
+}
+
+pub struct NatShared {
+    pub cfg: NatConfig,
+    pub apps: Arc<NatApps>,
+    pub classifier: Classifier,
 }
 
 pub fn run(v: Validated, eal_argv: Vec<String>) -> Result<(), RunError> {
@@ -177,10 +190,11 @@ pub fn run(v: Validated, eal_argv: Vec<String>) -> Result<(), RunError> {
     let presence = Presence::new(
         port_rts
             .iter()
-            .map(|p| PortAddrs {
+            .enumerate()
+            .map(|(i, p)| PortAddrs {
                 mac: p.mac,
                 addrs: p.addrs.clone(),
-                arp_extra: vec![],
+                arp_extra: v.nat.as_ref().map(|n| n.arp_extra[i].clone()).unwrap_or_default(),
             })
             .collect(),
         RouteTable::new(routes),
@@ -201,7 +215,21 @@ pub fn run(v: Validated, eal_argv: Vec<String>) -> Result<(), RunError> {
         tsc_hz: eal.tsc_hz(),
         started: Instant::now(),
         dpdk_version: pmd_bindings::version(),
+        handoff: Handoff::new(nworkers as usize, v.nat.as_ref().map_or(1, |n| n.handoff_ring)),
+        nat: v.nat.clone().map(|n| NatShared {
+            cfg: n.cfg,
+            apps: Arc::new(n.apps),
+            classifier: n.classifier,
+        }),
     });
+    if let Some(n) = &shared.nat {
+        log::info!(
+            "full NAT: pool {:?}, {} sessions per worker, port slices {:?}",
+            n.cfg.pool.addrs(),
+            n.cfg.max_sessions,
+            (0..nworkers).map(|w| n.cfg.pool.slice(w)).collect::<Vec<_>>()
+        );
+    }
 
     let to_control: Vec<Arc<ToControl>> = (0..nworkers).map(|_| Arc::new(ToControl::new(1024))).collect();
     let to_workers: Vec<Arc<ToWorker>> = (0..nworkers).map(|_| Arc::new(ToWorker::new(256))).collect();
@@ -281,6 +309,10 @@ pub fn run(v: Validated, eal_argv: Vec<String>) -> Result<(), RunError> {
     }
     let _ = control_thread.join();
     let _ = mgmt_thread.join();
+    // Every worker has stopped: free what is still in the hand-off rings.
+    for w in 0..nworkers as usize {
+        shared.handoff.recv(w, usize::MAX, drop);
+    }
 
     print_summary(&shared);
     for p in &shared.ports {
@@ -335,6 +367,12 @@ fn print_summary(sh: &Shared) {
             if c > 0 {
                 println!("  drop {}: {}", r.name(), c);
             }
+        }
+        if sh.nat.is_some() {
+            println!(
+                "  nat: sessions live tcp/udp/icmp {:?}, created {:?}, expired {:?}, translated out {} in {}, handoffs out {} in {}",
+                s.nat_live, s.nat.created, s.nat.expired, s.nat.translated_out, s.nat.translated_in, s.handoff_out, s.handoff_in
+            );
         }
     }
     println!("mempool: {} of {} buffers in use", sh.pool.in_use(), sh.pool_size);

@@ -1,6 +1,7 @@
 //! Per-worker counters. Each worker counts into plain integers and publishes them on its ~100 µs tick as
 //! single-writer relaxed atomics, which the management thread reads; nothing else writes them.
 use pipelines::drop::DropCounts;
+use pipelines::nat::NatStats;
 use pipelines::DropReason;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 
@@ -16,6 +17,12 @@ pub struct Local {
     /// Events to the control thread lost because its ring was full.
     pub control_ring_full: u64,
     pub drops: DropCounts,
+    /// Packets handed to the worker owning their NAT session, and received from others.
+    pub handoff_out: u64,
+    pub handoff_in: u64,
+    pub nat: NatStats,
+    /// Live NAT sessions by protocol (tcp, udp, icmp).
+    pub nat_live: [u64; 3],
 }
 
 /// The published copy of a worker's counters, plus its heartbeat.
@@ -30,6 +37,13 @@ pub struct WorkerShared {
     control_ring_full: AtomicU64,
     hold_len: AtomicU64,
     drops: [AtomicU64; DropReason::COUNT],
+    handoff_out: AtomicU64,
+    handoff_in: AtomicU64,
+    nat_created: [AtomicU64; 3],
+    nat_expired: [AtomicU64; 3],
+    nat_live: [AtomicU64; 3],
+    nat_out: AtomicU64,
+    nat_in: AtomicU64,
     /// TSC at the worker's last completed loop iteration (published on its tick).
     pub heartbeat: AtomicU64,
     /// Debug fault injection: milliseconds the worker should stall at its next tick.
@@ -48,6 +62,13 @@ impl WorkerShared {
             control_ring_full: AtomicU64::new(0),
             hold_len: AtomicU64::new(0),
             drops: std::array::from_fn(|_| AtomicU64::new(0)),
+            handoff_out: AtomicU64::new(0),
+            handoff_in: AtomicU64::new(0),
+            nat_created: Default::default(),
+            nat_expired: Default::default(),
+            nat_live: Default::default(),
+            nat_out: AtomicU64::new(0),
+            nat_in: AtomicU64::new(0),
             heartbeat: AtomicU64::new(now_tsc),
             stall_ms: AtomicU64::new(0),
         }
@@ -66,6 +87,15 @@ impl WorkerShared {
         for (a, v) in self.drops.iter().zip(l.drops.0.iter()) {
             a.store(*v, Relaxed);
         }
+        self.handoff_out.store(l.handoff_out, Relaxed);
+        self.handoff_in.store(l.handoff_in, Relaxed);
+        for p in 0..3 {
+            self.nat_created[p].store(l.nat.created[p], Relaxed);
+            self.nat_expired[p].store(l.nat.expired[p], Relaxed);
+            self.nat_live[p].store(l.nat_live[p], Relaxed);
+        }
+        self.nat_out.store(l.nat.translated_out, Relaxed);
+        self.nat_in.store(l.nat.translated_in, Relaxed);
         self.heartbeat.store(now_tsc, Relaxed);
     }
 
@@ -81,6 +111,15 @@ impl WorkerShared {
             hold_len: self.hold_len.load(Relaxed),
             drops: DropCounts(std::array::from_fn(|i| self.drops[i].load(Relaxed))),
             heartbeat: self.heartbeat.load(Relaxed),
+            handoff_out: self.handoff_out.load(Relaxed),
+            handoff_in: self.handoff_in.load(Relaxed),
+            nat: NatStats {
+                created: std::array::from_fn(|p| self.nat_created[p].load(Relaxed)),
+                expired: std::array::from_fn(|p| self.nat_expired[p].load(Relaxed)),
+                translated_out: self.nat_out.load(Relaxed),
+                translated_in: self.nat_in.load(Relaxed),
+            },
+            nat_live: std::array::from_fn(|p| self.nat_live[p].load(Relaxed)),
         }
     }
 }
@@ -98,6 +137,10 @@ pub struct Snapshot {
     pub hold_len: u64,
     pub drops: DropCounts,
     pub heartbeat: u64,
+    pub handoff_out: u64,
+    pub handoff_in: u64,
+    pub nat: NatStats,
+    pub nat_live: [u64; 3],
 }
 
 /// Counters of the control thread (neighbour resolution).

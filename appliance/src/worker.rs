@@ -6,10 +6,13 @@ use crate::runtime::Shared;
 use crate::stats::Local;
 use crossbeam_queue::ArrayQueue;
 use pipelines::hold::{HoldQueue, Released};
+use pipelines::nat::{Nat, Origin};
 use pipelines::neigh::{NeighEvent, NeighSnapshot};
 use pipelines::presence::Action;
+use pipelines::wire::ipv4;
 use pipelines::{DropReason, MacAddr};
 use pmd_bindings::{rdtsc, Burst, DropList, Mbuf, RxQueue, TxBuffer, TxQueue};
+use std::net::Ipv4Addr;
 use std::sync::atomic::Ordering::{Acquire, Relaxed};
 use std::sync::Arc;
 use std::time::Duration;
@@ -46,6 +49,10 @@ struct State {
     neigh_gen: u64,
     macs: Vec<MacAddr>,
     l: Local,
+    /// This worker's NAT sessions, when `[nat]` is configured.
+    nat: Option<Nat>,
+    /// ns of a monotonic clock (from the TSC), updated once per loop iteration.
+    now_ns: u64,
 }
 
 impl Worker {
@@ -62,7 +69,14 @@ impl Worker {
             neigh_gen: sh.neigh_gen.load(Acquire),
             macs: sh.ports.iter().map(|p| p.mac).collect(),
             l: Local::default(),
+            nat: sh
+                .nat
+                .as_ref()
+                .map(|n| Nat::new(&n.cfg, self.idx as u16, n.apps.clone())),
+            now_ns: 0,
         };
+        let tsc_hz = sh.tsc_hz.max(1) as u128;
+        let ns_of = |tsc: u64| (tsc as u128 * 1_000_000_000 / tsc_hz) as u64;
         let mut burst: Burst<BURST> = Burst::new();
         let mut next_tick = rdtsc() + tick;
         let mut empty_polls = 0u32;
@@ -75,6 +89,7 @@ impl Worker {
         );
 
         while !sh.stop.load(Relaxed) {
+            st.now_ns = ns_of(rdtsc());
             let mut got = 0usize;
             for pi in 0..self.rxqs.len() {
                 let n = self.rxqs[pi].rx_burst(&mut burst);
@@ -89,6 +104,16 @@ impl Worker {
             }
             while let Some((pi, m)) = self.from_control.pop() {
                 self.send(&mut st, pi as usize, m);
+            }
+            if st.nat.is_some() {
+                // Replies whose session this worker owns, from the workers they arrived at.
+                got += sh.handoff.recv(self.idx, BURST, |m| {
+                    st.l.handoff_in += 1;
+                    self.nat_inbound(&mut st, m)
+                });
+                if let Some(n) = st.nat.as_mut() {
+                    n.expire_slice(st.now_ns);
+                }
             }
             st.drops.free_all();
             st.l.loops += 1;
@@ -120,6 +145,10 @@ impl Worker {
             drop(m);
         }
         st.drops.free_all();
+        if let Some(n) = &st.nat {
+            st.l.nat = n.stats;
+            st.l.nat_live = n.live();
+        }
         me.publish(&st.l, 0, rdtsc());
         log::info!("worker {} stopped", self.idx);
         0
@@ -148,28 +177,99 @@ impl Worker {
         }
         match out.action {
             Action::Reply => self.send(st, pi as usize, m),
-            Action::Forward { port, next_hop } => match st.neigh.lookup(port, next_hop) {
-                Some(mac) => self.send_to_neighbour(st, port as usize, mac, m),
-                None => {
-                    if self
-                        .to_control
-                        .push(NeighEvent::Resolve { port, ip: next_hop })
-                        .is_err()
-                    {
-                        st.l.control_ring_full += 1;
-                    }
-                    let deadline = rdtsc() + self.hold_cycles;
-                    if let Err(m) = st.hold.push(m, port, next_hop, deadline) {
-                        drop_pkt(st, DropReason::HoldQueueFull, m);
-                    }
-                }
-            },
+            Action::Forward { port, next_hop } => self.forward(st, port, next_hop, m),
             Action::Consumed => {
                 st.l.consumed += 1;
                 st.drops.push(m);
             }
+            Action::Service => self.service(st, m),
             Action::Drop(r) => drop_pkt(st, r, m),
         }
+    }
+
+    /// Sends a routed frame to `next_hop` out of `port`, holding it while the neighbour is resolved.
+    #[inline]
+    fn forward(&mut self, st: &mut State, port: u16, next_hop: Ipv4Addr, m: Mbuf) {
+        match st.neigh.lookup(port, next_hop) {
+            Some(mac) => self.send_to_neighbour(st, port as usize, mac, m),
+            None => {
+                if self
+                    .to_control
+                    .push(NeighEvent::Resolve { port, ip: next_hop })
+                    .is_err()
+                {
+                    st.l.control_ring_full += 1;
+                }
+                let deadline = rdtsc() + self.hold_cycles;
+                if let Err(m) = st.hold.push(m, port, next_hop, deadline) {
+                    drop_pkt(st, DropReason::HoldQueueFull, m);
+                }
+            }
+        }
+    }
+
+    /// A packet to a VIP or a pool address (valid IPv4, checked by presence): full NAT toward the target,
+    /// or back toward the client; replies owned by another worker are handed to it.
+    #[inline]
+    fn service(&mut self, st: &mut State, mut m: Mbuf) {
+        let (Some(nat), Some(ns)) = (st.nat.as_mut(), self.shared.nat.as_ref()) else {
+            return drop_pkt(st, DropReason::ProtocolUnhandled, m);
+        };
+        let Some(d) = m.data_mut() else {
+            return drop_pkt(st, DropReason::MultiSegment, m);
+        };
+        let dst = Ipv4Addr::new(d[30], d[31], d[32], d[33]);
+        if nat.pool().contains(dst) {
+            if let Some(w) = nat.owner(d) {
+                if w as usize != self.idx {
+                    return match self.shared.handoff.send(self.idx, w as usize, m) {
+                        Ok(()) => st.l.handoff_out += 1,
+                        Err(m) => drop_pkt(st, DropReason::HandoffFull, m),
+                    };
+                }
+            }
+            return self.nat_inbound(st, m);
+        }
+        let app = match ns.classifier.classify(d) {
+            Ok((app, _)) => app,
+            Err(r) => return drop_pkt(st, r, m),
+        };
+        let o = Origin {
+            app,
+            edge: 0,
+            stream: 0,
+        };
+        match nat.outbound(d, o, st.now_ns) {
+            Ok(_) => self.route(st, m),
+            Err(r) => drop_pkt(st, r, m),
+        }
+    }
+
+    /// Reverse NAT for a packet from the target side whose session this worker owns.
+    fn nat_inbound(&mut self, st: &mut State, mut m: Mbuf) {
+        let (Some(nat), Some(d)) = (st.nat.as_mut(), m.data_mut()) else {
+            return drop_pkt(st, DropReason::MultiSegment, m);
+        };
+        match nat.inbound(d, st.now_ns) {
+            Ok(_) => self.route(st, m),
+            Err(r) => drop_pkt(st, r, m),
+        }
+    }
+
+    /// Routes a translated frame by its (new) destination, decrementing the TTL like any router hop.
+    fn route(&mut self, st: &mut State, mut m: Mbuf) {
+        let Some(d) = m.data_mut() else {
+            return drop_pkt(st, DropReason::MultiSegment, m);
+        };
+        let mut ip = ipv4::Packet::new_unchecked(&mut d[14..]);
+        if ip.ttl() <= 1 {
+            return drop_pkt(st, DropReason::Ipv4TtlExpired, m);
+        }
+        ip.decrement_ttl();
+        let Some(nh) = self.shared.presence.routes().lookup(ip.dst()) else {
+            return drop_pkt(st, DropReason::NoRoute, m);
+        };
+        self.forward(st, nh.port, nh.addr, m)
     }
 
     #[inline]
@@ -236,6 +336,10 @@ impl Worker {
             while rdtsc() < until {
                 std::hint::spin_loop();
             }
+        }
+        if let Some(n) = &st.nat {
+            st.l.nat = n.stats;
+            st.l.nat_live = n.live();
         }
         me.publish(&st.l, st.hold.len(), rdtsc());
     }

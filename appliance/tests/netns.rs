@@ -307,3 +307,184 @@ addresses = ["10.83.0.2/24"]
     let line = stdout.lines().find(|l| l.starts_with("mempool:")).unwrap();
     assert!(line.starts_with("mempool: 0 of"), "{line}");
 }
+
+/// A background process killed (by PID) when dropped.
+struct Bg(std::process::Child);
+
+impl Drop for Bg {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn sha256(path: &std::path::Path) -> String {
+    let o = run_bounded(Command::new("sha256sum").arg(path), Duration::from_secs(20));
+    String::from_utf8_lossy(&o.stdout)
+        .split_whitespace()
+        .next()
+        .unwrap_or("")
+        .to_string()
+}
+
+#[test]
+fn full_nat_with_two_workers_hands_replies_to_the_owning_worker() {
+    // Client 10.84.0.1 -- [VIP 10.84.0.100] appliance [pool 10.85.0.100] -- target 10.85.0.1:8080.
+    let topo = Topo::new("n", &["10.84.0.1/24", "10.85.0.1/24"]);
+    let dir = TempDir::new("nat");
+    let prefix = unique("nat");
+    let www = dir.path("www");
+    std::fs::create_dir_all(&www).unwrap();
+    let file = www.join("blob");
+    sh(&[
+        "dd",
+        "if=/dev/urandom",
+        &format!("of={}", file.display()),
+        "bs=64k",
+        "count=16",
+        "status=none",
+    ]);
+    let want = sha256(&file);
+    let log = std::fs::File::create(dir.path("http.log")).unwrap();
+    let _server = Bg(Command::new("ip")
+        .args([
+            "netns",
+            "exec",
+            &topo.hosts[1],
+            "python3",
+            "-m",
+            "http.server",
+            "8080",
+            "--bind",
+            "10.85.0.1",
+        ])
+        .arg("--directory")
+        .arg(&www)
+        .stdout(log.try_clone().unwrap())
+        .stderr(log)
+        .spawn()
+        .expect("http.server"));
+    let mut app = topo.start_with(
+        &prefix,
+        &dir,
+        r#"
+[dataplane]
+workers = [0, 1]
+idle = "adaptive"
+rx_desc = 512
+tx_desc = 512
+
+[neighbour]
+retrans_ms = 200
+
+[[ports]]
+id = 0
+addresses = ["10.84.0.2/24"]
+
+[[ports]]
+id = 1
+addresses = ["10.85.0.2/24"]
+
+[nat]
+pool = ["10.85.0.100"]
+max_sessions = 4096
+
+[[nat.apps]]
+id = 1
+vip = "10.84.0.100"
+targets = ["10.85.0.1"]
+services = [{ proto = "tcp", port = 80, target_port = 8080 }]
+"#,
+        "0-1",
+        ",qpairs=2",
+    );
+    topo.wait_healthy(&app);
+    // The server listens once its port answers locally.
+    assert!(
+        wait_for(Duration::from_secs(10), || {
+            let o = in_ns(
+                &topo.hosts[1],
+                &["curl", "-s", "-o", "/dev/null", "-m", "2", "http://10.85.0.1:8080/"],
+                Duration::from_secs(5),
+            );
+            o.status.success().then_some(())
+        })
+        .is_some(),
+        "http.server did not start"
+    );
+
+    // 16 downloads, each a new connection from a new client port: flows spread over both queues, and
+    // replies land on the queue the kernel's fanout picks, often not the session owner's.
+    const N: usize = 16;
+    for i in 0..N {
+        let out = dir.path(&format!("got{i}"));
+        let o = in_ns(
+            &topo.hosts[0],
+            &[
+                "curl",
+                "-s",
+                "-S",
+                "-m",
+                "20",
+                "-o",
+                out.to_str().unwrap(),
+                "http://10.84.0.100/blob",
+            ],
+            Duration::from_secs(30),
+        );
+        assert!(
+            o.status.success(),
+            "download {i}: {}\nappliance:\n{}",
+            String::from_utf8_lossy(&o.stderr),
+            app.stderr()
+        );
+        assert_eq!(sha256(&out), want, "download {i} is intact");
+    }
+    // ICMP echo to the VIP reaches the target through NAT (query ids from the workers' slices).
+    let ping = in_ns(
+        &topo.hosts[0],
+        &["ping", "-c", "5", "-i", "0.05", "-W", "2", "10.84.0.100"],
+        Duration::from_secs(20),
+    );
+    let ping_out = String::from_utf8_lossy(&ping.stdout).into_owned();
+    println!("{ping_out}");
+    assert!(ping_out.contains("5 received"), "{ping_out}");
+    assert!(
+        ping_out.contains("ttl=63"),
+        "the target answered, one hop away: {ping_out}"
+    );
+
+    // The target saw only the pool address.
+    let served = std::fs::read_to_string(dir.path("http.log")).unwrap();
+    let gets: Vec<&str> = served.lines().filter(|l| l.contains("GET /blob")).collect();
+    assert_eq!(gets.len(), N, "{served}");
+    assert!(gets.iter().all(|l| l.starts_with("10.85.0.100 ")), "{served}");
+
+    let metrics = topo.curl("/metrics").expect("metrics");
+    let m = |n: &str, l: &[(&str, &str)]| metric(&metrics, n, l).unwrap_or(-1.0);
+    let created = m("appliance_nat_sessions_created_total", &[("proto", "tcp")]);
+    let out = m("appliance_handoff_packets_total", &[("direction", "out")]);
+    let inn = m("appliance_handoff_packets_total", &[("direction", "in")]);
+    println!(
+        "nat: tcp sessions created {created} (worker 0: {}, worker 1: {}), live {}, translated out {} in {}, handoffs out {out} in {inn}",
+        m("appliance_nat_sessions_created_total", &[("proto", "tcp"), ("worker", "0")]),
+        m("appliance_nat_sessions_created_total", &[("proto", "tcp"), ("worker", "1")]),
+        m("appliance_nat_sessions", &[]),
+        m("appliance_nat_translated_total", &[("direction", "out")]),
+        m("appliance_nat_translated_total", &[("direction", "in")]),
+    );
+    assert_eq!(created, N as f64, "one session per connection");
+    assert!(
+        out > 0.0,
+        "some replies arrived at the other worker and were handed over"
+    );
+    assert_eq!(out, inn, "every handed-off packet arrived");
+    assert_eq!(m("appliance_drops_total", &[("reason", "handoff_full")]), 0.0);
+    assert_eq!(m("appliance_drops_total", &[("reason", "nat_no_session")]), 0.0);
+
+    let (code, stdout) = app.terminate(Duration::from_secs(10));
+    assert_eq!(code, Some(0), "{}", app.stderr());
+    println!("{stdout}");
+    let line = stdout.lines().find(|l| l.starts_with("mempool:")).unwrap();
+    assert!(line.starts_with("mempool: 0 of"), "{line}");
+}

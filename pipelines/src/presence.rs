@@ -52,6 +52,9 @@ pub enum Action {
     },
     /// Used up (an ARP reply whose content goes to the control thread); not a drop.
     Consumed,
+    /// A valid IPv4 packet (checksum, source, TTL checked) to a service address (one of some port's
+    /// `arp_extra`: a VIP or a NAT pool address): the role's stages take it.
+    Service,
     Drop(DropReason),
 }
 
@@ -201,6 +204,9 @@ impl Presence {
         let dst = ip.dst();
         if self.owns_any(dst) {
             return self.local(me, frame);
+        }
+        if self.ports.iter().any(|p| p.arp_extra.contains(&dst)) {
+            return Outcome::act(Action::Service);
         }
         if !self.forwarding {
             return Outcome::drop(DropReason::NotForUs);

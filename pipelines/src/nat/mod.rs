@@ -362,7 +362,9 @@ impl Nat {
         let (Ok(target), Some(pool_ref)) = (self.dnat(pre, app), self.table.peek_port(t.proto_index(), nth)) else {
             return;
         };
-        let tag = self.table.tag(&Self::rev_tuple(&self.pool, t, target, pool_ref), REV, 0);
+        let tag = self
+            .table
+            .tag(&Self::rev_tuple(&self.pool, t, target, pool_ref), REV, 0);
         self.table.prefetch_bucket(self.table.bucket(tag));
     }
 

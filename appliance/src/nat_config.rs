@@ -1,0 +1,314 @@
+//! The `[nat]` section: full NAT in front of target servers (DNAT VIP:port -> target:port, SNAT client ->
+//! pool address:port from per-worker slices). Without the overlay this is a full-NAT load balancer on
+//! its own (clients reach the VIPs directly); at the gateway role the same tables sit behind duplicate
+//! removal and decapsulation, and the application comes from the Geneve VNI (`id`).
+//!
+//! ```toml
+//! [nat]
+//! pool = ["10.92.0.100"]      # SNAT addresses, each inside some port's subnet (answered by ARP there)
+//! port_min = 1024             # pool ports (and ICMP ids), sliced evenly among the workers
+//! port_max = 65535
+//! max_sessions = 65536        # per worker
+//! [nat.timeouts]              # seconds; defaults are the RFC minima (5382, 4787, 5508)
+//! tcp_established = 7440
+//! tcp_transitory = 240
+//! udp = 300
+//! icmp = 60
+//! [[nat.apps]]
+//! id = 1                      # application id (the VNI at a gateway)
+//! vip = "10.91.0.100"         # answered by ARP on the port whose subnet holds it
+//! icmp = true                 # ICMP echo to the VIP goes to a target (default)
+//! targets = ["10.92.0.1"]
+//! services = [{ proto = "tcp", port = 80, target_port = 8080 }]
+//! ```
+use crate::config::{Problem, ValidPort};
+use pipelines::nat::{NatApp, NatApps, NatConfig, NatRule, NatTarget, Pool, Timeouts};
+use pipelines::overlay::classify::{Classifier, Service};
+use pipelines::wire::ipv4::protocol;
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeSet;
+use std::net::Ipv4Addr;
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct NatCfg {
+    pub pool: Vec<String>,
+    #[serde(default = "d_port_min")]
+    pub port_min: u16,
+    #[serde(default = "d_port_max")]
+    pub port_max: u16,
+    #[serde(default = "d_max_sessions")]
+    pub max_sessions: u32,
+    #[serde(default)]
+    pub timeouts: TimeoutsCfg,
+    /// Packets each worker's hand-off ring to every other worker holds.
+    #[serde(default = "d_handoff")]
+    pub handoff_ring: u32,
+    pub apps: Vec<NatAppCfg>,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct TimeoutsCfg {
+    #[serde(default = "d_tcp_est")]
+    pub tcp_established: u32,
+    #[serde(default = "d_tcp_tr")]
+    pub tcp_transitory: u32,
+    #[serde(default = "d_udp")]
+    pub udp: u32,
+    #[serde(default = "d_icmp")]
+    pub icmp: u32,
+}
+
+impl Default for TimeoutsCfg {
+    fn default() -> Self {
+        TimeoutsCfg {
+            tcp_established: d_tcp_est(),
+            tcp_transitory: d_tcp_tr(),
+            udp: d_udp(),
+            icmp: d_icmp(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct NatAppCfg {
+    pub id: u16,
+    pub vip: String,
+    #[serde(default = "d_true")]
+    pub icmp: bool,
+    pub targets: Vec<String>,
+    pub services: Vec<ServiceCfg>,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServiceCfg {
+    pub proto: String,
+    pub port: u16,
+    pub target_port: u16,
+}
+
+fn d_port_min() -> u16 {
+    1024
+}
+fn d_port_max() -> u16 {
+    65535
+}
+fn d_max_sessions() -> u32 {
+    65536
+}
+fn d_handoff() -> u32 {
+    1024
+}
+fn d_tcp_est() -> u32 {
+    Timeouts::default().tcp_established
+}
+fn d_tcp_tr() -> u32 {
+    Timeouts::default().tcp_transitory
+}
+fn d_udp() -> u32 {
+    Timeouts::default().udp
+}
+fn d_icmp() -> u32 {
+    Timeouts::default().icmp
+}
+fn d_true() -> bool {
+    true
+}
+
+/// The `[nat]` section, checked and turned into the dataplane's tables.
+#[derive(Debug, Clone)]
+pub struct ValidNat {
+    pub cfg: NatConfig,
+    pub apps: NatApps,
+    pub classifier: Classifier,
+    /// Addresses each port answers ARP for besides its own (VIPs and pool addresses), by port index.
+    pub arp_extra: Vec<Vec<Ipv4Addr>>,
+    pub handoff_ring: usize,
+}
+
+fn problem(path: impl Into<String>, msg: impl Into<String>) -> Problem {
+    Problem {
+        path: path.into(),
+        msg: msg.into(),
+    }
+}
+
+/// Checks `[nat]` against the ports and the worker count; problems go to `errs`.
+pub fn validate(n: &NatCfg, ports: &[ValidPort], workers: usize, errs: &mut Vec<Problem>) -> Option<ValidNat> {
+    let before = errs.len();
+    let mut arp_extra = vec![Vec::new(); ports.len()];
+    let own = |ip: Ipv4Addr| ports.iter().any(|p| p.addrs.iter().any(|a| a.addr() == ip));
+    let port_of = |ip: Ipv4Addr| ports.iter().position(|p| p.addrs.iter().any(|a| a.contains(&ip)));
+    let mut taken: BTreeSet<Ipv4Addr> = BTreeSet::new();
+    // An address the appliance answers for: inside a port subnet, not an interface address, used once.
+    let mut service_addr = |path: String, text: &str, errs: &mut Vec<Problem>| -> Option<Ipv4Addr> {
+        let Ok(ip) = text.parse::<Ipv4Addr>() else {
+            errs.push(problem(path, format!("'{text}' is not an IPv4 address")));
+            return None;
+        };
+        if !pipelines::wire::ipv4::valid_source(ip) {
+            errs.push(problem(path, format!("{ip} cannot be a host address")));
+            return None;
+        }
+        if own(ip) {
+            errs.push(problem(path, format!("{ip} is already a port address")));
+            return None;
+        }
+        if !taken.insert(ip) {
+            errs.push(problem(path, format!("{ip} is used twice in [nat]")));
+            return None;
+        }
+        let Some(p) = port_of(ip) else {
+            errs.push(problem(
+                path,
+                format!("{ip} is inside no port's subnet, so no port would answer ARP for it"),
+            ));
+            return None;
+        };
+        arp_extra[p].push(ip);
+        Some(ip)
+    };
+
+    if n.pool.is_empty() {
+        errs.push(problem("nat.pool", "at least one pool address is needed"));
+    }
+    let mut pool_addrs = Vec::new();
+    for (i, a) in n.pool.iter().enumerate() {
+        if let Some(ip) = service_addr(format!("nat.pool[{i}]"), a, errs) {
+            pool_addrs.push(ip);
+        }
+    }
+    if n.port_min == 0 {
+        errs.push(problem("nat.port_min", "port 0 cannot be used"));
+    }
+    let pool = match Pool::new(pool_addrs.clone(), n.port_min.max(1), n.port_max, workers as u16) {
+        Ok(p) => Some(p),
+        Err(e) => {
+            if !pool_addrs.is_empty() {
+                errs.push(problem("nat.port_max", e.to_string()));
+            }
+            None
+        }
+    };
+    if !(1..=16 << 20).contains(&n.max_sessions) {
+        errs.push(problem("nat.max_sessions", "must be from 1 to 16777216 per worker"));
+    }
+    if !(1..=65536).contains(&n.handoff_ring) {
+        errs.push(problem("nat.handoff_ring", "must be from 1 to 65536"));
+    }
+    let t = &n.timeouts;
+    for (name, v) in [
+        ("tcp_established", t.tcp_established),
+        ("tcp_transitory", t.tcp_transitory),
+        ("udp", t.udp),
+        ("icmp", t.icmp),
+    ] {
+        if v == 0 || v > 7 * 86400 {
+            errs.push(problem(format!("nat.timeouts.{name}"), "must be from 1 s to 7 days"));
+        }
+    }
+
+    if n.apps.is_empty() {
+        errs.push(problem("nat.apps", "at least one application is needed"));
+    }
+    let mut ids = BTreeSet::new();
+    let mut apps = NatApps::default();
+    let mut services = Vec::new();
+    let mut icmp = Vec::new();
+    for (i, a) in n.apps.iter().enumerate() {
+        let at = |f: &str| format!("nat.apps[{i}].{f}");
+        if !ids.insert(a.id) {
+            errs.push(problem(at("id"), format!("application id {} is used twice", a.id)));
+        }
+        if a.id > 4095 {
+            errs.push(problem(at("id"), "must be at most 4095"));
+        }
+        let vip = service_addr(at("vip"), &a.vip, errs);
+        let mut targets = Vec::new();
+        if a.targets.is_empty() {
+            errs.push(problem(at("targets"), "at least one target is needed"));
+        }
+        for (j, tg) in a.targets.iter().enumerate() {
+            match tg.parse::<Ipv4Addr>() {
+                Ok(ip) if pipelines::wire::ipv4::valid_source(ip) => targets.push(NatTarget { addr: ip, up: true }),
+                _ => errs.push(problem(
+                    format!("nat.apps[{i}].targets[{j}]"),
+                    format!("'{tg}' is not a unicast IPv4 address"),
+                )),
+            }
+        }
+        if a.services.is_empty() && !a.icmp {
+            errs.push(problem(at("services"), "an application needs a service or icmp = true"));
+        }
+        let mut rules = Vec::new();
+        for (j, s) in a.services.iter().enumerate() {
+            let sp = |f: &str| format!("nat.apps[{i}].services[{j}].{f}");
+            let proto = match s.proto.as_str() {
+                "tcp" => protocol::TCP,
+                "udp" => protocol::UDP,
+                other => {
+                    errs.push(problem(sp("proto"), format!("'{other}' is not tcp or udp")));
+                    continue;
+                }
+            };
+            if s.port == 0 || s.target_port == 0 {
+                errs.push(problem(sp("port"), "ports must be above 0"));
+                continue;
+            }
+            if rules.iter().any(|r: &NatRule| r.proto == proto && r.port == s.port) {
+                errs.push(problem(
+                    sp("port"),
+                    format!("{} port {} is listed twice", s.proto, s.port),
+                ));
+                continue;
+            }
+            rules.push(NatRule {
+                proto,
+                port: s.port,
+                target_port: s.target_port,
+            });
+            if let Some(v) = vip {
+                services.push(Service {
+                    vip: v,
+                    proto,
+                    port: s.port,
+                    app: a.id,
+                });
+            }
+        }
+        if let (Some(v), true) = (vip, a.icmp) {
+            icmp.push((v, a.id));
+        }
+        let idx = a.id as usize;
+        if apps.apps.len() <= idx {
+            apps.apps.resize(idx + 1, None);
+        }
+        apps.apps[idx] = Some(NatApp {
+            rules,
+            targets,
+            icmp: a.icmp,
+        });
+    }
+    if errs.len() > before {
+        return None;
+    }
+    Some(ValidNat {
+        cfg: NatConfig {
+            max_sessions: n.max_sessions as usize,
+            timeouts: Timeouts {
+                tcp_established: t.tcp_established,
+                tcp_transitory: t.tcp_transitory,
+                udp: t.udp,
+                icmp: t.icmp,
+            },
+            pool: pool?,
+        },
+        apps,
+        classifier: Classifier::new(&services, &icmp),
+        arp_extra,
+        handoff_ring: n.handoff_ring as usize,
+    })
+}
