@@ -109,8 +109,19 @@ fn state(sh: &Shared) -> serde_json::Value {
                 .filter(|r| s.drops.get(**r) > 0)
                 .map(|r| (r.name().to_string(), json!(s.drops.get(*r))))
                 .collect();
-            json!({"worker": i, "lcore": s.lcore, "rx": s.rx, "tx": s.tx, "consumed": s.consumed,
-                   "held": s.hold_len, "drops": drops})
+            let mut v = json!({"worker": i, "lcore": s.lcore, "rx": s.rx, "tx": s.tx, "consumed": s.consumed,
+                   "held": s.hold_len, "drops": drops});
+            if let Some(n) = &sh.nat {
+                v["nat"] = json!({
+                    "sessions": {"tcp": s.nat_live[0], "udp": s.nat_live[1], "icmp": s.nat_live[2]},
+                    "created": {"tcp": s.nat.created[0], "udp": s.nat.created[1], "icmp": s.nat.created[2]},
+                    "expired": {"tcp": s.nat.expired[0], "udp": s.nat.expired[1], "icmp": s.nat.expired[2]},
+                    "translated": {"out": s.nat.translated_out, "in": s.nat.translated_in},
+                    "handoffs": {"out": s.handoff_out, "in": s.handoff_in},
+                    "ports": format!("{:?}", n.cfg.pool.slice(i as u16)),
+                });
+            }
+            v
         })
         .collect();
     let neigh = sh.neigh.load();

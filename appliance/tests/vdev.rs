@@ -247,7 +247,19 @@ fn metrics_pass_promtool_and_state_is_json() {
         mut app,
         mgmt,
         _dir: dir,
-    } = start_null("prom", "");
+    } = start_null(
+        "prom",
+        r#"
+[nat]
+pool = ["10.0.0.100"]
+max_sessions = 1024
+[[nat.apps]]
+id = 1
+vip = "10.0.0.50"
+targets = ["10.0.0.9"]
+services = [{ proto = "udp", port = 53, target_port = 53 }]
+"#,
+    );
     let body = wait_for(Duration::from_secs(20), || {
         get(mgmt, "/metrics").filter(|(c, _)| *c == 200).map(|(_, b)| b)
     })
@@ -260,6 +272,10 @@ fn metrics_pass_promtool_and_state_is_json() {
         "appliance_worker_rx_packets_total",
         "appliance_drops_total",
         "appliance_mempool_in_use",
+        "appliance_nat_sessions",
+        "appliance_nat_sessions_created_total",
+        "appliance_nat_alloc_failures_total",
+        "appliance_handoff_packets_total",
     ] {
         assert!(body.contains(&format!("# TYPE {family} ")), "missing {family}");
     }
