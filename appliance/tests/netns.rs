@@ -482,7 +482,10 @@ services = [{ proto = "tcp", port = 80, target_port = 8080 }]
     assert_eq!(m("appliance_drops_total", &[("reason", "handoff_full")]), 0.0);
     assert_eq!(m("appliance_drops_total", &[("reason", "nat_no_session")]), 0.0);
     let state = topo.curl("/state").expect("state");
-    assert!(state.contains("\"handoffs\"") && state.contains("\"sessions\""), "{state}");
+    assert!(
+        state.contains("\"handoffs\"") && state.contains("\"sessions\""),
+        "{state}"
+    );
 
     let (code, stdout) = app.terminate(Duration::from_secs(10));
     assert_eq!(code, Some(0), "{}", app.stderr());

@@ -233,6 +233,8 @@ pub const EXPIRE_BUDGET: usize = 64;
 /// One worker's NAT.
 pub struct Nat {
     worker: u16,
+    /// This worker's slice of pool ports.
+    mine: std::ops::RangeInclusive<u16>,
     apps: Arc<NatApps>,
     pool: Pool,
     /// Timeouts in ns: established, transitory, udp, icmp.
@@ -256,6 +258,7 @@ impl Nat {
         let t = cfg.timeouts;
         Nat {
             worker,
+            mine: cfg.pool.slice(worker),
             apps,
             pool: cfg.pool.clone(),
             tmo: [ns(t.tcp_established), ns(t.tcp_transitory), ns(t.udp), ns(t.icmp)],
@@ -535,13 +538,11 @@ impl Nat {
                     m.verdict = Verdict::Drop(r);
                     continue;
                 }
-                if dir == REV {
-                    match self.pool.owner(p.p.tuple.dport) {
-                        Some(w) if w != self.worker => {
-                            m.verdict = Verdict::Handoff { worker: w };
-                            continue;
-                        }
-                        _ => {}
+                if dir == REV && !self.mine.contains(&p.p.tuple.dport) {
+                    // Not in this worker's slice: the owner's, if any (else the lookup below fails).
+                    if let Some(w) = self.pool.owner(p.p.tuple.dport) {
+                        m.verdict = Verdict::Handoff { worker: w };
+                        continue;
                     }
                 }
                 self.table.prefetch_bucket(p.bucket);

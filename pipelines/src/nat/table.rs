@@ -58,7 +58,8 @@ pub struct Table {
     slots: Vec<Session>,
     free_slots: Vec<u32>,
     index: Index,
-    hasher: ahash::RandomState,
+    /// Random per-table keys of the tag hash.
+    keys: [u64; 2],
     free_ports: [VecDeque<u32>; 3],
     cursor: usize,
     pub live: [u64; 3],
@@ -74,7 +75,11 @@ impl Table {
             slots: vec![Session::default(); max],
             free_slots: (0..max as u32).rev().collect(),
             index: Index::prehashed(2 * max),
-            hasher: ahash::RandomState::new(),
+            keys: {
+                // ahash's random source seeds the keys (per process and table).
+                let r = ahash::RandomState::new();
+                [r.hash_one(1u64) | 1, r.hash_one(2u64) | 1]
+            },
             free_ports: [VecDeque::from(t), VecDeque::from(u), VecDeque::from(i)],
             cursor: 0,
             live: [0; 3],
@@ -104,7 +109,11 @@ impl Table {
         let a = (t.src as u64) << 32 | t.dst as u64;
         let b =
             (t.sport as u64) << 48 | (t.dport as u64) << 32 | (t.proto as u64) << 24 | (dir as u64) << 16 | app as u64;
-        let h = self.hasher.hash_one((a, b));
+        // A keyed folded multiply (the core of ahash and wyhash): one 64 x 64 -> 128-bit product of the
+        // two keyed halves, high and low halves mixed. Keys are random, so crafted tuples cannot aim at one
+        // probe run.
+        let p = ((a ^ self.keys[0]) as u128).wrapping_mul((b ^ self.keys[1]) as u128);
+        let h = (p as u64) ^ ((p >> 64) as u64);
         (h ^ (h >> 32)) as u32
     }
 
