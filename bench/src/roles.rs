@@ -1,0 +1,282 @@
+//! What each role does to a burst (the stages of `pipelines/` in role order) and the synthetic traffic it
+//! is fed: client frames for the edge and the chain, overlay frames from the edge for a relay, and both
+//! copies of every packet (as two relays deliver them) for the gateway.
+use etherparse::PacketBuilder;
+use pipelines::buf::VecBuf;
+use pipelines::drop::DropCounts;
+use pipelines::nat::{Nat, NatApp, NatApps, NatConfig, NatRule, NatTarget, Pool, Timeouts};
+use pipelines::overlay::classify::Classifier;
+use pipelines::overlay::dedupe::{Dedupe, DedupeConfig};
+use pipelines::overlay::encap::{AppRoute, Encap};
+use pipelines::overlay::mtu::MtuGuard;
+use pipelines::overlay::relay::{Hop, Relay};
+use pipelines::overlay::replicate::Replicate;
+use pipelines::overlay::sample::{self, EDGE, GW, GW_NODE, R1, R2, VIP, VNI};
+use pipelines::overlay::{decap, Burst, Meta, PeerSet, Verdict, OPT_OFF, OUTER_LEN};
+use std::collections::HashMap;
+use std::net::Ipv4Addr;
+use std::sync::Arc;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Role {
+    Relay,
+    Edge,
+    Gateway,
+    Chain,
+}
+
+impl Role {
+    pub const ALL: [Role; 4] = [Role::Relay, Role::Edge, Role::Gateway, Role::Chain];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Role::Relay => "relay",
+            Role::Edge => "edge",
+            Role::Gateway => "gateway",
+            Role::Chain => "chain",
+        }
+    }
+}
+
+/// Edge nodes the gateway's traffic comes from: with 256 stream buckets each, 40 senders make 10 240
+/// (sender, stream) pairs for duplicate removal.
+pub const SENDERS: u16 = 40;
+const TARGET: Ipv4Addr = Ipv4Addr::new(10, 20, 0, 10);
+const ROUTER_R: Ipv4Addr = Ipv4Addr::new(10, 2, 0, 254);
+/// Offset of the generator's timestamp in a client frame (Ethernet + IPv4 + UDP) and in an overlay frame.
+pub const TS_CLIENT: usize = 42;
+pub const TS_OVERLAY: usize = OUTER_LEN + 28;
+
+/// A client's UDP datagram to the VIP (port 53): 64 bytes on the wire with the FCS, UDP checksum 0 so
+/// the generator may write its timestamp into the payload.
+pub fn client_frame(flow: u32) -> Vec<u8> {
+    let src = (0x0a00_0000 + (flow >> 6) + 1).to_be_bytes();
+    let mut out = Vec::new();
+    PacketBuilder::ethernet2([2, 0, 0, 0, 0, 1], [2, 0, 0, 0, 0, 2])
+        .ipv4(src, VIP.octets(), 64)
+        .udp(1024 + (flow & 63) as u16, 53)
+        .write(&mut out, &[0u8; 18])
+        .expect("frame");
+    out[40] = 0; // UDP checksum: none
+    out[41] = 0;
+    out
+}
+
+fn edge_encap(node: u16) -> Encap {
+    Encap::new(
+        node,
+        EDGE,
+        40000,
+        8,
+        0,
+        vec![GW_NODE],
+        vec![AppRoute { vni: VNI, dest: 0 }],
+    )
+}
+
+fn relay(addr: Ipv4Addr, path: u8) -> Relay {
+    let mut hops = HashMap::new();
+    hops.insert(
+        (GW_NODE, path),
+        Hop {
+            addr: GW,
+            port: 0,
+            next_hop: ROUTER_R,
+        },
+    );
+    Relay::new(addr, [EDGE], hops)
+}
+
+fn nat(sessions: usize) -> Nat {
+    let addrs: Vec<Ipv4Addr> = (1..=(sessions / 60_000 + 1) as u8)
+        .map(|i| Ipv4Addr::new(10, 30, 0, i))
+        .collect();
+    let cfg = NatConfig {
+        max_sessions: sessions + 1024,
+        timeouts: Timeouts::default(),
+        pool: Pool::new(addrs, 1024, 65535, 1).expect("pool"),
+    };
+    let mut apps = NatApps::default();
+    apps.apps.resize(VNI as usize + 1, None);
+    apps.apps[VNI as usize] = Some(NatApp {
+        rules: vec![NatRule {
+            proto: 17,
+            port: 53,
+            target_port: 5353,
+        }],
+        targets: vec![NatTarget { addr: TARGET, up: true }],
+        icmp: true,
+    });
+    Nat::new(&cfg, 0, Arc::new(apps))
+}
+
+/// The stages of one role, in order, for one worker.
+pub struct Pipeline {
+    role: Role,
+    classify: Classifier,
+    mtu: MtuGuard,
+    encap: Encap,
+    replicate: Replicate,
+    relays: [Relay; 2],
+    dedupe: Dedupe,
+    peers: PeerSet,
+    nat: Nat,
+}
+
+impl Pipeline {
+    /// `sessions`: NAT sessions (and flows) the gateway side must hold.
+    pub fn new(role: Role, sessions: usize) -> Pipeline {
+        Pipeline {
+            role,
+            classify: sample::classifier(),
+            mtu: MtuGuard::new(1500),
+            encap: sample::encap(0),
+            replicate: sample::replicate(),
+            relays: [relay(R1, 1), relay(R2, 2)],
+            dedupe: Dedupe::new(DedupeConfig {
+                window: 1024,
+                reset_ns: 10_000_000_000,
+                max_streams: 16384,
+            }),
+            peers: [R1, R2].into_iter().collect(),
+            nat: nat(if matches!(role, Role::Gateway | Role::Chain) {
+                sessions
+            } else {
+                1
+            }),
+        }
+    }
+
+    pub fn nat_live(&self) -> u64 {
+        self.nat.live().iter().sum()
+    }
+
+    pub fn dedupe_counters(&self) -> (u64, u64, u64) {
+        let c = self.dedupe.totals();
+        (c.passed, c.discarded, c.lost)
+    }
+
+    fn edge<B: pipelines::buf::PacketBuf>(&mut self, b: &mut Burst<B>, drops: &mut DropCounts, now: u64) {
+        self.classify.run(b);
+        self.mtu.run(b);
+        self.encap.run(b, now);
+        self.replicate.run(b, drops);
+    }
+
+    fn gateway<B: pipelines::buf::PacketBuf>(&mut self, b: &mut Burst<B>, now: u64) {
+        self.dedupe.run(b, GW_NODE, &self.peers, now);
+        for m in b.meta.iter_mut().filter(|m| m.is_next()) {
+            // The VNI is the application id (ARCHITECTURE.md "Decisions").
+            m.app = m.vni as u16;
+        }
+        decap::run(b);
+        self.nat.run_outbound(b, now);
+    }
+
+    /// Runs the role's stages; packets to send leave with Next (gateway: toward the target) or Forward.
+    pub fn run<B: pipelines::buf::PacketBuf>(&mut self, b: &mut Burst<B>, drops: &mut DropCounts, now: u64) {
+        match self.role {
+            Role::Relay => self.relays[0].run(b),
+            Role::Edge => self.edge(b, drops, now),
+            Role::Gateway => self.gateway(b, now),
+            Role::Chain => {
+                self.edge(b, drops, now);
+                for (p, m) in b.pkts.iter_mut().zip(b.meta.iter_mut()) {
+                    if matches!(m.verdict, Verdict::Forward { .. }) {
+                        let r = &self.relays[(m.path as usize).saturating_sub(1).min(1)];
+                        m.verdict = match r.relay(p) {
+                            Verdict::Forward { .. } => Verdict::Next,
+                            v => v,
+                        };
+                    }
+                }
+                self.gateway(b, now);
+            }
+        }
+    }
+}
+
+/// The frames a role is fed, cycled through by the generator.
+pub struct Traffic {
+    pub frames: Vec<Vec<u8>>,
+    /// Gateway: frames come in pairs (the copies of one packet over the two paths) that share a sequence
+    /// number; `counter[i]` is the (sender, stream) counter of pair i.
+    pub pairs: bool,
+    pub counter: Vec<u32>,
+    pub counters: usize,
+    /// Where the generator writes its TSC in an input frame, and where the sink reads it in an output one.
+    pub ts_in: usize,
+    pub ts_out: usize,
+}
+
+/// Input for `role` over `flows` flows.
+pub fn traffic(role: Role, flows: u32) -> Traffic {
+    match role {
+        Role::Edge | Role::Chain => Traffic {
+            frames: (0..flows).map(client_frame).collect(),
+            pairs: false,
+            counter: vec![],
+            counters: 0,
+            ts_in: TS_CLIENT,
+            ts_out: if role == Role::Edge { TS_OVERLAY } else { TS_CLIENT },
+        },
+        Role::Relay => {
+            let mut e = sample::encap(0);
+            let (c, r) = (sample::classifier(), sample::replicate());
+            let mut frames = Vec::with_capacity(flows as usize);
+            for f in 0..flows {
+                let mut b = Burst::with_capacity(2);
+                b.push(VecBuf::new(&client_frame(f), 128), Meta::new(0)).ok();
+                c.run(&mut b);
+                e.run(&mut b, 0);
+                r.run(&mut b, &mut DropCounts::default());
+                frames.extend(b.drain().filter(|(_, m)| m.path == 1).map(|(p, _)| p.to_vec()));
+            }
+            Traffic {
+                frames,
+                pairs: false,
+                counter: vec![],
+                counters: 0,
+                ts_in: TS_OVERLAY,
+                ts_out: TS_OVERLAY,
+            }
+        }
+        Role::Gateway => {
+            // Every flow through the real edge stages (one of SENDERS edge nodes), then through both relays.
+            let c = sample::classifier();
+            let r = sample::replicate();
+            let mut encaps: Vec<Encap> = (1..=SENDERS).map(edge_encap).collect();
+            let relays = [relay(R1, 1), relay(R2, 2)];
+            let mut frames = Vec::with_capacity(2 * flows as usize);
+            let mut counter = Vec::with_capacity(flows as usize);
+            for f in 0..flows {
+                let sender = (f % SENDERS as u32) as usize;
+                let mut b = Burst::with_capacity(2);
+                b.push(VecBuf::new(&client_frame(f), 128), Meta::new(0)).ok();
+                c.run(&mut b);
+                encaps[sender].run(&mut b, 0);
+                r.run(&mut b, &mut DropCounts::default());
+                let mut pair: Vec<(u8, Vec<u8>)> = b
+                    .drain()
+                    .map(|(mut p, m)| {
+                        let _ = relays[(m.path - 1) as usize].relay(&mut p);
+                        (m.path, p.to_vec())
+                    })
+                    .collect();
+                pair.sort_by_key(|(path, _)| *path);
+                let stream = u16::from_be_bytes([pair[0].1[OPT_OFF + 8], pair[0].1[OPT_OFF + 9]]);
+                counter.push(sender as u32 * 256 + (stream & 0xff) as u32);
+                frames.extend(pair.into_iter().map(|(_, p)| p));
+            }
+            Traffic {
+                frames,
+                pairs: true,
+                counter,
+                counters: SENDERS as usize * 256,
+                ts_in: TS_OVERLAY,
+                ts_out: TS_CLIENT,
+            }
+        }
+    }
+}
