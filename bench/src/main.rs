@@ -157,10 +157,7 @@ fn die(msg: impl std::fmt::Display) -> i32 {
 type Queues = (pmd_bindings::RxQueue, pmd_bindings::TxQueue);
 
 /// Starts the EAL and configures `ports` ports with one rx and one tx queue each.
-fn bring_up(
-    eal_args: &[String],
-    ports: u16,
-) -> Result<(Eal, Mempool, Vec<Queues>), String> {
+fn bring_up(eal_args: &[String], ports: u16) -> Result<(Eal, Mempool, Vec<Queues>), String> {
     let args: Vec<String> = std::iter::once("bench".to_string())
         .chain(eal_args.iter().cloned())
         .collect();
