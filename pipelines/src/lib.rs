@@ -10,6 +10,7 @@ pub mod index;
 pub mod nat;
 pub mod neigh;
 pub mod overlay;
+pub mod paths;
 pub mod prefetch;
 pub mod presence;
 pub mod route;
