@@ -5,14 +5,13 @@ use etherparse::PacketBuilder;
 use pipelines::buf::VecBuf;
 use pipelines::drop::DropCounts;
 use pipelines::nat::{Nat, NatApp, NatApps, NatConfig, NatRule, NatTarget, Pool, Timeouts};
-use pipelines::overlay::classify::Classifier;
 use pipelines::overlay::dedupe::{Dedupe, DedupeConfig};
 use pipelines::overlay::encap::{AppRoute, Encap};
 use pipelines::overlay::mtu::MtuGuard;
 use pipelines::overlay::relay::{Hop, Relay};
-use pipelines::overlay::replicate::Replicate;
+use pipelines::overlay::roles::{EdgeOut, GatewayIn};
 use pipelines::overlay::sample::{self, EDGE, GW, GW_NODE, R1, R2, VIP, VNI};
-use pipelines::overlay::{decap, Burst, Meta, PeerSet, Verdict, OPT_OFF, OUTER_LEN};
+use pipelines::overlay::{Burst, Meta, Verdict, OPT_OFF, OUTER_LEN};
 use std::collections::HashMap;
 use std::net::Ipv4Addr;
 use std::sync::Arc;
@@ -111,17 +110,12 @@ fn nat(sessions: usize) -> Nat {
     Nat::new(&cfg, 0, Arc::new(apps))
 }
 
-/// The stages of one role, in order, for one worker.
+/// The stages of one role, in order, for one worker (the compositions of `pipelines::overlay::roles`).
 pub struct Pipeline {
     role: Role,
-    classify: Classifier,
-    mtu: MtuGuard,
-    encap: Encap,
-    replicate: Replicate,
+    edge: EdgeOut,
     relays: [Relay; 2],
-    dedupe: Dedupe,
-    peers: PeerSet,
-    nat: Nat,
+    gateway: GatewayIn,
 }
 
 impl Pipeline {
@@ -129,59 +123,47 @@ impl Pipeline {
     pub fn new(role: Role, sessions: usize) -> Pipeline {
         Pipeline {
             role,
-            classify: sample::classifier(),
-            mtu: MtuGuard::new(1500),
-            encap: sample::encap(0),
-            replicate: sample::replicate(),
+            edge: EdgeOut {
+                classify: sample::classifier(),
+                mtu: MtuGuard::new(1500),
+                encap: sample::encap(0),
+                replicate: sample::replicate(),
+            },
             relays: [relay(R1, 1), relay(R2, 2)],
-            dedupe: Dedupe::new(DedupeConfig {
-                window: 1024,
-                reset_ns: 10_000_000_000,
-                max_streams: 16384,
-            }),
-            peers: [R1, R2].into_iter().collect(),
-            nat: nat(if matches!(role, Role::Gateway | Role::Chain) {
-                sessions
-            } else {
-                1
-            }),
+            gateway: GatewayIn {
+                node: GW_NODE,
+                peers: [R1, R2].into_iter().collect(),
+                dedupe: Dedupe::new(DedupeConfig {
+                    window: 1024,
+                    reset_ns: 10_000_000_000,
+                    max_streams: 16384,
+                }),
+                nat: nat(if matches!(role, Role::Gateway | Role::Chain) {
+                    sessions
+                } else {
+                    1
+                }),
+            },
         }
     }
 
     pub fn nat_live(&self) -> u64 {
-        self.nat.live().iter().sum()
+        self.gateway.nat.live().iter().sum()
     }
 
     pub fn dedupe_counters(&self) -> (u64, u64, u64) {
-        let c = self.dedupe.totals();
+        let c = self.gateway.dedupe.totals();
         (c.passed, c.discarded, c.lost)
-    }
-
-    fn edge<B: pipelines::buf::PacketBuf>(&mut self, b: &mut Burst<B>, drops: &mut DropCounts, now: u64) {
-        self.classify.run(b);
-        self.mtu.run(b);
-        self.encap.run(b, now);
-        self.replicate.run(b, drops);
-    }
-
-    fn gateway<B: pipelines::buf::PacketBuf>(&mut self, b: &mut Burst<B>, now: u64) {
-        self.dedupe.run(b, GW_NODE, &self.peers, now);
-        for m in b.meta.iter_mut().filter(|m| m.is_next()) {
-            // The VNI is the application id (ARCHITECTURE.md "Decisions").
-            m.app = m.vni as u16;
-        }
-        decap::run(b);
-        self.nat.run_outbound(b, now);
     }
 
     /// Runs the role's stages; packets to send leave with Next (gateway: toward the target) or Forward.
     pub fn run<B: pipelines::buf::PacketBuf>(&mut self, b: &mut Burst<B>, drops: &mut DropCounts, now: u64) {
         match self.role {
             Role::Relay => self.relays[0].run(b),
-            Role::Edge => self.edge(b, drops, now),
-            Role::Gateway => self.gateway(b, now),
+            Role::Edge => self.edge.run(b, drops, now),
+            Role::Gateway => self.gateway.run(b, now),
             Role::Chain => {
-                self.edge(b, drops, now);
+                self.edge.run(b, drops, now);
                 for (p, m) in b.pkts.iter_mut().zip(b.meta.iter_mut()) {
                     if matches!(m.verdict, Verdict::Forward { .. }) {
                         let r = &self.relays[(m.path as usize).saturating_sub(1).min(1)];
@@ -191,7 +173,7 @@ impl Pipeline {
                         };
                     }
                 }
-                self.gateway(b, now);
+                self.gateway.run(b, now);
             }
         }
     }

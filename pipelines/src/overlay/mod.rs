@@ -15,6 +15,7 @@ pub mod encap;
 pub mod mtu;
 pub mod relay;
 pub mod replicate;
+pub mod roles;
 pub mod sample;
 
 use crate::buf::PacketBuf;
