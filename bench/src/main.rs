@@ -52,6 +52,15 @@ struct Opts {
     /// Gateway input: probability that each copy is lost on its path.
     #[arg(long, default_value_t = 0.0)]
     loss: f64,
+    /// Gateway input: share of packets whose second copy arrives (1: every packet twice).
+    #[arg(long, default_value_t = 1.0)]
+    dup_ratio: f64,
+    /// Share of packets that open a new flow (gateway and chain: a new NAT session each).
+    #[arg(long, default_value_t = 0.0)]
+    new_flows: f64,
+    /// Client packet size on the wire, FCS included (64 to 1500); overlay frames are 78 bytes longer.
+    #[arg(long, default_value_t = 64, value_parser = clap::value_parser!(u16).range(64..=1500))]
+    size: u16,
     /// Hugepages: auto (use them when they can be set up), on, off.
     #[arg(long, default_value = "auto")]
     hugepages: String,
@@ -70,6 +79,26 @@ struct Opts {
     role: Option<Role>,
     #[arg(long, hide = true)]
     mode: Option<String>,
+}
+
+impl Opts {
+    fn mix(&self) -> run::Mix {
+        run::Mix {
+            loss: self.loss,
+            dup_ratio: self.dup_ratio,
+            new_flows: self.new_flows,
+        }
+    }
+
+    /// NAT sessions a gateway worker must hold: the standing flows, plus new ones for the whole run.
+    fn nat_capacity(&self) -> usize {
+        let extra = if self.new_flows > 0.0 {
+            (self.new_flows * 30e6 * (self.warmup + 2.0 * self.seconds)) as usize
+        } else {
+            0
+        };
+        self.sessions as usize + extra
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Default)]
@@ -230,8 +259,8 @@ fn measure_role(
     } else {
         opts.flows
     };
-    let traffic = roles::traffic(role, flows);
-    let mut pipe = Pipeline::new(role, opts.sessions as usize);
+    let traffic = roles::traffic(role, flows, opts.size as usize);
+    let mut pipe = Pipeline::new(role, opts.nat_capacity());
     let mempool_before = pool.in_use();
     let mut drops = pipelines::drop::DropCounts::default();
     let completions = Arc::new(run::Completions::new(8192));
@@ -362,13 +391,13 @@ fn child_inproc(eal_args: &[String], opts: &Opts) -> i32 {
     };
     let mode = opts.mode.clone().unwrap_or_else(|| "custom".into());
     let first = opts.roles.first().copied().unwrap_or(Role::Relay);
-    let empty = roles::traffic(first, 1);
+    let empty = roles::traffic(first, 1, opts.size as usize);
     let slot: GenSlot = Arc::new(Mutex::new(Some(Generator::new(
         empty,
         pool,
         tx0,
         rx1,
-        opts.loss,
+        opts.mix(),
         eal.tsc_hz(),
     ))));
     let mut out = Vec::new();
@@ -403,7 +432,14 @@ fn child_gen(eal_args: &[String], opts: &Opts) -> i32 {
         opts.flows
     };
     let (rx, tx) = qs.remove(0);
-    let mut g = Generator::new(roles::traffic(role, flows), pool, tx, rx, opts.loss, eal.tsc_hz());
+    let mut g = Generator::new(
+        roles::traffic(role, flows, opts.size as usize),
+        pool,
+        tx,
+        rx,
+        opts.mix(),
+        eal.tsc_hz(),
+    );
     let stop = Arc::new(AtomicBool::new(false));
     let live = Arc::new(Live::default());
     let (s2, l2) = (stop.clone(), live.clone());
@@ -435,7 +471,7 @@ fn child_dut(eal_args: &[String], opts: &Opts) -> i32 {
         Err(e) => return die(e),
     };
     let role = opts.role.unwrap_or(Role::Relay);
-    let mut pipe = Pipeline::new(role, opts.sessions as usize);
+    let mut pipe = Pipeline::new(role, opts.nat_capacity());
     let hz = eal.tsc_hz();
     let until = pmd_bindings::rdtsc() + ((opts.warmup + opts.seconds + 6.0) * hz as f64) as u64;
     let stop = AtomicBool::new(false);
@@ -564,6 +600,12 @@ fn orchestrate(user_eal: &[String], opts: &Opts, argv: &[String]) -> i32 {
             o.sessions.to_string(),
             "--loss".into(),
             o.loss.to_string(),
+            "--dup-ratio".into(),
+            o.dup_ratio.to_string(),
+            "--new-flows".into(),
+            o.new_flows.to_string(),
+            "--size".into(),
+            o.size.to_string(),
         ]);
         v
     };

@@ -47,15 +47,15 @@ const ROUTER_R: Ipv4Addr = Ipv4Addr::new(10, 2, 0, 254);
 pub const TS_CLIENT: usize = 42;
 pub const TS_OVERLAY: usize = OUTER_LEN + 28;
 
-/// A client's UDP datagram to the VIP (port 53): 64 bytes on the wire with the FCS, UDP checksum 0 so
-/// the generator may write its timestamp into the payload.
-pub fn client_frame(flow: u32) -> Vec<u8> {
+/// A client's UDP datagram to the VIP (port 53) of `size` bytes on the wire with the FCS (at least 64),
+/// UDP checksum 0 so the generator may write its timestamp into the payload.
+pub fn client_frame(flow: u32, size: usize) -> Vec<u8> {
     let src = (0x0a00_0000 + (flow >> 6) + 1).to_be_bytes();
     let mut out = Vec::new();
     PacketBuilder::ethernet2([2, 0, 0, 0, 0, 1], [2, 0, 0, 0, 0, 2])
         .ipv4(src, VIP.octets(), 64)
         .udp(1024 + (flow & 63) as u16, 53)
-        .write(&mut out, &[0u8; 18])
+        .write(&mut out, &vec![0u8; size.max(64) - 46])
         .expect("frame");
     out[40] = 0; // UDP checksum: none
     out[41] = 0;
@@ -119,7 +119,7 @@ pub struct Pipeline {
 }
 
 impl Pipeline {
-    /// `sessions`: NAT sessions (and flows) the gateway side must hold.
+    /// `sessions`: NAT sessions (and flows) the gateway side must hold, new flows included.
     pub fn new(role: Role, sessions: usize) -> Pipeline {
         Pipeline {
             role,
@@ -189,19 +189,22 @@ pub struct Traffic {
     pub counters: usize,
     /// Where the generator writes its TSC in an input frame, and where the sink reads it in an output one.
     pub ts_in: usize,
+    /// Offset of the client's IPv4 header in an input frame (where a new flow's source address goes).
+    pub inner: usize,
     pub ts_out: usize,
 }
 
 /// Input for `role` over `flows` flows.
-pub fn traffic(role: Role, flows: u32) -> Traffic {
+pub fn traffic(role: Role, flows: u32, size: usize) -> Traffic {
     match role {
         Role::Edge | Role::Chain => Traffic {
-            frames: (0..flows).map(client_frame).collect(),
+            frames: (0..flows).map(|f| client_frame(f, size)).collect(),
             pairs: false,
             counter: vec![],
             counters: 0,
             ts_in: TS_CLIENT,
             ts_out: if role == Role::Edge { TS_OVERLAY } else { TS_CLIENT },
+            inner: 14,
         },
         Role::Relay => {
             let mut e = sample::encap(0);
@@ -209,7 +212,7 @@ pub fn traffic(role: Role, flows: u32) -> Traffic {
             let mut frames = Vec::with_capacity(flows as usize);
             for f in 0..flows {
                 let mut b = Burst::with_capacity(2);
-                b.push(VecBuf::new(&client_frame(f), 128), Meta::new(0)).ok();
+                b.push(VecBuf::new(&client_frame(f, size), 128), Meta::new(0)).ok();
                 c.run(&mut b);
                 e.run(&mut b, 0);
                 r.run(&mut b, &mut DropCounts::default());
@@ -222,6 +225,7 @@ pub fn traffic(role: Role, flows: u32) -> Traffic {
                 counters: 0,
                 ts_in: TS_OVERLAY,
                 ts_out: TS_OVERLAY,
+                inner: OUTER_LEN,
             }
         }
         Role::Gateway => {
@@ -235,7 +239,7 @@ pub fn traffic(role: Role, flows: u32) -> Traffic {
             for f in 0..flows {
                 let sender = (f % SENDERS as u32) as usize;
                 let mut b = Burst::with_capacity(2);
-                b.push(VecBuf::new(&client_frame(f), 128), Meta::new(0)).ok();
+                b.push(VecBuf::new(&client_frame(f, size), 128), Meta::new(0)).ok();
                 c.run(&mut b);
                 encaps[sender].run(&mut b, 0);
                 r.run(&mut b, &mut DropCounts::default());
@@ -258,6 +262,7 @@ pub fn traffic(role: Role, flows: u32) -> Traffic {
                 counters: SENDERS as usize * 256,
                 ts_in: TS_OVERLAY,
                 ts_out: TS_CLIENT,
+                inner: OUTER_LEN,
             }
         }
     }

@@ -135,6 +135,11 @@ pub struct Generator {
     rng: u64,
     /// Per-copy loss probability (gateway input), in 1/2^32.
     loss: u64,
+    /// Probability that the second copy of a packet is sent at all (gateway input), in 1/2^32.
+    dup: u64,
+    /// Probability that a packet starts a new flow (a source address never used before), in 1/2^32.
+    new_flow: u64,
+    fresh: u32,
     pub hist: Histogram<u64>,
     /// Where read buffers go (in-process: back to the worker); None frees them here.
     pub completions: Option<Arc<Completions>>,
@@ -145,7 +150,7 @@ pub struct Generator {
 }
 
 impl Generator {
-    pub fn new(traffic: Traffic, pool: Mempool, txq: TxQueue, rxq: RxQueue, loss: f64, tsc_hz: u64) -> Generator {
+    pub fn new(traffic: Traffic, pool: Mempool, txq: TxQueue, rxq: RxQueue, mix: Mix, tsc_hz: u64) -> Generator {
         let seq = vec![0; traffic.counters];
         Generator {
             traffic,
@@ -155,7 +160,10 @@ impl Generator {
             next: 0,
             seq,
             rng: 0x2545_f491_4f6c_dd1d,
-            loss: (loss.clamp(0.0, 1.0) * 4294967296.0) as u64,
+            loss: prob(mix.loss),
+            dup: prob(mix.dup_ratio),
+            new_flow: prob(mix.new_flows),
+            fresh: 0,
             hist: Histogram::new_with_bounds(1, 60_000_000_000, 3).expect("histogram"),
             completions: None,
             sent: 0,
@@ -176,15 +184,19 @@ impl Generator {
         self.hist.reset();
     }
 
+    /// True with probability p (in 1/2^32).
     #[inline]
-    fn lost(&mut self) -> bool {
-        if self.loss == 0 {
+    fn chance(&mut self, p: u64) -> bool {
+        if p == 0 {
             return false;
+        }
+        if p >= 1 << 32 {
+            return true;
         }
         self.rng ^= self.rng << 13;
         self.rng ^= self.rng >> 7;
         self.rng ^= self.rng << 17;
-        (self.rng & 0xffff_ffff) < self.loss
+        (self.rng & 0xffff_ffff) < p
     }
 
     /// Runs until `stop`; `pps` paces the sending (None: as fast as the ring takes them).
@@ -196,6 +208,7 @@ impl Generator {
         let mut next_send = rdtsc();
         let n = self.traffic.frames.len();
         let mut seq = 0u32;
+        let mut fresh: Option<u32> = None;
         while !stop.load(Relaxed) {
             let now = rdtsc();
             if interval.is_none_or(|_| now >= next_send) {
@@ -205,12 +218,19 @@ impl Generator {
                 for _ in 0..BURST {
                     let i = self.next;
                     self.next = if i + 1 == n { 0 } else { i + 1 };
-                    if self.traffic.pairs && i.is_multiple_of(2) {
+                    let first = !self.traffic.pairs || i.is_multiple_of(2);
+                    if self.traffic.pairs && first {
                         let c = self.traffic.counter[i / 2] as usize;
                         seq = self.seq[c];
                         self.seq[c] = seq.wrapping_add(1);
                     }
-                    if self.traffic.pairs && self.lost() {
+                    if first {
+                        fresh = self.chance(self.new_flow).then(|| {
+                            self.fresh = self.fresh.wrapping_add(1);
+                            0xac10_0000 | (self.fresh & 0x000f_ffff)
+                        });
+                    }
+                    if self.traffic.pairs && (self.chance(self.loss) || (!first && !self.chance(self.dup))) {
                         continue;
                     }
                     let f = &self.traffic.frames[i];
@@ -227,6 +247,17 @@ impl Generator {
                     let ts = self.traffic.ts_in;
                     if d.len() >= ts + 8 {
                         d[ts..ts + 8].copy_from_slice(&now.to_le_bytes());
+                    }
+                    if let Some(src) = fresh {
+                        // A new flow: another client source address (172.16/12), header checksum patched.
+                        let ip = self.traffic.inner;
+                        if d.len() >= ip + 20 {
+                            let old = u32::from_be_bytes([d[ip + 12], d[ip + 13], d[ip + 14], d[ip + 15]]);
+                            let c = u16::from_be_bytes([d[ip + 10], d[ip + 11]]);
+                            let c = pipelines::checksum::update32(c, old, src);
+                            d[ip + 10..ip + 12].copy_from_slice(&c.to_be_bytes());
+                            d[ip + 12..ip + 16].copy_from_slice(&src.to_be_bytes());
+                        }
                     }
                     let _ = txb.push(m);
                 }
@@ -281,6 +312,21 @@ impl Generator {
             }
         }
     }
+}
+
+/// What the generator mixes into the input.
+#[derive(Debug, Clone, Copy)]
+pub struct Mix {
+    /// Gateway: probability that each copy is lost on its path.
+    pub loss: f64,
+    /// Gateway: probability that a packet's second copy is sent (1: every packet arrives twice).
+    pub dup_ratio: f64,
+    /// Probability that a packet opens a new flow (a new NAT session at the gateway).
+    pub new_flows: f64,
+}
+
+fn prob(p: f64) -> u64 {
+    (p.clamp(0.0, 1.0) * 4294967296.0) as u64
 }
 
 /// Latency percentiles in µs.
