@@ -1,9 +1,12 @@
-//! Untrusted client frames: L2/L3 presence (ARP, ICMP, IPv4 validation, routing), classification, the
-//! MTU guard (MSS clamping, fragmentation needed) and encapsulation must never panic, whatever the bytes.
+//! Untrusted client and target-side frames: L2/L3 presence (ARP, ICMP, IPv4 validation, routing), full NAT
+//! both ways (sessions opened by the frame itself, ICMP errors with their quoted packet), classification,
+//! the MTU guard (MSS clamping, fragmentation needed) and encapsulation must never panic, whatever the
+//! bytes.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
 use pipelines::buf::VecBuf;
+use pipelines::nat::{Nat, NatApp, NatApps, NatConfig, NatRule, NatTarget, Origin, Pool, Timeouts};
 use pipelines::overlay::classify::{Classifier, Service};
 use pipelines::overlay::encap::{AppRoute, Encap};
 use pipelines::overlay::mtu::MtuGuard;
@@ -11,6 +14,38 @@ use pipelines::presence::{PortAddrs, Presence};
 use pipelines::route::{Route, RouteTable};
 use pipelines::MacAddr;
 use std::net::Ipv4Addr;
+use std::sync::Arc;
+
+/// A NAT whose application 1 serves the frame's own protocol and destination port, with ICMP on.
+fn nat_for(data: &[u8]) -> Nat {
+    let (proto, port) = match data.get(23..38) {
+        Some(d) => (d[0], u16::from_be_bytes([d[13], d[14]])),
+        None => (17, 53),
+    };
+    let apps = NatApps {
+        apps: vec![
+            None,
+            Some(NatApp {
+                rules: vec![NatRule {
+                    proto,
+                    port,
+                    target_port: 8080,
+                }],
+                targets: vec![NatTarget {
+                    addr: Ipv4Addr::new(10, 20, 0, 10),
+                    up: true,
+                }],
+                icmp: true,
+            }),
+        ],
+    };
+    let cfg = NatConfig {
+        max_sessions: 16,
+        timeouts: Timeouts::default(),
+        pool: Pool::new(vec![Ipv4Addr::new(10, 30, 0, 1)], 1024, 65535, 2).unwrap(),
+    };
+    Nat::new(&cfg, 0, Arc::new(apps))
+}
 
 fuzz_target!(|data: &[u8]| {
     let presence = Presence::new(
@@ -28,6 +63,26 @@ fuzz_target!(|data: &[u8]| {
     );
     let mut f = data.to_vec();
     let _ = presence.process(0, &mut f);
+
+    // NAT: the frame as a client packet (opening a session for whatever it names), then as a reply,
+    // then again after its own translation (the reply path of the session it may have opened).
+    let mut nat = nat_for(data);
+    let mut f = data.to_vec();
+    if nat
+        .outbound(
+            &mut f,
+            Origin {
+                app: 1,
+                edge: 1,
+                stream: 1,
+            },
+            1,
+        )
+        .is_ok()
+    {
+        let _ = nat.inbound(&mut f, 2);
+    }
+    let _ = nat.inbound(&mut data.to_vec(), 3);
 
     // Classify whatever the destination is, on the ports the frame names.
     let (dst, proto, port) = if data.len() >= 38 {
