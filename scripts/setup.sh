@@ -6,8 +6,8 @@ set -euo pipefail
 PKGS=(
   # build: DPDK 22.11 headers and libraries, bindgen's libclang, the C shim's compiler
   dpdk dpdk-dev libdpdk-dev libclang-dev clang pkg-config build-essential
-  # network test hosts and tools
-  iproute2 iputils-ping iputils-arping ethtool nftables curl tcpdump procps
+  # network test hosts and tools (python3: the target's http.server and the benchmark tables; dig: mapper)
+  iproute2 iputils-ping iputils-arping ethtool nftables curl tcpdump procps python3 dnsutils
   # tshark decodes the overlay (Lua dissector test)
   tshark
   # promtool, to check the metrics exposition

@@ -1,0 +1,370 @@
+//! The mapper binary answered with `dig` (and a small client for the load test): VIP per client prefix, by
+//! EDNS Client Subnet (scope echoed) and by source address; an unhealthy edge leaves the answers within two
+//! TTLs and comes back; NXDOMAIN, NODATA and REFUSED; TCP; `getent hosts` in a client namespace through
+//! the system resolver; 20 000 queries in a bounded burst; bad configurations exit 2 naming the field.
+use hickory_proto::op::{Message, MessageType, OpCode, Query};
+use hickory_proto::rr::{Name, RData, RecordType};
+use std::net::{Ipv4Addr, UdpSocket};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicBool, AtomicU16, Ordering::Relaxed};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+const BIN: &str = env!("CARGO_BIN_EXE_mapper");
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+struct Mapper {
+    child: Child,
+    port: u16,
+    metrics: u16,
+    dir: std::path::PathBuf,
+}
+
+impl Drop for Mapper {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+fn config(port: u16, metrics: u16, ttl: u32, health_eu: &str) -> String {
+    format!(
+        r#"
+listen = "127.0.0.1:{port}"
+metrics = "127.0.0.1:{metrics}"
+zone = "app.example"
+ttl = {ttl}
+health_interval_ms = 100
+health_timeout_ms = 200
+default_region = "eu"
+
+[[regions]]
+prefix = "10.1.0.0/16"
+region = "eu"
+
+[[regions]]
+prefix = "10.2.0.0/16"
+region = "us"
+
+[[regions]]
+prefix = "127.0.0.3/32"
+region = "us"
+
+[[edges]]
+name = "edge-eu"
+region = "eu"
+{health_eu}
+
+[[edges]]
+name = "edge-us"
+region = "us"
+
+[[apps]]
+hostname = "shop.app.example"
+edges = [{{ edge = "edge-eu", vip = "10.91.0.100" }}, {{ edge = "edge-us", vip = "10.92.0.100" }}]
+"#
+    )
+}
+
+fn start(text: &str, port: u16, metrics: u16) -> Mapper {
+    let dir = std::env::temp_dir().join(format!("mapper-{}-{port}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let cfg = dir.join("mapper.toml");
+    std::fs::write(&cfg, text).unwrap();
+    let child = Command::new(BIN)
+        .arg("--config")
+        .arg(&cfg)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("mapper");
+    let m = Mapper {
+        child,
+        port,
+        metrics,
+        dir,
+    };
+    let t0 = Instant::now();
+    while dig(&m, &["shop.app.example", "+short", "+tries=1", "+time=1"]).is_empty() {
+        assert!(t0.elapsed() < Duration::from_secs(10), "mapper did not answer");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    m
+}
+
+fn dig(m: &Mapper, args: &[&str]) -> String {
+    let out = Command::new("dig")
+        .args(["@127.0.0.1", "-p", &m.port.to_string(), "+tries=2", "+time=1"])
+        .args(args)
+        .output()
+        .expect("dig");
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+#[test]
+fn answers_per_client_prefix_with_ecs_and_source_address() {
+    let (p, mp) = (free_port(), free_port());
+    let m = start(&config(p, mp, 20, ""), p, mp);
+    let eu = dig(&m, &["shop.app.example", "A", "+subnet=10.1.7.0/24"]);
+    println!("{eu}");
+    assert!(eu.contains("shop.app.example.\t20\tIN\tA\t10.91.0.100"), "{eu}");
+    assert!(eu.contains("CLIENT-SUBNET: 10.1.7.0/24/16"), "ECS scope echoed: {eu}");
+    assert!(eu.contains("flags: qr aa rd;"), "authoritative, RA clear: {eu}");
+    let us = dig(&m, &["shop.app.example", "A", "+subnet=10.2.9.0/24"]);
+    assert!(us.contains("\tA\t10.92.0.100"), "{us}");
+    assert!(us.contains("CLIENT-SUBNET: 10.2.9.0/24/16"), "{us}");
+    // Without ECS, the resolver's source address decides: 127.0.0.3 maps to "us", others to the default.
+    assert_eq!(
+        dig(&m, &["-b", "127.0.0.3", "shop.app.example", "+short"]).trim(),
+        "10.92.0.100"
+    );
+    assert_eq!(
+        dig(&m, &["-b", "127.0.0.2", "shop.app.example", "+short"]).trim(),
+        "10.91.0.100"
+    );
+    // Authoritative whether or not RD is set.
+    let norec = dig(&m, &["shop.app.example", "+norec"]);
+    assert!(
+        norec.contains("flags: qr aa;") && norec.contains("10.91.0.100"),
+        "{norec}"
+    );
+}
+
+#[test]
+fn nxdomain_nodata_refused_and_tcp() {
+    let (p, mp) = (free_port(), free_port());
+    let m = start(&config(p, mp, 20, ""), p, mp);
+    let nx = dig(&m, &["nope.app.example", "A"]);
+    assert!(nx.contains("status: NXDOMAIN") && nx.contains("flags: qr aa"), "{nx}");
+    assert!(nx.contains("IN\tSOA"), "SOA in the authority section: {nx}");
+    let nodata = dig(&m, &["shop.app.example", "AAAA"]);
+    assert!(
+        nodata.contains("status: NOERROR") && nodata.contains("ANSWER: 0"),
+        "{nodata}"
+    );
+    assert!(nodata.contains("IN\tSOA"), "{nodata}");
+    let mx = dig(&m, &["shop.app.example", "MX"]);
+    assert!(mx.contains("status: NOERROR") && mx.contains("ANSWER: 0"), "{mx}");
+    let refused = dig(&m, &["example.com", "A"]);
+    assert!(refused.contains("status: REFUSED"), "{refused}");
+    let tcp = dig(&m, &["+tcp", "shop.app.example", "A", "+subnet=10.2.0.0/16"]);
+    assert!(tcp.contains("\tA\t10.92.0.100") && tcp.contains("(TCP)"), "{tcp}");
+    let metrics = Command::new("curl")
+        .args(["-s", &format!("http://127.0.0.1:{}/metrics", m.metrics)])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&metrics.stdout);
+    assert!(
+        text.contains(r#"mapper_queries_total{answer="nxdomain",name="other",region="eu"}"#),
+        "{text}"
+    );
+    assert!(
+        text.contains(r#"mapper_queries_total{answer="answer",name="shop.app.example.",region="us"}"#),
+        "{text}"
+    );
+}
+
+#[test]
+fn an_unhealthy_edge_leaves_the_answers_within_two_ttls_and_comes_back() {
+    // The eu edge's health endpoint, switchable.
+    let server = tiny_http::Server::http("127.0.0.1:0").unwrap();
+    let hport = server.server_addr().to_ip().unwrap().port();
+    let up = Arc::new(AtomicBool::new(true));
+    let u2 = up.clone();
+    let hits = Arc::new(AtomicU16::new(0));
+    let h2 = hits.clone();
+    std::thread::spawn(move || {
+        for req in server.incoming_requests() {
+            h2.fetch_add(1, Relaxed);
+            let code = if u2.load(Relaxed) { 200 } else { 503 };
+            let _ = req.respond(tiny_http::Response::from_string("x").with_status_code(code));
+        }
+    });
+    let ttl = 2u32;
+    let (p, mp) = (free_port(), free_port());
+    let health = format!("health = \"http://127.0.0.1:{hport}/healthz\"");
+    let m = start(&config(p, mp, ttl, &health), p, mp);
+    let ask = || {
+        dig(&m, &["shop.app.example", "+short", "+subnet=10.1.0.0/24"])
+            .trim()
+            .to_string()
+    };
+    assert_eq!(ask(), "10.91.0.100");
+    up.store(false, Relaxed);
+    let t0 = Instant::now();
+    while ask() != "10.92.0.100" {
+        assert!(
+            t0.elapsed() < Duration::from_secs(2 * ttl as u64),
+            "still answered after two TTLs"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    println!("unhealthy edge left the answers after {:?} (TTL {ttl} s)", t0.elapsed());
+    up.store(true, Relaxed);
+    let t0 = Instant::now();
+    while ask() != "10.91.0.100" {
+        assert!(t0.elapsed() < Duration::from_secs(2 * ttl as u64), "did not come back");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert!(hits.load(Relaxed) > 2);
+}
+
+#[test]
+fn getent_in_a_client_namespace_resolves_through_the_system_resolver() {
+    let ns = format!("mapns{}", std::process::id());
+    let run = |args: &[&str]| Command::new(args[0]).args(&args[1..]).status().unwrap().success();
+    assert!(run(&["ip", "netns", "add", &ns]));
+    struct Cleanup(String);
+    impl Drop for Cleanup {
+        fn drop(&mut self) {
+            let _ = Command::new("ip").args(["netns", "del", &self.0]).status();
+            let _ = std::fs::remove_dir_all(format!("/etc/netns/{}", self.0));
+        }
+    }
+    let _c = Cleanup(ns.clone());
+    assert!(run(&["ip", "-n", &ns, "link", "set", "lo", "up"]));
+    std::fs::create_dir_all(format!("/etc/netns/{ns}")).unwrap();
+    std::fs::write(
+        format!("/etc/netns/{ns}/resolv.conf"),
+        "nameserver 127.0.0.1\noptions timeout:1 attempts:2\n",
+    )
+    .unwrap();
+    let dir = std::env::temp_dir().join(format!("mapper-ns-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let cfg = dir.join("mapper.toml");
+    std::fs::write(&cfg, config(53, 9200, 20, "")).unwrap();
+    let mut child = Command::new("ip")
+        .args(["netns", "exec", &ns, BIN, "--config"])
+        .arg(&cfg)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let t0 = Instant::now();
+    let mut last = String::new();
+    while t0.elapsed() < Duration::from_secs(10) {
+        let o = Command::new("ip")
+            .args(["netns", "exec", &ns, "getent", "hosts", "shop.app.example"])
+            .output()
+            .unwrap();
+        last = String::from_utf8_lossy(&o.stdout).into_owned();
+        if o.status.success() {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    let _ = std::fs::remove_dir_all(&dir);
+    println!("getent: {last}");
+    assert!(last.starts_with("10.91.0.100"), "{last}");
+}
+
+#[test]
+fn twenty_thousand_queries_in_a_bounded_burst_all_answered() {
+    let (p, mp) = (free_port(), free_port());
+    let m = start(&config(p, mp, 20, ""), p, mp);
+    let sock = UdpSocket::bind("127.0.0.1:0").unwrap();
+    sock.connect(("127.0.0.1", m.port)).unwrap();
+    sock.set_read_timeout(Some(Duration::from_millis(500))).unwrap();
+    const N: u16 = 20_000;
+    const WINDOW: u16 = 64;
+    let name = Name::from_ascii("shop.app.example.").unwrap();
+    let query = |id: u16| {
+        let mut q = Message::new(id, MessageType::Query, OpCode::Query);
+        q.metadata.recursion_desired = true;
+        q.queries.push(Query::query(name.clone(), RecordType::A));
+        q.to_vec().unwrap()
+    };
+    let mut sent_at = vec![None; N as usize];
+    let mut lat = Vec::with_capacity(N as usize);
+    let (mut next, mut errors) = (0u16, 0u32);
+    let t0 = Instant::now();
+    let mut buf = [0u8; 1500];
+    while lat.len() + (errors as usize) < N as usize && t0.elapsed() < Duration::from_secs(60) {
+        while next < N && (next as usize) < lat.len() + errors as usize + WINDOW as usize {
+            sock.send(&query(next)).unwrap();
+            sent_at[next as usize] = Some(Instant::now());
+            next += 1;
+        }
+        match sock.recv(&mut buf) {
+            Ok(n) => {
+                let r = Message::from_vec(&buf[..n]).unwrap();
+                let ok = r
+                    .answers
+                    .first()
+                    .is_some_and(|a| a.data == RData::A(Ipv4Addr::new(10, 91, 0, 100).into()));
+                match sent_at.get_mut(r.metadata.id as usize).and_then(|s| s.take()) {
+                    Some(t) if ok => lat.push(t.elapsed()),
+                    _ => errors += 1,
+                }
+            }
+            Err(_) => {
+                // A lost datagram: count the oldest unanswered query as an error and move on.
+                if let Some(s) = sent_at.iter_mut().find(|s| s.is_some()) {
+                    *s = None;
+                    errors += 1;
+                }
+            }
+        }
+    }
+    lat.sort();
+    let p = |q: f64| lat[((lat.len() as f64 * q) as usize).min(lat.len() - 1)];
+    println!(
+        "{} queries answered in {:?} ({} errors); latency p50 {:?} p99 {:?} max {:?}",
+        lat.len(),
+        t0.elapsed(),
+        errors,
+        p(0.5),
+        p(0.99),
+        lat.last().unwrap()
+    );
+    assert_eq!(errors, 0);
+    assert_eq!(lat.len(), N as usize);
+}
+
+#[test]
+fn bad_configurations_exit_2_naming_the_field() {
+    let dir = std::env::temp_dir().join(format!("mapper-bad-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    for (text, field) in [
+        (config(1, 2, 20, "").replace("ttl = 20", "ttl = 0"), "ttl"),
+        (
+            config(1, 2, 20, "").replace("edge = \"edge-us\"", "edge = \"edge-xx\""),
+            "apps[0].edges[1].edge",
+        ),
+        (
+            config(1, 2, 20, "").replace("prefix = \"10.2.0.0/16\"", "prefix = \"banana\""),
+            "regions[1].prefix",
+        ),
+        (
+            config(1, 2, 20, "").replace("shop.app.example", "shop.other.example"),
+            "apps[0].hostname",
+        ),
+        (
+            config(1, 2, 20, "").replace("zone = ", "colour = \"red\"\nzone = "),
+            "colour",
+        ),
+    ] {
+        let cfg = dir.join("bad.toml");
+        std::fs::write(&cfg, &text).unwrap();
+        let o = Command::new(BIN)
+            .arg("--config")
+            .arg(&cfg)
+            .arg("--check")
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert_eq!(o.status.code(), Some(2), "{field}: {err}");
+        assert!(err.contains(field), "{field} not named: {err}");
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}
