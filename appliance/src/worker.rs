@@ -220,15 +220,14 @@ impl Worker {
         };
         let dst = Ipv4Addr::new(d[30], d[31], d[32], d[33]);
         if nat.pool().contains(dst) {
-            if let Some(w) = nat.owner(d) {
-                if w as usize != self.idx {
-                    return match self.shared.handoff.send(self.idx, w as usize, m) {
-                        Ok(()) => st.l.handoff_out += 1,
-                        Err(m) => drop_pkt(st, DropReason::HandoffFull, m),
-                    };
-                }
-            }
-            return self.nat_inbound(st, m);
+            return match nat.inbound_or_owner(d, st.now_ns) {
+                Ok(Ok(_)) => self.route(st, m),
+                Ok(Err(w)) => match self.shared.handoff.send(self.idx, w as usize, m) {
+                    Ok(()) => st.l.handoff_out += 1,
+                    Err(m) => drop_pkt(st, DropReason::HandoffFull, m),
+                },
+                Err(r) => drop_pkt(st, r, m),
+            };
         }
         let app = match ns.classifier.classify(d) {
             Ok((app, _)) => app,

@@ -290,12 +290,13 @@ impl Nat {
         self.table.live
     }
 
-    /// Which worker owns the session of a frame from the target side: the owner of its pool port. None
-    /// when the frame cannot be parsed or the port is outside the pool (this worker then drops it).
-    #[inline]
-    pub fn owner(&self, frame: &[u8]) -> Option<u16> {
-        let p = packet::parse(frame).ok()?;
-        self.pool.owner(p.tuple.dport)
+    /// The other worker that owns pool port (or ICMP id) `port`, if it is not this one's.
+    #[inline(always)]
+    fn elsewhere(&self, port: u16) -> Option<u16> {
+        if self.mine.contains(&port) {
+            return None;
+        }
+        self.pool.owner(port)
     }
 
     #[inline(always)]
@@ -494,6 +495,17 @@ impl Nat {
         self.in_one(frame, &pre, now)
     }
 
+    /// As [`Nat::inbound`] for a frame that may belong to another worker's session: `Ok(Err(w))` (frame
+    /// untouched) when worker `w` owns its pool port; parsed once either way.
+    pub fn inbound_or_owner(&mut self, frame: &mut [u8], now: u64) -> Result<Result<Origin, u16>, DropReason> {
+        let mut pre = Pre::default();
+        self.prepare(frame, REV, 0, &mut pre)?;
+        if let Some(w) = self.elsewhere(pre.p.tuple.dport) {
+            return Ok(Err(w));
+        }
+        self.in_one(frame, &pre, now).map(Ok)
+    }
+
     /// Ends expired sessions among the next [`EXPIRE_BUDGET`] slots; a bounded slice per call.
     pub fn expire_slice(&mut self, now: u64) {
         self.expire(now, EXPIRE_BUDGET)
@@ -538,9 +550,8 @@ impl Nat {
                     m.verdict = Verdict::Drop(r);
                     continue;
                 }
-                if dir == REV && !self.mine.contains(&p.p.tuple.dport) {
-                    // Not in this worker's slice: the owner's, if any (else the lookup below fails).
-                    if let Some(w) = self.pool.owner(p.p.tuple.dport) {
+                if dir == REV {
+                    if let Some(w) = self.elsewhere(p.p.tuple.dport) {
                         m.verdict = Verdict::Handoff { worker: w };
                         continue;
                     }
