@@ -27,6 +27,9 @@ pub struct Config {
     /// Full NAT in front of target servers (see `nat_config`).
     #[serde(default)]
     pub nat: Option<crate::nat_config::NatCfg>,
+    /// This node's overlay role (see `overlay_config`).
+    #[serde(default)]
+    pub overlay: Option<crate::overlay_config::OverlayCfg>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
@@ -265,6 +268,7 @@ pub struct Validated {
     pub statics: Vec<(usize, Ipv4Addr, MacAddr)>,
     pub listen: SocketAddr,
     pub nat: Option<crate::nat_config::ValidNat>,
+    pub overlay: Option<crate::overlay_config::ValidOverlay>,
 }
 
 #[derive(Debug, Clone)]
@@ -534,6 +538,10 @@ impl Config {
             .nat
             .as_ref()
             .and_then(|n| crate::nat_config::validate(n, &ports, d.workers.len().max(1), &mut errs));
+        let overlay = self
+            .overlay
+            .as_ref()
+            .and_then(|o| crate::overlay_config::validate(o, &ports, &mut errs));
 
         // Routes.
         if self.routes.len() > 256 {
@@ -578,6 +586,7 @@ impl Config {
                 statics,
                 listen,
                 nat,
+                overlay,
             })
         } else {
             Err(Problems(errs))
@@ -797,5 +806,34 @@ icmp = false
         let text = GOOD.to_string() + &NAT.replace("max_sessions = 1000", "port_min = 5000\nport_max = 4000");
         let p = problems(&text, &[]);
         assert_eq!(p[0].path, "nat.port_max", "{p:?}");
+    }
+
+    #[test]
+    fn overlay_section_builds_the_relay_and_names_its_problems() {
+        let good = GOOD.to_string()
+            + r#"
+[overlay]
+node = 2
+role = "relay"
+address = "10.0.0.2"
+peers = ["10.1.0.1"]
+[[overlay.hops]]
+node = 4
+path = 1
+next = "10.4.0.1"
+via = "10.0.0.1"
+"#;
+        let v = from_toml(&good).unwrap().validate(&eal(&[])).unwrap();
+        let o = v.overlay.unwrap();
+        assert_eq!((o.node, o.address), (2, Ipv4Addr::new(10, 0, 0, 2)));
+        let bad = good
+            .replace("role = \"relay\"", "role = \"edge\"")
+            .replace("address = \"10.0.0.2\"", "address = \"10.0.0.9\"")
+            .replace("via = \"10.0.0.1\"", "via = \"172.16.0.1\"");
+        let p = problems(&bad, &[]);
+        let paths: Vec<&str> = p.iter().map(|p| p.path.as_str()).collect();
+        for want in ["overlay.role", "overlay.address", "overlay.hops[0].via"] {
+            assert!(paths.contains(&want), "missing {want} in {p:#?}");
+        }
     }
 }

@@ -7,6 +7,7 @@ mod eal_args;
 mod metrics;
 mod mgmt;
 mod nat_config;
+mod overlay_config;
 mod runtime;
 mod stats;
 mod worker;

@@ -10,6 +10,7 @@ use pipelines::handoff::Handoff;
 use pipelines::nat::{NatApps, NatConfig};
 use pipelines::neigh::{NeighConfig, NeighSnapshot};
 use pipelines::overlay::classify::Classifier;
+use pipelines::overlay::relay::Relay;
 use pipelines::presence::{PortAddrs, Presence};
 use pipelines::route::{Route, RouteTable};
 use pipelines::MacAddr;
@@ -60,6 +61,8 @@ pub struct Shared {
     pub nat: Option<NatShared>,
     /// Rings between workers for packets whose state another worker owns.
     pub handoff: Handoff<Mbuf>,
+    /// The relay stage, when `[overlay]` makes this node a relay.
+    pub relay: Option<Relay>,
 }
 
 pub struct NatShared {
@@ -200,6 +203,10 @@ pub fn run(v: Validated, eal_argv: Vec<String>) -> Result<(), RunError> {
         RouteTable::new(routes),
         d.forwarding,
     );
+    let presence = match &v.overlay {
+        Some(_) => presence.with_overlay(pipelines::wire::geneve::PORT),
+        None => presence,
+    };
 
     let now = pmd_bindings::rdtsc();
     let shared = Arc::new(Shared {
@@ -216,12 +223,16 @@ pub fn run(v: Validated, eal_argv: Vec<String>) -> Result<(), RunError> {
         started: Instant::now(),
         dpdk_version: pmd_bindings::version(),
         handoff: Handoff::new(nworkers as usize, v.nat.as_ref().map_or(1, |n| n.handoff_ring)),
+        relay: v.overlay.as_ref().map(|o| o.relay.clone()),
         nat: v.nat.clone().map(|n| NatShared {
             cfg: n.cfg,
             apps: Arc::new(n.apps),
             classifier: n.classifier,
         }),
     });
+    if let Some(o) = &v.overlay {
+        log::info!("overlay: node {} relays at {}", o.node, o.address);
+    }
     if let Some(n) = &shared.nat {
         log::info!(
             "full NAT: pool {:?}, {} sessions per worker, port slices {:?}",

@@ -8,6 +8,7 @@ use crossbeam_queue::ArrayQueue;
 use pipelines::hold::{HoldQueue, Released};
 use pipelines::nat::{Nat, Origin};
 use pipelines::neigh::{NeighEvent, NeighSnapshot};
+use pipelines::overlay::Verdict;
 use pipelines::presence::Action;
 use pipelines::wire::ipv4;
 use pipelines::{DropReason, MacAddr};
@@ -183,6 +184,7 @@ impl Worker {
                 st.drops.push(m);
             }
             Action::Service => self.service(st, m),
+            Action::Overlay => self.overlay(st, m),
             Action::Drop(r) => drop_pkt(st, r, m),
         }
     }
@@ -241,6 +243,19 @@ impl Worker {
         match nat.outbound(d, o, st.now_ns) {
             Ok(_) => self.route(st, m),
             Err(r) => drop_pkt(st, r, m),
+        }
+    }
+
+    /// An overlay packet to this node: the relay stage sends it on toward the next node of its path.
+    #[inline]
+    fn overlay(&mut self, st: &mut State, mut m: Mbuf) {
+        let Some(relay) = self.shared.relay.as_ref() else {
+            return drop_pkt(st, DropReason::ProtocolUnhandled, m);
+        };
+        match relay.relay(&mut m) {
+            Verdict::Forward { port, next_hop } => self.forward(st, port, next_hop, m),
+            Verdict::Drop(r) => drop_pkt(st, r, m),
+            _ => drop_pkt(st, DropReason::ProtocolUnhandled, m),
         }
     }
 

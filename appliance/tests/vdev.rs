@@ -66,12 +66,17 @@ fn ping(ttl: u8, seq: u16) -> Vec<u8> {
 /// Runs the appliance over `frames` (net_pcap rx from a file, tx to a file), waits until it has received
 /// them all, reads /metrics, stops it with SIGTERM; returns (metrics text, frames sent, stdout).
 fn run_pcap(tag: &str, frames: &[Vec<u8>]) -> (String, Vec<Vec<u8>>, String) {
+    run_pcap_with(tag, frames, |mgmt| config(mgmt, ""))
+}
+
+/// As [`run_pcap`], with the configuration `cfg` makes for a management port.
+fn run_pcap_with(tag: &str, frames: &[Vec<u8>], cfg: impl Fn(u16) -> String) -> (String, Vec<Vec<u8>>, String) {
     let dir = TempDir::new(tag);
     let input = dir.path("in.pcap");
     let output = dir.path("out.pcap");
     write_pcap(&input, frames);
     let mgmt = free_port();
-    let cfg = dir.write("appliance.toml", &config(mgmt, ""));
+    let cfg = dir.write("appliance.toml", &cfg(mgmt));
     let prefix = unique(tag);
     let mut cmd = Command::new(BIN);
     cmd.args(eal_base(&prefix, "0"))
@@ -300,4 +305,110 @@ services = [{ proto = "udp", port = 53, target_port = 53 }]
     );
     let (code, _) = app.terminate(Duration::from_secs(10));
     assert_eq!(code, Some(0));
+}
+
+/// Overlay frames as the sample edge (node 1, 10.1.0.1) sends them over path 1 to the relay at 10.2.0.1,
+/// addressed to our MAC; `from` replaces the edge's address and `hops` the hop count.
+fn overlay_frame(from: std::net::Ipv4Addr, hops: u8) -> Vec<u8> {
+    use pipelines::buf::VecBuf;
+    use pipelines::overlay::encap::{AppRoute, Encap};
+    use pipelines::overlay::{sample, Burst, Meta};
+    let mut client = Vec::new();
+    PacketBuilder::ethernet2([2, 0, 0, 0, 0, 0xc1], [2, 0, 0, 0, 0, 0xe1])
+        .ipv4([192, 168, 1, 10], sample::VIP.octets(), 64)
+        .udp(5000, 53)
+        .write(&mut client, b"query")
+        .unwrap();
+    let mut b = Burst::with_capacity(4);
+    b.push(VecBuf::new(&client, 128), Meta::new(0)).unwrap();
+    sample::classifier().run(&mut b);
+    let mut e = Encap::new(
+        sample::EDGE_NODE,
+        from,
+        40000,
+        hops,
+        0,
+        vec![sample::GW_NODE],
+        vec![AppRoute {
+            vni: sample::VNI,
+            dest: 0,
+        }],
+    );
+    e.run(&mut b, 1);
+    sample::replicate().run(&mut b, &mut pipelines::drop::DropCounts::default());
+    let (p, _) = b.drain().find(|(_, m)| m.path == 1).unwrap();
+    let mut f = p.to_vec();
+    f[0..6].copy_from_slice(&ME);
+    f[6..12].copy_from_slice(&PEER);
+    f
+}
+
+#[test]
+fn relay_role_forwards_overlay_packets_from_peers_to_the_next_node() {
+    use pipelines::overlay::{parse_outer, sample};
+    let frames = vec![
+        overlay_frame(sample::EDGE, 8),
+        overlay_frame(std::net::Ipv4Addr::new(10, 1, 0, 9), 8),
+        overlay_frame(sample::EDGE, 1),
+    ];
+    let (metrics, out, stdout) = run_pcap_with("relay", &frames, |mgmt| {
+        format!(
+            r#"
+[dataplane]
+workers = [0]
+mbufs = 4095
+rx_desc = 512
+tx_desc = 512
+
+[management]
+listen = "127.0.0.1:{mgmt}"
+
+[neighbour]
+static = [{{ port = 0, ip = "10.2.0.254", mac = "02:00:00:00:00:fe" }}]
+
+[[ports]]
+id = 0
+mac = "02:00:00:00:00:01"
+addresses = ["10.2.0.1/24"]
+
+[overlay]
+node = 2
+role = "relay"
+address = "10.2.0.1"
+peers = ["10.1.0.1"]
+
+[[overlay.hops]]
+node = 4
+path = 1
+next = "10.4.0.1"
+via = "10.2.0.254"
+"#
+        )
+    });
+    assert_eq!(
+        out.len(),
+        1,
+        "only the peer's packet with hops left is relayed; stdout:\n{stdout}"
+    );
+    let f = &out[0];
+    assert_eq!(&f[0..6], &[2, 0, 0, 0, 0, 0xfe], "to the underlay next hop's MAC");
+    assert_eq!(&f[6..12], &ME);
+    let o = parse_outer(f).expect("valid outer headers and option");
+    assert_eq!(
+        (o.ip_src, o.ip_dst),
+        (sample::R1, sample::GW),
+        "outer header rewritten toward the gateway"
+    );
+    assert_eq!(o.opt.hops, 7, "hop count decremented");
+    assert_eq!(o.opt.path, 1);
+    let ip = etherparse::Ipv4HeaderSlice::from_slice(&f[14..]).unwrap().to_header();
+    assert_eq!(ip.header_checksum, ip.calc_header_checksum());
+    assert_eq!(&f[frames[0].len() - 5..], b"query", "inner packet untouched");
+    for (reason, n) in [("not_a_peer", 1.0), ("hop_limit", 1.0)] {
+        assert_eq!(
+            metric(&metrics, "appliance_drops_total", &[("reason", reason)]),
+            Some(n),
+            "{reason}"
+        );
+    }
 }

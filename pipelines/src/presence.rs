@@ -55,6 +55,9 @@ pub enum Action {
     /// A valid IPv4 packet (checksum, source, TTL checked) to a service address (one of some port's
     /// `arp_extra`: a VIP or a NAT pool address): the role's stages take it.
     Service,
+    /// A valid IPv4 UDP packet to an own address on the overlay port (when the overlay is on): the
+    /// overlay stages take it.
+    Overlay,
     Drop(DropReason),
 }
 
@@ -92,6 +95,8 @@ pub struct Presence {
     routes: RouteTable,
     forwarding: bool,
     reply_ttl: u8,
+    /// UDP destination port of overlay packets to own addresses (None: the overlay is off).
+    overlay_udp: Option<u16>,
 }
 
 impl Presence {
@@ -102,7 +107,14 @@ impl Presence {
             routes,
             forwarding,
             reply_ttl: 64,
+            overlay_udp: None,
         }
+    }
+
+    /// Hands UDP packets to `port` of own addresses on as [`Action::Overlay`].
+    pub fn with_overlay(mut self, port: u16) -> Self {
+        self.overlay_udp = Some(port);
+        self
     }
 
     pub fn port(&self, i: u16) -> Option<&PortAddrs> {
@@ -230,6 +242,12 @@ impl Presence {
         let mut ip = ipv4::Packet::new_unchecked(l3);
         if ip.is_fragment() {
             return Outcome::drop(DropReason::Ipv4Fragment);
+        }
+        if let Some(port) = self.overlay_udp {
+            let l4 = ip.payload();
+            if ip.protocol() == ipv4::protocol::UDP && l4.len() >= 8 && u16::from_be_bytes([l4[2], l4[3]]) == port {
+                return Outcome::act(Action::Overlay);
+            }
         }
         if ip.protocol() != ipv4::protocol::ICMP {
             return Outcome::drop(DropReason::ProtocolUnhandled);
