@@ -216,7 +216,8 @@ impl fmt::Display for Problems {
     }
 }
 
-fn problem(path: impl Into<String>, msg: impl Into<String>) -> Problem {
+/// A problem at `path` (shared by the config modules).
+pub(crate) fn problem(path: impl Into<String>, msg: impl Into<String>) -> Problem {
     Problem {
         path: path.into(),
         msg: msg.into(),

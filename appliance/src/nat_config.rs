@@ -21,7 +21,7 @@
 //! targets = ["10.92.0.1"]
 //! services = [{ proto = "tcp", port = 80, target_port = 8080 }]
 //! ```
-use crate::config::{Problem, ValidPort};
+use crate::config::{problem, Problem, ValidPort};
 use pipelines::nat::{NatApp, NatApps, NatConfig, NatRule, NatTarget, Pool, Timeouts};
 use pipelines::overlay::classify::{Classifier, Service};
 use pipelines::wire::ipv4::protocol;
@@ -127,13 +127,6 @@ pub struct ValidNat {
     /// Addresses each port answers ARP for besides its own (VIPs and pool addresses), by port index.
     pub arp_extra: Vec<Vec<Ipv4Addr>>,
     pub handoff_ring: usize,
-}
-
-fn problem(path: impl Into<String>, msg: impl Into<String>) -> Problem {
-    Problem {
-        path: path.into(),
-        msg: msg.into(),
-    }
 }
 
 /// Checks `[nat]` against the ports and the worker count; problems go to `errs`.

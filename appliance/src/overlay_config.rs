@@ -13,7 +13,7 @@
 //! next = "10.4.0.1"           # the next overlay node (outer destination)
 //! via = "10.2.0.254"          # underlay next hop toward it (default: next); inside a port's subnet
 //! ```
-use crate::config::{Problem, ValidPort};
+use crate::config::{problem, Problem, ValidPort};
 use pipelines::overlay::relay::{Hop, Relay};
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
@@ -47,13 +47,6 @@ pub struct ValidOverlay {
     pub node: u16,
     pub address: Ipv4Addr,
     pub relay: Relay,
-}
-
-fn problem(path: impl Into<String>, msg: impl Into<String>) -> Problem {
-    Problem {
-        path: path.into(),
-        msg: msg.into(),
-    }
 }
 
 fn addr(path: String, text: &str, errs: &mut Vec<Problem>) -> Option<Ipv4Addr> {

@@ -1,6 +1,6 @@
 //! Bring-up and shutdown: EAL, mempool, ports, workers on their lcores, the control and management
 //! threads; SIGINT/SIGTERM stop the workers, print final counters and exit 0.
-use crate::config::{Problem, Problems, Validated};
+use crate::config::{problem, Problems, Validated};
 use crate::control::Control;
 use crate::stats::{ControlShared, WorkerShared};
 use crate::worker::{ToControl, ToWorker, Worker};
@@ -93,7 +93,7 @@ pub fn run(v: Validated, eal_argv: Vec<String>) -> Result<(), RunError> {
         match Port::new(&eal, PortId(p.id)) {
             Ok(port) => ports.push(port),
             Err(_) => errs.push(problem(
-                &format!("ports[{i}].id"),
+                format!("ports[{i}].id"),
                 format!(
                     "port {} does not exist: the EAL found {} port(s)",
                     p.id,
@@ -105,7 +105,7 @@ pub fn run(v: Validated, eal_argv: Vec<String>) -> Result<(), RunError> {
     for (i, w) in d.workers.iter().enumerate() {
         if !eal.lcore_enabled(LcoreId(*w)) {
             errs.push(problem(
-                &format!("dataplane.workers[{i}]"),
+                format!("dataplane.workers[{i}]"),
                 format!("lcore {w} is not enabled in the EAL"),
             ));
         }
@@ -333,13 +333,6 @@ pub fn run(v: Validated, eal_argv: Vec<String>) -> Result<(), RunError> {
     }
     drop(eal);
     Ok(())
-}
-
-fn problem(path: &str, msg: impl Into<String>) -> Problem {
-    Problem {
-        path: path.to_string(),
-        msg: msg.into(),
-    }
 }
 
 /// Final per-port and per-core counters, printed on the way out.
