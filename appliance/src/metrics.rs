@@ -56,7 +56,7 @@ fn nat_families(fs: &mut Families, snaps: &[crate::stats::Snapshot]) {
                     vec![
                         ("worker", i.to_string()),
                         ("lcore", s.lcore.to_string()),
-                        ("proto", pipelines::nat::table::proto_name(p).to_string()),
+                        ("proto", pipelines::nat::packet::PROTOS[p].to_string()),
                     ],
                     *n as f64,
                 ));

@@ -22,10 +22,6 @@ impl<T> Handoff<T> {
         }
     }
 
-    pub fn workers(&self) -> usize {
-        self.workers
-    }
-
     /// Worker `from` sends `item` to worker `to`; gives it back when the ring is full or `to` is not a
     /// worker.
     #[inline]

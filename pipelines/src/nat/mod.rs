@@ -165,10 +165,6 @@ impl Pool {
         &self.addrs
     }
 
-    pub fn workers(&self) -> u16 {
-        self.workers
-    }
-
     /// The ports (and ICMP ids) worker `w` allocates from.
     pub fn slice(&self, w: u16) -> std::ops::RangeInclusive<u16> {
         let first = self.lo as u32 + w as u32 * self.per_worker;

@@ -1,7 +1,7 @@
 //! One core's NAT sessions: a fixed slab of sessions, an index holding each session under both of its
 //! tuples (client side and target side), and per-protocol FIFOs of free pool (address, port) pairs from
 //! this core's slice. Everything is sized when the table is made; nothing allocates afterwards.
-use super::packet::{Tuple, ICMP, PROTOS, TCP, UDP};
+use super::packet::{Tuple, ICMP, TCP, UDP};
 use crate::index::Index;
 use crate::prefetch::prefetch;
 use std::collections::VecDeque;
@@ -86,22 +86,6 @@ impl Table {
             cursor: 0,
             live: [0; 3],
         }
-    }
-
-    pub fn capacity(&self) -> usize {
-        self.slots.len()
-    }
-
-    pub fn len(&self) -> usize {
-        self.slots.len() - self.free_slots.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
-
-    pub fn free_ports(&self, proto: usize) -> usize {
-        self.free_ports[proto].len()
     }
 
     /// The index tag of a tuple in direction `dir` (the application is part of the client-side key only:
@@ -240,11 +224,6 @@ impl Table {
     pub fn iter(&self) -> impl Iterator<Item = &Session> {
         self.slots.iter().filter(|s| s.live)
     }
-}
-
-/// Names of the protocol indexes, for metrics.
-pub fn proto_name(p: usize) -> &'static str {
-    PROTOS[p]
 }
 
 const _: () = assert!(TCP == 0 && UDP == 1 && ICMP == 2);
