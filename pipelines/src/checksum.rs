@@ -41,8 +41,7 @@ pub fn verify(data: &[u8]) -> bool {
 /// RFC 1624 eqn. 3: the new checksum after a 16-bit word changed from `old` to `new`.
 #[inline]
 pub fn update16(csum: u16, old: u16, new: u16) -> u16 {
-    let acc = (!csum as u32) + (!old as u32 & 0xffff) + new as u32;
-    !(fold(acc as u64) as u16)
+    adjust(csum, delta16(old, new))
 }
 
 /// The one's-complement change of the sum when a 16-bit word goes from `old` to `new`, to accumulate
@@ -67,8 +66,7 @@ pub fn adjust(csum: u16, delta: u32) -> u16 {
 /// RFC 1624 for a 32-bit field (an IPv4 address).
 #[inline]
 pub fn update32(csum: u16, old: u32, new: u32) -> u16 {
-    let c = update16(csum, (old >> 16) as u16, (new >> 16) as u16);
-    update16(c, old as u16, new as u16)
+    adjust(csum, delta32(old, new))
 }
 
 #[cfg(test)]
