@@ -4,7 +4,6 @@
 use etherparse::PacketBuilder;
 use pipelines::buf::VecBuf;
 use pipelines::drop::DropCounts;
-use pipelines::nat::{Nat, NatApp, NatApps, NatConfig, NatRule, NatTarget, Pool, Timeouts};
 use pipelines::overlay::dedupe::{Dedupe, DedupeConfig};
 use pipelines::overlay::encap::{AppRoute, Encap};
 use pipelines::overlay::mtu::MtuGuard;
@@ -14,7 +13,6 @@ use pipelines::overlay::sample::{self, EDGE, GW, GW_NODE, R1, R2, VIP, VNI};
 use pipelines::overlay::{Burst, Meta, Verdict, OPT_OFF, OUTER_LEN};
 use std::collections::HashMap;
 use std::net::Ipv4Addr;
-use std::sync::Arc;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, serde::Serialize)]
 #[serde(rename_all = "lowercase")]
@@ -41,7 +39,6 @@ impl Role {
 /// Edge nodes the gateway's traffic comes from: with 256 stream buckets each, 40 senders make 10 240
 /// (sender, stream) pairs for duplicate removal.
 pub const SENDERS: u16 = 40;
-const TARGET: Ipv4Addr = Ipv4Addr::new(10, 20, 0, 10);
 const ROUTER_R: Ipv4Addr = Ipv4Addr::new(10, 2, 0, 254);
 /// Offset of the generator's timestamp in a client frame (Ethernet + IPv4 + UDP) and in an overlay frame.
 pub const TS_CLIENT: usize = 42;
@@ -87,29 +84,6 @@ fn relay(addr: Ipv4Addr, path: u8) -> Relay {
     Relay::new(addr, [EDGE], hops)
 }
 
-fn nat(sessions: usize) -> Nat {
-    let addrs: Vec<Ipv4Addr> = (1..=(sessions / 60_000 + 1) as u8)
-        .map(|i| Ipv4Addr::new(10, 30, 0, i))
-        .collect();
-    let cfg = NatConfig {
-        max_sessions: sessions + 1024,
-        timeouts: Timeouts::default(),
-        pool: Pool::new(addrs, 1024, 65535, 1).expect("pool"),
-    };
-    let mut apps = NatApps::default();
-    apps.apps.resize(VNI as usize + 1, None);
-    apps.apps[VNI as usize] = Some(NatApp {
-        rules: vec![NatRule {
-            proto: 17,
-            port: 53,
-            target_port: 5353,
-        }],
-        targets: vec![NatTarget { addr: TARGET, up: true }],
-        icmp: true,
-    });
-    Nat::new(&cfg, 0, Arc::new(apps))
-}
-
 /// The stages of one role, in order, for one worker (the compositions of `pipelines::overlay::roles`).
 pub struct Pipeline {
     role: Role,
@@ -138,11 +112,14 @@ impl Pipeline {
                     reset_ns: 10_000_000_000,
                     max_streams: 16384,
                 }),
-                nat: nat(if matches!(role, Role::Gateway | Role::Chain) {
-                    sessions
-                } else {
-                    1
-                }),
+                nat: sample::nat(
+                    VNI as u16,
+                    if matches!(role, Role::Gateway | Role::Chain) {
+                        sessions
+                    } else {
+                        1
+                    },
+                ),
             },
         }
     }

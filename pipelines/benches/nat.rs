@@ -9,48 +9,13 @@
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use etherparse::PacketBuilder;
 use pipelines::buf::VecBuf;
-use pipelines::nat::{Nat, NatApp, NatApps, NatConfig, NatRule, NatTarget, Pool, Timeouts};
-use pipelines::overlay::{Burst, Meta};
-use std::net::Ipv4Addr;
-use std::sync::Arc;
+use pipelines::overlay::{sample, Burst, Meta};
 use std::time::{Duration, Instant};
 
 const N: usize = 32;
 const VIP: [u8; 4] = [100, 64, 0, 1];
-const TARGET: [u8; 4] = [10, 20, 0, 10];
 const APP: u16 = 1;
 const LIVE: usize = 1 << 20;
-
-fn apps() -> Arc<NatApps> {
-    Arc::new(NatApps {
-        apps: vec![
-            None,
-            Some(NatApp {
-                rules: vec![NatRule {
-                    proto: 17,
-                    port: 53,
-                    target_port: 5353,
-                }],
-                targets: vec![NatTarget {
-                    addr: TARGET.into(),
-                    up: true,
-                }],
-                icmp: true,
-            }),
-        ],
-    })
-}
-
-/// One core, 17 pool addresses x 64512 ports: room for the 1 M (2^20) live sessions.
-fn nat(max: usize) -> Nat {
-    let addrs = (1..=17).map(|i| Ipv4Addr::new(10, 30, 0, i)).collect();
-    let cfg = NatConfig {
-        max_sessions: max,
-        timeouts: Timeouts::default(),
-        pool: Pool::new(addrs, 1024, 65535, 1).unwrap(),
-    };
-    Nat::new(&cfg, 0, apps())
-}
 
 /// A 64-byte-class UDP frame from client number `c` to the VIP.
 fn client(c: u32) -> Vec<u8> {
@@ -93,13 +58,13 @@ fn bench(c: &mut Criterion) {
     // New sessions: fresh clients until the table is nearly full, then a fresh table (untimed).
     let fresh: Vec<Vec<u8>> = (0..LIVE as u32).map(client).collect();
     g.bench_function("new_sessions", |b| {
-        let mut n = nat(LIVE);
+        let mut n = sample::nat(APP, LIVE);
         let mut at = 0usize;
         b.iter_custom(|iters| {
             let mut total = Duration::ZERO;
             for _ in 0..iters {
                 if at + N > fresh.len() {
-                    n = nat(LIVE);
+                    n = sample::nat(APP, LIVE);
                     at = 0;
                 }
                 let refs: Vec<&[u8]> = fresh[at..at + N].iter().map(|v| v.as_slice()).collect();
@@ -111,7 +76,7 @@ fn bench(c: &mut Criterion) {
     });
 
     // 1 M live sessions, and their translated replies.
-    let mut live = nat(LIVE);
+    let mut live = sample::nat(APP, LIVE);
     let mut replies = Vec::with_capacity(LIVE);
     for f in &fresh {
         let mut f = f.clone();
