@@ -296,14 +296,21 @@ impl Config {
         let d = &self.dataplane;
         let nworkers = d.workers.len().max(1) as u64;
         let nports = self.ports.len().max(1) as u64;
-        let handoff = self
-            .nat
-            .as_ref()
-            .map_or(0, |n| nworkers * (nworkers - 1) * n.handoff_ring as u64);
+        let handoff = nworkers * (nworkers - 1) * self.handoff_ring() as u64;
         nports * nworkers * (d.rx_desc as u64 + d.tx_desc as u64)
             + nworkers * (d.mbuf_cache as u64 + 64 * nports + self.neighbour.hold_packets as u64)
             + handoff
             + 512
+    }
+
+    /// Packets each worker's hand-off ring to every other worker holds: `nat.handoff_ring`, else 1024
+    /// at an edge (dedupe streams owned by another worker), else 0 (nothing is handed off).
+    pub fn handoff_ring(&self) -> u32 {
+        match (&self.nat, &self.overlay) {
+            (Some(n), _) => n.handoff_ring,
+            (None, Some(o)) if o.role != "relay" => 1024,
+            _ => 0,
+        }
     }
 
     /// The pool size to create: the configured one, or what is needed rounded up to 2^k - 1 (DPDK's
@@ -534,15 +541,25 @@ impl Config {
             }
         }
 
-        // NAT.
+        // NAT and the overlay role.
+        let role = self.overlay.as_ref().map(|o| o.role.as_str());
+        let gateway = role == Some("gateway");
         let nat = self
             .nat
             .as_ref()
-            .and_then(|n| crate::nat_config::validate(n, &ports, d.workers.len().max(1), &mut errs));
+            .and_then(|n| crate::nat_config::validate(n, &ports, d.workers.len().max(1), gateway, &mut errs));
         let overlay = self
             .overlay
             .as_ref()
             .and_then(|o| crate::overlay_config::validate(o, &ports, &mut errs));
+        match (role, self.nat.is_some()) {
+            (Some("gateway"), false) => errs.push(problem("nat", "the gateway role needs a [nat] section")),
+            (Some(r @ ("edge" | "relay")), true) => errs.push(problem(
+                "nat",
+                format!("the {r} role does not translate: remove [nat] or make this node a gateway"),
+            )),
+            _ => {}
+        }
 
         // Routes.
         if self.routes.len() > 256 {
@@ -828,13 +845,22 @@ via = "10.0.0.1"
         let o = v.overlay.unwrap();
         assert_eq!((o.node, o.address), (2, Ipv4Addr::new(10, 0, 0, 2)));
         let bad = good
-            .replace("role = \"relay\"", "role = \"edge\"")
             .replace("address = \"10.0.0.2\"", "address = \"10.0.0.9\"")
             .replace("via = \"10.0.0.1\"", "via = \"172.16.0.1\"");
         let p = problems(&bad, &[]);
         let paths: Vec<&str> = p.iter().map(|p| p.path.as_str()).collect();
-        for want in ["overlay.role", "overlay.address", "overlay.hops[0].via"] {
+        for want in ["overlay.address", "overlay.hops[0].via"] {
             assert!(paths.contains(&want), "missing {want} in {p:#?}");
         }
+        let p = problems(&good.replace("role = \"relay\"", "role = \"hub\""), &[]);
+        assert_eq!(p[0].path, "overlay.role", "{p:?}");
+        // An edge without paths or applications, a gateway without [nat].
+        let p = problems(&good.replace("role = \"relay\"", "role = \"edge\""), &[]);
+        let paths: Vec<&str> = p.iter().map(|p| p.path.as_str()).collect();
+        for want in ["overlay.hops", "overlay.paths", "overlay.apps"] {
+            assert!(paths.contains(&want), "missing {want} in {p:#?}");
+        }
+        let p = problems(&good.replace("role = \"relay\"", "role = \"gateway\""), &[]);
+        assert!(p.iter().any(|p| p.path == "nat"), "{p:?}");
     }
 }

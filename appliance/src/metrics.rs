@@ -120,11 +120,91 @@ fn nat_families(fs: &mut Families, snaps: &[crate::stats::Snapshot]) {
             ],
         ),
     );
+}
+
+/// Hand-offs between workers (NAT replies, dedupe streams owned by another worker).
+fn handoff_family(fs: &mut Families, snaps: &[crate::stats::Snapshot]) {
+    let mut v = Vec::new();
+    for (i, s) in snaps.iter().enumerate() {
+        for (dir, n) in [("out", s.handoff_out), ("in", s.handoff_in)] {
+            v.push((
+                vec![
+                    ("worker", i.to_string()),
+                    ("lcore", s.lcore.to_string()),
+                    ("direction", dir.to_string()),
+                ],
+                n as f64,
+            ));
+        }
+    }
     fs.add(
         "appliance_handoff_packets_total",
         "Packets handed to the worker that owns their state (out) and received from other workers (in).",
         MetricType::COUNTER,
-        by("direction", &[("out", |s| s.handoff_out), ("in", |s| s.handoff_in)]),
+        v,
+    );
+}
+
+/// Duplicate removal per worker (802.1CB counters) and packets per overlay path (edge, gateway).
+fn overlay_families(fs: &mut Families, sh: &Shared) {
+    let mut dd = Vec::new();
+    let mut streams = Vec::new();
+    for (i, w) in sh.workers.iter().enumerate() {
+        let (c, n) = w.dedupe();
+        let wl = || vec![("worker", i.to_string()), ("lcore", w.lcore.to_string())];
+        for (name, v) in [
+            ("passed", c.passed),
+            ("discarded", c.discarded),
+            ("out_of_order", c.out_of_order),
+            ("rogue", c.rogue),
+            ("lost", c.lost),
+            ("resets", c.resets),
+        ] {
+            let mut l = wl();
+            l.push(("result", name.to_string()));
+            dd.push((l, v as f64));
+        }
+        streams.push((wl(), n as f64));
+    }
+    fs.add(
+        "appliance_dedupe_packets_total",
+        "Duplicate removal (IEEE 802.1CB recovery) by worker: passed, discarded (a twin was delivered), \
+         out_of_order, rogue (older than the window), lost (never arrived on any path), resets.",
+        MetricType::COUNTER,
+        dd,
+    );
+    fs.add(
+        "appliance_dedupe_streams",
+        "(sender node, stream) pairs tracked, by worker.",
+        MetricType::GAUGE,
+        streams,
+    );
+    let mut paths = Vec::new();
+    for id in 0..=255u8 {
+        let (rx, tx) = sh.workers.iter().fold((0, 0), |(r, t), w| {
+            let (a, b) = w.path(id);
+            (r + a, t + b)
+        });
+        let name = sh.path_names.iter().find(|(p, _)| *p == id).map(|(_, n)| n.clone());
+        if rx == 0 && tx == 0 && name.is_none() {
+            continue;
+        }
+        for (dir, v) in [("rx", rx), ("tx", tx)] {
+            paths.push((
+                vec![
+                    ("path", id.to_string()),
+                    ("name", name.clone().unwrap_or_default()),
+                    ("direction", dir.to_string()),
+                ],
+                v as f64,
+            ));
+        }
+    }
+    fs.add(
+        "appliance_overlay_path_packets_total",
+        "Overlay packets per path id: received (rx, before duplicate removal) and sent (tx, copies).",
+        MetricType::COUNTER,
+        paths,
     );
 }
 
@@ -280,6 +360,12 @@ pub fn render(sh: &Shared) -> String {
     );
     if sh.nat.is_some() {
         nat_families(&mut fs, &snaps);
+    }
+    if sh.workers.len() > 1 && (sh.nat.is_some() || !sh.path_names.is_empty()) {
+        handoff_family(&mut fs, &snaps);
+    }
+    if !sh.path_names.is_empty() {
+        overlay_families(&mut fs, sh);
     }
     let now = pmd_bindings::rdtsc();
     fs.add(

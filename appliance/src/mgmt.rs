@@ -111,6 +111,11 @@ fn state(sh: &Shared) -> serde_json::Value {
                 .collect();
             let mut v = json!({"worker": i, "lcore": s.lcore, "rx": s.rx, "tx": s.tx, "consumed": s.consumed,
                    "held": s.hold_len, "drops": drops});
+            if !sh.path_names.is_empty() {
+                let (c, streams) = w.dedupe();
+                v["dedupe"] = json!({"streams": streams, "passed": c.passed, "discarded": c.discarded,
+                    "out_of_order": c.out_of_order, "rogue": c.rogue, "lost": c.lost, "resets": c.resets});
+            }
             if let Some(n) = &sh.nat {
                 v["nat"] = json!({
                     "sessions": {"tcp": s.nat_live[0], "udp": s.nat_live[1], "icmp": s.nat_live[2]},
@@ -130,8 +135,30 @@ fn state(sh: &Shared) -> serde_json::Value {
         .map(|(p, ip, mac)| json!({"port": sh.ports.get(p as usize).map(|x| x.port.id().0), "ip": ip.to_string(), "mac": mac.to_string()}))
         .collect();
     neighbours.sort_by_key(|v| v.to_string());
+    let overlay = sh.overlay.as_ref().map(|o| {
+        let sets: Vec<_> = match &o.role {
+            crate::overlay_config::RoleSpec::Edge(s, _) | crate::overlay_config::RoleSpec::Gateway(s) => s
+                .dests
+                .iter()
+                .zip(&s.sets)
+                .map(|(d, set)| {
+                    json!({"dest": d, "paths": set.paths().iter().map(|p| {
+                        let (rx, tx) = sh.workers.iter().fold((0, 0), |(r, t), w| {
+                            let (a, b) = w.path(p.id);
+                            (r + a, t + b)
+                        });
+                        json!({"id": p.id, "name": p.name, "region": p.region, "relay": p.relay.to_string(),
+                               "via": p.next_hop.to_string(), "up": p.up, "rx": rx, "tx": tx})
+                    }).collect::<Vec<_>>()})
+                })
+                .collect(),
+            crate::overlay_config::RoleSpec::Relay(_) => Vec::new(),
+        };
+        json!({"node": o.node, "role": o.role_name(), "address": o.address.to_string(), "path_sets": sets})
+    });
     json!({
         "version": env!("CARGO_PKG_VERSION"),
+        "overlay": overlay,
         "uptime_secs": sh.started.elapsed().as_secs_f64(),
         "ports": ports,
         "workers": workers,

@@ -16,7 +16,7 @@
 //! icmp = 60
 //! [[nat.apps]]
 //! id = 1                      # application id (the VNI at a gateway)
-//! vip = "10.91.0.100"         # answered by ARP on the port whose subnet holds it
+//! vip = "10.91.0.100"         # answered by ARP on the port whose subnet holds it (optional at a gateway)
 //! icmp = true                 # ICMP echo to the VIP goes to a target (default)
 //! targets = ["10.92.0.1"]
 //! services = [{ proto = "tcp", port = 80, target_port = 8080 }]
@@ -75,7 +75,10 @@ impl Default for TimeoutsCfg {
 #[serde(deny_unknown_fields)]
 pub struct NatAppCfg {
     pub id: u16,
-    pub vip: String,
+    /// Where clients reach the application directly; a gateway's applications come from the overlay
+    /// (the VNI), so there it is optional.
+    #[serde(default)]
+    pub vip: Option<String>,
     #[serde(default = "d_true")]
     pub icmp: bool,
     pub targets: Vec<String>,
@@ -126,11 +129,17 @@ pub struct ValidNat {
     pub classifier: Classifier,
     /// Addresses each port answers ARP for besides its own (VIPs and pool addresses), by port index.
     pub arp_extra: Vec<Vec<Ipv4Addr>>,
-    pub handoff_ring: usize,
 }
 
-/// Checks `[nat]` against the ports and the worker count; problems go to `errs`.
-pub fn validate(n: &NatCfg, ports: &[ValidPort], workers: usize, errs: &mut Vec<Problem>) -> Option<ValidNat> {
+/// Checks `[nat]` against the ports and the worker count; problems go to `errs`. At a `gateway` the
+/// applications need no VIP.
+pub fn validate(
+    n: &NatCfg,
+    ports: &[ValidPort],
+    workers: usize,
+    gateway: bool,
+    errs: &mut Vec<Problem>,
+) -> Option<ValidNat> {
     let before = errs.len();
     let mut arp_extra = vec![Vec::new(); ports.len()];
     let own = |ip: Ipv4Addr| ports.iter().any(|p| p.addrs.iter().any(|a| a.addr() == ip));
@@ -219,7 +228,15 @@ pub fn validate(n: &NatCfg, ports: &[ValidPort], workers: usize, errs: &mut Vec<
         if a.id > 4095 {
             errs.push(problem(at("id"), "must be at most 4095"));
         }
-        let vip = service_addr(at("vip"), &a.vip, errs);
+        let vip = match &a.vip {
+            Some(v) => service_addr(at("vip"), v, errs),
+            None => {
+                if !gateway {
+                    errs.push(problem(at("vip"), "needed unless overlay.role is gateway"));
+                }
+                None
+            }
+        };
         let mut targets = Vec::new();
         if a.targets.is_empty() {
             errs.push(problem(at("targets"), "at least one target is needed"));
@@ -302,6 +319,5 @@ pub fn validate(n: &NatCfg, ports: &[ValidPort], workers: usize, errs: &mut Vec<
         apps,
         classifier: Classifier::new(&services, &icmp),
         arp_extra,
-        handoff_ring: n.handoff_ring as usize,
     })
 }

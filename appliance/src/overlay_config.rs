@@ -1,22 +1,48 @@
-//! The `[overlay]` section: this node's place in the overlay. Only the relay role is wired into the worker
-//! so far (edge and gateway come with the end-to-end issue); the section is checked in full for it.
+//! The `[overlay]` section: this node's place in the overlay and its role.
 //!
 //! ```toml
 //! [overlay]
-//! node = 2                    # this node's id (option field "destination node" of packets for it)
-//! role = "relay"
-//! address = "10.2.0.1"        # overlay address: one of the ports' addresses (UDP 6081 to it is overlay)
-//! peers = ["10.1.0.1", "10.4.0.1"]   # who may send overlay packets to this node
+//! node = 1                    # this node's id (option field "destination node" of packets for it)
+//! role = "edge"               # edge, relay or gateway
+//! address = "10.1.0.1"        # overlay address: one of the ports' addresses (UDP 6081 to it is overlay)
+//! peers = ["10.2.0.1", "10.3.0.1"]   # who may send overlay packets to this node
+//! hop_limit = 8               # edge, gateway: hop count of the packets this node sends
+//! udp_base = 40000            # edge, gateway: outer UDP source port = udp_base + stream
+//! [overlay.dedupe]            # edge, gateway: duplicate removal
+//! window = 1024               # history window (a power of two, 64 to 65536)
+//! reset_ms = 2000             # a stream silent this long starts afresh
+//! max_streams = 16384         # per worker
+//! [[overlay.paths]]           # edge, gateway: the paths this node sends copies over
+//! id = 1                      # global path id
+//! dest = 4                    # destination node
+//! relay = "10.2.0.1"          # the relay's overlay address
+//! region = "eu"               # the relay's region: a destination's paths must be in different regions
+//! via = "10.1.0.254"          # underlay next hop toward the relay; inside a port's subnet
+//! name = "eu"                 # optional, for metrics
+//! [[overlay.apps]]            # edge: the applications this edge serves
+//! id = 7                      # application id (the VNI; the gateway's [nat.apps] id)
+//! vip = "10.10.0.100"         # answered by ARP on the port whose subnet holds it
+//! gateway = 4                 # the gateway node
+//! icmp = true                 # ICMP echo to the VIP goes through the overlay (default)
+//! services = [{ proto = "tcp", port = 80 }]
 //! [[overlay.hops]]            # relay: where packets of (destination node, path) go next
 //! node = 4
 //! path = 1
 //! next = "10.4.0.1"           # the next overlay node (outer destination)
 //! via = "10.2.0.254"          # underlay next hop toward it (default: next); inside a port's subnet
 //! ```
+//!
+//! A gateway also needs `[nat]` (its applications, targets and pool); an edge has no `[nat]`.
 use crate::config::{problem, Problem, ValidPort};
+use pipelines::overlay::classify::{Classifier, Service};
+use pipelines::overlay::dedupe::DedupeConfig;
+use pipelines::overlay::encap::AppRoute;
 use pipelines::overlay::relay::{Hop, Relay};
+use pipelines::overlay::replicate::{Path, PathSet};
+use pipelines::overlay::PeerSet;
+use pipelines::wire::ipv4::protocol;
 use serde::{Deserialize, Serialize};
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::net::Ipv4Addr;
 
 #[derive(Debug, Clone, Deserialize, Serialize)]
@@ -27,8 +53,39 @@ pub struct OverlayCfg {
     pub address: String,
     #[serde(default)]
     pub peers: Vec<String>,
+    #[serde(default = "d_hop_limit")]
+    pub hop_limit: u8,
+    #[serde(default = "d_udp_base")]
+    pub udp_base: u16,
+    #[serde(default)]
+    pub dedupe: DedupeCfg,
     #[serde(default)]
     pub hops: Vec<HopCfg>,
+    #[serde(default)]
+    pub paths: Vec<PathCfg>,
+    #[serde(default)]
+    pub apps: Vec<AppCfg>,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct DedupeCfg {
+    #[serde(default = "d_window")]
+    pub window: u32,
+    #[serde(default = "d_reset_ms")]
+    pub reset_ms: u32,
+    #[serde(default = "d_max_streams")]
+    pub max_streams: u32,
+}
+
+impl Default for DedupeCfg {
+    fn default() -> Self {
+        DedupeCfg {
+            window: d_window(),
+            reset_ms: d_reset_ms(),
+            max_streams: d_max_streams(),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize)]
@@ -41,12 +98,114 @@ pub struct HopCfg {
     pub via: Option<String>,
 }
 
-/// What the worker needs for the overlay role.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct PathCfg {
+    pub id: u8,
+    pub dest: u16,
+    pub relay: String,
+    pub region: String,
+    pub via: String,
+    #[serde(default)]
+    pub name: Option<String>,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct AppCfg {
+    pub id: u16,
+    pub vip: String,
+    pub gateway: u16,
+    #[serde(default = "d_true")]
+    pub icmp: bool,
+    #[serde(default)]
+    pub services: Vec<AppServiceCfg>,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct AppServiceCfg {
+    pub proto: String,
+    pub port: u16,
+}
+
+fn d_hop_limit() -> u8 {
+    8
+}
+fn d_udp_base() -> u16 {
+    40000
+}
+fn d_window() -> u32 {
+    1024
+}
+fn d_reset_ms() -> u32 {
+    2000
+}
+fn d_max_streams() -> u32 {
+    16384
+}
+fn d_true() -> bool {
+    true
+}
+
+/// Paths, grouped by destination: `dests[i]` is a node id, `sets[i]` its path set.
+#[derive(Debug, Clone)]
+pub struct Sender {
+    pub hop_limit: u8,
+    pub udp_base: u16,
+    pub dests: Vec<u16>,
+    pub sets: Vec<PathSet>,
+    /// Link MTU of the ports the paths leave from (the smallest), for the overlay MTU.
+    pub link_mtu: u16,
+    pub dedupe: DedupeConfig,
+    pub peers: PeerSet,
+}
+
+/// What the edge role adds.
+#[derive(Debug, Clone)]
+pub struct EdgeSpec {
+    pub classifier: Classifier,
+    /// Route per application id (gaps route nowhere).
+    pub routes: Vec<AppRoute>,
+    /// VIPs each port answers ARP for, by port index.
+    pub arp_extra: Vec<Vec<Ipv4Addr>>,
+}
+
+#[derive(Debug, Clone)]
+pub enum RoleSpec {
+    Relay(Relay),
+    Edge(Sender, Box<EdgeSpec>),
+    Gateway(Sender),
+}
+
+/// What the workers need for the overlay role.
 #[derive(Debug, Clone)]
 pub struct ValidOverlay {
     pub node: u16,
     pub address: Ipv4Addr,
-    pub relay: Relay,
+    pub role: RoleSpec,
+}
+
+impl ValidOverlay {
+    pub fn role_name(&self) -> &'static str {
+        match self.role {
+            RoleSpec::Relay(_) => "relay",
+            RoleSpec::Edge(..) => "edge",
+            RoleSpec::Gateway(_) => "gateway",
+        }
+    }
+
+    /// Path id -> name, for metrics (edge and gateway).
+    pub fn path_names(&self) -> Vec<(u8, String)> {
+        match &self.role {
+            RoleSpec::Edge(s, _) | RoleSpec::Gateway(s) => s
+                .sets
+                .iter()
+                .flat_map(|set| set.paths().iter().map(|p| (p.id, p.name.clone())))
+                .collect(),
+            RoleSpec::Relay(_) => Vec::new(),
+        }
+    }
 }
 
 fn addr(path: String, text: &str, errs: &mut Vec<Problem>) -> Option<Ipv4Addr> {
@@ -59,19 +218,19 @@ fn addr(path: String, text: &str, errs: &mut Vec<Problem>) -> Option<Ipv4Addr> {
     }
 }
 
+/// The port whose subnet holds `ip`.
+fn port_of(ports: &[ValidPort], ip: Ipv4Addr) -> Option<usize> {
+    ports.iter().position(|p| p.addrs.iter().any(|n| n.contains(&ip)))
+}
+
 /// Checks `[overlay]` against the ports; problems go to `errs`.
 pub fn validate(o: &OverlayCfg, ports: &[ValidPort], errs: &mut Vec<Problem>) -> Option<ValidOverlay> {
     let before = errs.len();
-    match o.role.as_str() {
-        "relay" => {}
-        "edge" | "gateway" => errs.push(problem(
+    if !["edge", "relay", "gateway"].contains(&o.role.as_str()) {
+        errs.push(problem(
             "overlay.role",
-            format!("role '{}' is not wired into the worker yet (only 'relay')", o.role),
-        )),
-        other => errs.push(problem(
-            "overlay.role",
-            format!("'{other}' is not one of edge, relay, gateway"),
-        )),
+            format!("'{}' is not one of edge, relay, gateway", o.role),
+        ));
     }
     if o.node == 0 {
         errs.push(problem("overlay.node", "node ids start at 1"));
@@ -82,15 +241,52 @@ pub fn validate(o: &OverlayCfg, ports: &[ValidPort], errs: &mut Vec<Problem>) ->
             errs.push(problem("overlay.address", format!("{a} is not an address of any port")));
         }
     }
-    let mut peers = Vec::new();
+    let mut peers = PeerSet::default();
     for (i, p) in o.peers.iter().enumerate() {
         if let Some(a) = addr(format!("overlay.peers[{i}]"), p, errs) {
-            peers.push(a);
+            peers.insert(a);
         }
     }
-    if peers.is_empty() && errs.len() == before {
-        errs.push(problem("overlay.peers", "a relay needs at least one peer"));
+    if o.peers.is_empty() {
+        errs.push(problem("overlay.peers", "an overlay node needs at least one peer"));
     }
+    let relay = o.role == "relay";
+    for (field, used) in [
+        ("overlay.hops", !o.hops.is_empty() && !relay),
+        ("overlay.paths", !o.paths.is_empty() && relay),
+        ("overlay.apps", !o.apps.is_empty() && o.role != "edge"),
+    ] {
+        if used {
+            errs.push(problem(field, format!("not used by the {} role", o.role)));
+        }
+    }
+    let role = match o.role.as_str() {
+        "relay" => {
+            relay_hops(o, ports, errs).and_then(|hops| Some(RoleSpec::Relay(Relay::new(address?, peers.clone(), hops))))
+        }
+        "edge" => {
+            let s = sender(o, ports, peers.clone(), errs);
+            let e = edge(o, ports, s.as_ref().map(|s| &s.dests[..]).unwrap_or(&[]), errs);
+            match (s, e) {
+                (Some(s), Some(e)) => Some(RoleSpec::Edge(s, Box::new(e))),
+                _ => None,
+            }
+        }
+        "gateway" => sender(o, ports, peers.clone(), errs).map(RoleSpec::Gateway),
+        _ => None,
+    };
+    if errs.len() > before {
+        return None;
+    }
+    Some(ValidOverlay {
+        node: o.node,
+        address: address?,
+        role: role?,
+    })
+}
+
+fn relay_hops(o: &OverlayCfg, ports: &[ValidPort], errs: &mut Vec<Problem>) -> Option<HashMap<(u16, u8), Hop>> {
+    let before = errs.len();
     let mut hops = HashMap::new();
     for (i, h) in o.hops.iter().enumerate() {
         let at = |f: &str| format!("overlay.hops[{i}].{f}");
@@ -104,24 +300,19 @@ pub fn validate(o: &OverlayCfg, ports: &[ValidPort], errs: &mut Vec<Problem>) ->
             },
             None => next,
         };
-        let Some(port) = ports.iter().position(|p| p.addrs.iter().any(|n| n.contains(&via))) else {
+        let Some(port) = port_of(ports, via) else {
             errs.push(problem(
                 at(if h.via.is_some() { "via" } else { "next" }),
                 format!("underlay next hop {via} is outside every port subnet"),
             ));
             continue;
         };
-        if hops
-            .insert(
-                (h.node, h.path),
-                Hop {
-                    addr: next,
-                    port: port as u16,
-                    next_hop: via,
-                },
-            )
-            .is_some()
-        {
+        let hop = Hop {
+            addr: next,
+            port: port as u16,
+            next_hop: via,
+        };
+        if hops.insert((h.node, h.path), hop).is_some() {
             errs.push(problem(
                 at("path"),
                 format!("node {} path {} is listed twice", h.node, h.path),
@@ -131,13 +322,186 @@ pub fn validate(o: &OverlayCfg, ports: &[ValidPort], errs: &mut Vec<Problem>) ->
     if o.hops.is_empty() {
         errs.push(problem("overlay.hops", "a relay needs at least one hop"));
     }
-    if errs.len() > before {
-        return None;
+    (errs.len() == before).then_some(hops)
+}
+
+/// The sending side of an edge or gateway: paths grouped into path sets by destination.
+fn sender(o: &OverlayCfg, ports: &[ValidPort], peers: PeerSet, errs: &mut Vec<Problem>) -> Option<Sender> {
+    let before = errs.len();
+    let d = &o.dedupe;
+    if !(64..=65536).contains(&d.window) || !d.window.is_power_of_two() {
+        errs.push(problem(
+            "overlay.dedupe.window",
+            "must be a power of two from 64 to 65536",
+        ));
     }
-    let address = address?;
-    Some(ValidOverlay {
-        node: o.node,
-        address,
-        relay: Relay::new(address, peers, hops),
+    if d.reset_ms == 0 {
+        errs.push(problem("overlay.dedupe.reset_ms", "must be above 0"));
+    }
+    if !(1..=1 << 20).contains(&d.max_streams) {
+        errs.push(problem("overlay.dedupe.max_streams", "must be from 1 to 1048576"));
+    }
+    if o.hop_limit < 2 {
+        errs.push(problem("overlay.hop_limit", "must be at least 2 (a relay takes one)"));
+    }
+    let mut by_dest: BTreeMap<u16, Vec<Path>> = BTreeMap::new();
+    let mut ids = std::collections::BTreeSet::new();
+    let mut link_mtu = u16::MAX;
+    for (i, p) in o.paths.iter().enumerate() {
+        let at = |f: &str| format!("overlay.paths[{i}].{f}");
+        if !ids.insert(p.id) {
+            errs.push(problem(at("id"), format!("path id {} is used twice", p.id)));
+        }
+        if p.dest == 0 || p.dest == o.node {
+            errs.push(problem(at("dest"), "must be another node's id"));
+        }
+        let relay = addr(at("relay"), &p.relay, errs);
+        let Some(via) = addr(at("via"), &p.via, errs) else {
+            continue;
+        };
+        let Some(port) = port_of(ports, via) else {
+            errs.push(problem(at("via"), format!("{via} is outside every port subnet")));
+            continue;
+        };
+        link_mtu = link_mtu.min(ports[port].mtu.unwrap_or(1500));
+        let Some(relay) = relay else { continue };
+        by_dest.entry(p.dest).or_default().push(Path {
+            id: p.id,
+            name: p.name.clone().unwrap_or_else(|| format!("path{}", p.id)),
+            region: p.region.clone(),
+            relay,
+            port: port as u16,
+            next_hop: via,
+            up: true,
+        });
+    }
+    if o.paths.is_empty() {
+        errs.push(problem("overlay.paths", format!("the {} role needs paths", o.role)));
+    }
+    let mut dests = Vec::new();
+    let mut sets = Vec::new();
+    for (dest, paths) in by_dest {
+        match PathSet::new(paths) {
+            Ok(s) => {
+                dests.push(dest);
+                sets.push(s);
+            }
+            Err(e) => errs.push(problem("overlay.paths", format!("toward node {dest}: {e}"))),
+        }
+    }
+    (errs.len() == before).then(|| Sender {
+        hop_limit: o.hop_limit,
+        udp_base: o.udp_base,
+        dests,
+        sets,
+        link_mtu,
+        dedupe: DedupeConfig {
+            window: d.window,
+            reset_ns: d.reset_ms as u64 * 1_000_000,
+            max_streams: d.max_streams as usize,
+        },
+        peers,
+    })
+}
+
+fn edge(o: &OverlayCfg, ports: &[ValidPort], dests: &[u16], errs: &mut Vec<Problem>) -> Option<EdgeSpec> {
+    let before = errs.len();
+    let mut arp_extra = vec![Vec::new(); ports.len()];
+    let mut services = Vec::new();
+    let mut icmp = Vec::new();
+    let mut routes = Vec::new();
+    let mut vips = std::collections::BTreeSet::new();
+    if o.apps.is_empty() {
+        errs.push(problem("overlay.apps", "an edge needs at least one application"));
+    }
+    for (i, a) in o.apps.iter().enumerate() {
+        let at = |f: &str| format!("overlay.apps[{i}].{f}");
+        if a.id > 4095 {
+            errs.push(problem(at("id"), "must be at most 4095"));
+            continue;
+        }
+        if routes.get(a.id as usize).is_some_and(|r: &AppRoute| r.dest != u16::MAX) {
+            errs.push(problem(at("id"), format!("application id {} is used twice", a.id)));
+        }
+        let dest = match dests.iter().position(|d| *d == a.gateway) {
+            Some(d) => d as u16,
+            None => {
+                if !dests.is_empty() {
+                    errs.push(problem(
+                        at("gateway"),
+                        format!("no path in overlay.paths leads to node {}", a.gateway),
+                    ));
+                }
+                continue;
+            }
+        };
+        if routes.len() <= a.id as usize {
+            routes.resize(a.id as usize + 1, AppRoute { vni: 0, dest: u16::MAX });
+        }
+        routes[a.id as usize] = AppRoute { vni: a.id as u32, dest };
+        let Some(vip) = addr(at("vip"), &a.vip, errs) else {
+            continue;
+        };
+        if ports.iter().any(|p| p.addrs.iter().any(|n| n.addr() == vip)) {
+            errs.push(problem(at("vip"), format!("{vip} is already a port address")));
+            continue;
+        }
+        let Some(port) = port_of(ports, vip) else {
+            errs.push(problem(
+                at("vip"),
+                format!("{vip} is inside no port's subnet, so no port would answer ARP for it"),
+            ));
+            continue;
+        };
+        if vips.insert(vip) {
+            arp_extra[port].push(vip);
+        }
+        if a.services.is_empty() && !a.icmp {
+            errs.push(problem(at("services"), "an application needs a service or icmp = true"));
+        }
+        for (j, s) in a.services.iter().enumerate() {
+            let proto = match s.proto.as_str() {
+                "tcp" => protocol::TCP,
+                "udp" => protocol::UDP,
+                other => {
+                    errs.push(problem(
+                        format!("overlay.apps[{i}].services[{j}].proto"),
+                        format!("'{other}' is not tcp or udp"),
+                    ));
+                    continue;
+                }
+            };
+            if services
+                .iter()
+                .any(|x: &Service| x.vip == vip && x.proto == proto && x.port == s.port)
+            {
+                errs.push(problem(
+                    format!("overlay.apps[{i}].services[{j}].port"),
+                    format!("{vip} {} {} is served twice", s.proto, s.port),
+                ));
+                continue;
+            }
+            services.push(Service {
+                vip,
+                proto,
+                port: s.port,
+                app: a.id,
+            });
+        }
+        if a.icmp {
+            if icmp.iter().any(|(v, _)| *v == vip) {
+                errs.push(problem(
+                    at("icmp"),
+                    format!("ICMP echo to {vip} goes to two applications"),
+                ));
+            } else {
+                icmp.push((vip, a.id));
+            }
+        }
+    }
+    (errs.len() == before).then(|| EdgeSpec {
+        classifier: Classifier::new(&services, &icmp),
+        routes,
+        arp_extra,
     })
 }

@@ -2,6 +2,7 @@
 //! threads; SIGINT/SIGTERM stop the workers, print final counters and exit 0.
 use crate::config::{problem, Problems, Validated};
 use crate::control::Control;
+use crate::overlay_config::{RoleSpec, ValidOverlay};
 use crate::stats::{ControlShared, WorkerShared};
 use crate::worker::{ToControl, ToWorker, Worker};
 use arc_swap::ArcSwap;
@@ -10,7 +11,6 @@ use pipelines::handoff::Handoff;
 use pipelines::nat::{NatApps, NatConfig};
 use pipelines::neigh::{NeighConfig, NeighSnapshot};
 use pipelines::overlay::classify::Classifier;
-use pipelines::overlay::relay::Relay;
 use pipelines::presence::{PortAddrs, Presence};
 use pipelines::route::{Route, RouteTable};
 use pipelines::MacAddr;
@@ -61,8 +61,11 @@ pub struct Shared {
     pub nat: Option<NatShared>,
     /// Rings between workers for packets whose state another worker owns.
     pub handoff: Handoff<Mbuf>,
-    /// The relay stage, when `[overlay]` makes this node a relay.
-    pub relay: Option<Relay>,
+    /// This node's overlay role, when `[overlay]` is configured (workers build their own stage state from
+    /// it; a relay's stage is stateless and used as is).
+    pub overlay: Option<ValidOverlay>,
+    /// Path id -> name (edge and gateway), for metrics.
+    pub path_names: Vec<(u8, String)>,
 }
 
 pub struct NatShared {
@@ -197,7 +200,7 @@ pub fn run(v: Validated, eal_argv: Vec<String>) -> Result<(), RunError> {
             .map(|(i, p)| PortAddrs {
                 mac: p.mac,
                 addrs: p.addrs.clone(),
-                arp_extra: v.nat.as_ref().map(|n| n.arp_extra[i].clone()).unwrap_or_default(),
+                arp_extra: arp_extra(&v, i),
             })
             .collect(),
         RouteTable::new(routes),
@@ -222,8 +225,9 @@ pub fn run(v: Validated, eal_argv: Vec<String>) -> Result<(), RunError> {
         tsc_hz: eal.tsc_hz(),
         started: Instant::now(),
         dpdk_version: pmd_bindings::version(),
-        handoff: Handoff::new(nworkers as usize, v.nat.as_ref().map_or(1, |n| n.handoff_ring)),
-        relay: v.overlay.as_ref().map(|o| o.relay.clone()),
+        handoff: Handoff::new(nworkers as usize, v.raw.handoff_ring() as usize),
+        path_names: v.overlay.as_ref().map(|o| o.path_names()).unwrap_or_default(),
+        overlay: v.overlay.clone(),
         nat: v.nat.clone().map(|n| NatShared {
             cfg: n.cfg,
             apps: Arc::new(n.apps),
@@ -231,7 +235,17 @@ pub fn run(v: Validated, eal_argv: Vec<String>) -> Result<(), RunError> {
         }),
     });
     if let Some(o) = &v.overlay {
-        log::info!("overlay: node {} relays at {}", o.node, o.address);
+        log::info!("overlay: node {} is a {} at {}", o.node, o.role_name(), o.address);
+        if let RoleSpec::Edge(s, _) | RoleSpec::Gateway(s) = &o.role {
+            for (d, set) in s.dests.iter().zip(&s.sets) {
+                let paths: Vec<String> = set
+                    .paths()
+                    .iter()
+                    .map(|p| format!("{} via {}", p.id, p.relay))
+                    .collect();
+                log::info!("overlay: toward node {d}: paths {}", paths.join(", "));
+            }
+        }
     }
     if let Some(n) = &shared.nat {
         log::info!(
@@ -335,6 +349,19 @@ pub fn run(v: Validated, eal_argv: Vec<String>) -> Result<(), RunError> {
     Ok(())
 }
 
+/// Addresses port `i` answers ARP for besides its own: NAT VIPs and pool addresses, an edge's VIPs.
+fn arp_extra(v: &Validated, i: usize) -> Vec<std::net::Ipv4Addr> {
+    let mut a = v.nat.as_ref().map(|n| n.arp_extra[i].clone()).unwrap_or_default();
+    if let Some(ValidOverlay {
+        role: RoleSpec::Edge(_, e),
+        ..
+    }) = &v.overlay
+    {
+        a.extend(&e.arp_extra[i]);
+    }
+    a
+}
+
 /// Final per-port and per-core counters, printed on the way out.
 fn print_summary(sh: &Shared) {
     println!("=== final counters ===");
@@ -377,6 +404,22 @@ fn print_summary(sh: &Shared) {
                 "  nat: sessions live tcp/udp/icmp {:?}, created {:?}, expired {:?}, translated out {} in {}, handoffs out {} in {}",
                 s.nat_live, s.nat.created, s.nat.expired, s.nat.translated_out, s.nat.translated_in, s.handoff_out, s.handoff_in
             );
+        }
+    }
+    if !sh.path_names.is_empty() {
+        for (i, w) in sh.workers.iter().enumerate() {
+            let (c, streams) = w.dedupe();
+            println!(
+                "worker {i} dedupe: streams {streams}, passed {}, discarded {}, out of order {}, rogue {}, lost {}, resets {}",
+                c.passed, c.discarded, c.out_of_order, c.rogue, c.lost, c.resets
+            );
+        }
+        for (id, name) in &sh.path_names {
+            let (rx, tx) = sh.workers.iter().fold((0, 0), |(r, t), w| {
+                let (a, b) = w.path(*id);
+                (r + a, t + b)
+            });
+            println!("path {id} ({name}): sent {tx}, received {rx}");
         }
     }
     println!("mempool: {} of {} buffers in use", sh.pool.in_use(), sh.pool_size);

@@ -2,6 +2,7 @@
 //! single-writer relaxed atomics, which the management thread reads; nothing else writes them.
 use pipelines::drop::DropCounts;
 use pipelines::nat::NatStats;
+use pipelines::overlay::dedupe::{Counters, PathRx};
 use pipelines::DropReason;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 
@@ -48,6 +49,12 @@ pub struct WorkerShared {
     pub heartbeat: AtomicU64,
     /// Debug fault injection: milliseconds the worker should stall at its next tick.
     pub stall_ms: AtomicU64,
+    /// Duplicate removal (edge, gateway): passed, discarded, out of order, rogue, lost, resets; streams.
+    dedupe: [AtomicU64; 6],
+    dedupe_streams: AtomicU64,
+    /// Packets received and sent per overlay path id (edge, gateway).
+    path_rx: [AtomicU64; 256],
+    path_tx: [AtomicU64; 256],
 }
 
 impl WorkerShared {
@@ -71,7 +78,49 @@ impl WorkerShared {
             nat_in: AtomicU64::new(0),
             heartbeat: AtomicU64::new(now_tsc),
             stall_ms: AtomicU64::new(0),
+            dedupe: Default::default(),
+            dedupe_streams: AtomicU64::new(0),
+            path_rx: std::array::from_fn(|_| AtomicU64::new(0)),
+            path_tx: std::array::from_fn(|_| AtomicU64::new(0)),
         }
+    }
+
+    /// The overlay counters, published less often than the others (every millisecond): they are 500
+    /// words. Called only by the owning worker.
+    pub fn publish_overlay(&self, c: &Counters, streams: usize, rx: &[PathRx; 256], tx: &[u64; 256]) {
+        let v = [c.passed, c.discarded, c.out_of_order, c.rogue, c.lost, c.resets];
+        for (a, v) in self.dedupe.iter().zip(v) {
+            a.store(v, Relaxed);
+        }
+        self.dedupe_streams.store(streams as u64, Relaxed);
+        for i in 0..256 {
+            self.path_rx[i].store(rx[i].packets, Relaxed);
+            self.path_tx[i].store(tx[i], Relaxed);
+        }
+    }
+
+    /// Duplicate-removal counters and tracked streams.
+    pub fn dedupe(&self) -> (Counters, u64) {
+        let v: [u64; 6] = std::array::from_fn(|i| self.dedupe[i].load(Relaxed));
+        (
+            Counters {
+                passed: v[0],
+                discarded: v[1],
+                out_of_order: v[2],
+                rogue: v[3],
+                lost: v[4],
+                resets: v[5],
+            },
+            self.dedupe_streams.load(Relaxed),
+        )
+    }
+
+    /// Packets (received, sent) on overlay path `id`.
+    pub fn path(&self, id: u8) -> (u64, u64) {
+        (
+            self.path_rx[id as usize].load(Relaxed),
+            self.path_tx[id as usize].load(Relaxed),
+        )
     }
 
     /// Called only by the owning worker.

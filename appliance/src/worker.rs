@@ -2,13 +2,19 @@
 //! (buffered, drained on a TSC deadline) -> bulk free of drops. Adaptive idle mode backs off with short
 //! sleeps when bursts come back empty.
 use crate::config::IdleMode;
+use crate::overlay_config::RoleSpec;
 use crate::runtime::Shared;
 use crate::stats::Local;
 use crossbeam_queue::ArrayQueue;
 use pipelines::hold::{HoldQueue, Released};
 use pipelines::nat::{Nat, Origin};
 use pipelines::neigh::{NeighEvent, NeighSnapshot};
-use pipelines::overlay::Verdict;
+use pipelines::overlay::dedupe::Dedupe;
+use pipelines::overlay::encap::Encap;
+use pipelines::overlay::mtu::MtuGuard;
+use pipelines::overlay::replicate::Replicate;
+use pipelines::overlay::roles::{EdgeIn, EdgeOut, GatewayIn, GatewayOut};
+use pipelines::overlay::{Burst as StageBurst, Meta, Verdict};
 use pipelines::presence::Action;
 use pipelines::wire::ipv4;
 use pipelines::{DropReason, MacAddr};
@@ -50,10 +56,118 @@ struct State {
     neigh_gen: u64,
     macs: Vec<MacAddr>,
     l: Local,
-    /// This worker's NAT sessions, when `[nat]` is configured.
+    /// This worker's NAT sessions, when `[nat]` is configured without the gateway role.
     nat: Option<Nat>,
+    /// This worker's stages of its overlay role.
+    role: Role,
+    /// Packets collected for the role's stages: from clients (edge) or targets (gateway), and from the
+    /// overlay. Run as bursts after each rx burst.
+    svc: StageBurst<Mbuf>,
+    ovl: StageBurst<Mbuf>,
+    /// Overlay packets sent per path id.
+    path_tx: [u64; 256],
+    ticks: u64,
     /// ns of a monotonic clock (from the TSC), updated once per loop iteration.
     now_ns: u64,
+}
+
+/// A worker's overlay role with the state it owns.
+enum Role {
+    Plain,
+    Relay(pipelines::overlay::relay::Relay),
+    Edge { out: Box<EdgeOut>, inn: Box<EdgeIn> },
+    Gateway { inn: Box<GatewayIn>, out: Box<GatewayOut> },
+}
+
+/// Room in a stage burst: a full rx burst plus its copies (path sets have at most 8 paths).
+const STAGE_CAP: usize = BURST * 9;
+/// Dedupe streams examined for expiry per loop iteration.
+const DEDUPE_EXPIRE_BUDGET: usize = 16;
+
+impl State {
+    fn nat_mut(&mut self) -> Option<&mut Nat> {
+        match &mut self.role {
+            Role::Gateway { inn, .. } => Some(&mut inn.nat),
+            _ => self.nat.as_mut(),
+        }
+    }
+
+    fn nat_ref(&self) -> Option<&Nat> {
+        match &self.role {
+            Role::Gateway { inn, .. } => Some(&inn.nat),
+            _ => self.nat.as_ref(),
+        }
+    }
+
+    fn dedupe(&self) -> Option<&Dedupe> {
+        match &self.role {
+            Role::Edge { inn, .. } => Some(&inn.dedupe),
+            Role::Gateway { inn, .. } => Some(&inn.dedupe),
+            _ => None,
+        }
+    }
+
+    fn publish_nat(&mut self) {
+        if let Some((stats, live)) = self.nat_ref().map(|n| (n.stats, n.live())) {
+            self.l.nat = stats;
+            self.l.nat_live = live;
+        }
+    }
+}
+
+/// Builds worker `idx`'s stages of the configured role.
+fn build_role(sh: &Shared, idx: usize) -> Role {
+    let Some(o) = &sh.overlay else { return Role::Plain };
+    let sender = |s: &crate::overlay_config::Sender, routes| {
+        (
+            MtuGuard::new(s.link_mtu),
+            Encap::new(
+                o.node,
+                o.address,
+                s.udp_base,
+                s.hop_limit,
+                idx as u8,
+                s.dests.clone(),
+                routes,
+            ),
+            Replicate { sets: s.sets.clone() },
+        )
+    };
+    match &o.role {
+        RoleSpec::Relay(r) => Role::Relay(r.clone()),
+        RoleSpec::Edge(s, e) => {
+            let (mtu, encap, replicate) = sender(s, e.routes.clone());
+            Role::Edge {
+                out: Box::new(EdgeOut {
+                    classify: e.classifier.clone(),
+                    mtu,
+                    encap,
+                    replicate,
+                }),
+                inn: Box::new(EdgeIn {
+                    node: o.node,
+                    peers: s.peers.clone(),
+                    dedupe: Dedupe::new(s.dedupe),
+                }),
+            }
+        }
+        RoleSpec::Gateway(s) => {
+            let Some(n) = &sh.nat else {
+                log::error!("the gateway role without [nat] (refused by validation): running as a router");
+                return Role::Plain;
+            };
+            let (mtu, encap, replicate) = sender(s, Vec::new());
+            Role::Gateway {
+                inn: Box::new(GatewayIn {
+                    node: o.node,
+                    peers: s.peers.clone(),
+                    dedupe: Dedupe::new(s.dedupe),
+                    nat: Nat::new(&n.cfg, idx as u16, n.apps.clone()),
+                }),
+                out: Box::new(GatewayOut { mtu, encap, replicate }),
+            }
+        }
+    }
 }
 
 impl Worker {
@@ -70,12 +184,21 @@ impl Worker {
             neigh_gen: sh.neigh_gen.load(Acquire),
             macs: sh.ports.iter().map(|p| p.mac).collect(),
             l: Local::default(),
-            nat: sh
-                .nat
-                .as_ref()
-                .map(|n| Nat::new(&n.cfg, self.idx as u16, n.apps.clone())),
+            nat: match &sh.overlay {
+                Some(o) if matches!(o.role, RoleSpec::Gateway(_)) => None,
+                _ => sh
+                    .nat
+                    .as_ref()
+                    .map(|n| Nat::new(&n.cfg, self.idx as u16, n.apps.clone())),
+            },
+            role: build_role(&sh, self.idx),
+            svc: StageBurst::with_capacity(STAGE_CAP),
+            ovl: StageBurst::with_capacity(STAGE_CAP),
+            path_tx: [0; 256],
+            ticks: 0,
             now_ns: 0,
         };
+        let handoffs = sh.workers.len() > 1;
         let tsc_hz = sh.tsc_hz.max(1) as u128;
         let ns_of = |tsc: u64| (tsc as u128 * 1_000_000_000 / tsc_hz) as u64;
         let mut burst: Burst<BURST> = Burst::new();
@@ -102,20 +225,32 @@ impl Worker {
                 while let Some(m) = burst.pop() {
                     self.handle(&mut st, pi as u16, m);
                 }
+                self.run_stages(&mut st);
             }
             while let Some((pi, m)) = self.from_control.pop() {
                 self.send(&mut st, pi as usize, m);
             }
-            if st.nat.is_some() {
-                // Replies whose session this worker owns, from the workers they arrived at.
-                got += sh.handoff.recv(self.idx, BURST, |m| {
+            if handoffs {
+                // Packets whose state (NAT session, dedupe stream) this worker owns, from the workers they
+                // arrived at.
+                let n = sh.handoff.recv(self.idx, BURST, |m| {
                     st.l.handoff_in += 1;
-                    self.nat_inbound(&mut st, m)
+                    self.handed_over(&mut st, m)
                 });
-                if let Some(n) = st.nat.as_mut() {
-                    n.expire_slice(st.now_ns);
+                if n > 0 {
+                    self.run_stages(&mut st);
+                    got += n;
                 }
             }
+            let now_ns = st.now_ns;
+            if let Some(n) = st.nat_mut() {
+                n.expire_slice(now_ns);
+            }
+            match &mut st.role {
+                Role::Edge { inn, .. } => inn.dedupe.expire(now_ns, DEDUPE_EXPIRE_BUDGET),
+                Role::Gateway { inn, .. } => inn.dedupe.expire(now_ns, DEDUPE_EXPIRE_BUDGET),
+                _ => 0,
+            };
             st.drops.free_all();
             st.l.loops += 1;
 
@@ -145,11 +280,12 @@ impl Worker {
             st.l.drops.add(DropReason::NeighbourUnresolved, 1);
             drop(m);
         }
-        st.drops.free_all();
-        if let Some(n) = &st.nat {
-            st.l.nat = n.stats;
-            st.l.nat_live = n.live();
+        for (m, _) in st.svc.drain().chain(st.ovl.drain()) {
+            drop(m);
         }
+        st.drops.free_all();
+        st.publish_nat();
+        self.publish_overlay(&st);
         me.publish(&st.l, 0, rdtsc());
         log::info!("worker {} stopped", self.idx);
         0
@@ -183,8 +319,20 @@ impl Worker {
                 st.l.consumed += 1;
                 st.drops.push(m);
             }
-            Action::Service => self.service(st, m),
-            Action::Overlay => self.overlay(st, m),
+            Action::Service => match &st.role {
+                Role::Edge { .. } => self.stage(st, Lane::Svc, pi, m),
+                Role::Gateway { .. }
+                    if m.data().len() >= 34 && st.nat_ref().is_some_and(|n| n.pool().contains(dst_of(m.data()))) =>
+                {
+                    self.stage(st, Lane::Svc, pi, m)
+                }
+                _ => self.service(st, m),
+            },
+            Action::Overlay => match &st.role {
+                Role::Relay(_) => self.relay(st, m),
+                Role::Edge { .. } | Role::Gateway { .. } => self.overlay_in(st, pi, m, true),
+                Role::Plain => drop_pkt(st, DropReason::ProtocolUnhandled, m),
+            },
             Action::Drop(r) => drop_pkt(st, r, m),
         }
     }
@@ -214,7 +362,9 @@ impl Worker {
     /// or back toward the client; replies owned by another worker are handed to it.
     #[inline]
     fn service(&mut self, st: &mut State, mut m: Mbuf) {
-        let (Some(nat), Some(ns)) = (st.nat.as_mut(), self.shared.nat.as_ref()) else {
+        let sh = self.shared.clone();
+        let now = st.now_ns;
+        let (Some(nat), Some(ns)) = (st.nat_mut(), sh.nat.as_ref()) else {
             return drop_pkt(st, DropReason::ProtocolUnhandled, m);
         };
         let Some(d) = m.data_mut() else {
@@ -222,12 +372,9 @@ impl Worker {
         };
         let dst = Ipv4Addr::new(d[30], d[31], d[32], d[33]);
         if nat.pool().contains(dst) {
-            return match nat.inbound_or_owner(d, st.now_ns) {
+            return match nat.inbound_or_owner(d, now) {
                 Ok(Ok(_)) => self.route(st, m),
-                Ok(Err(w)) => match self.shared.handoff.send(self.idx, w as usize, m) {
-                    Ok(()) => st.l.handoff_out += 1,
-                    Err(m) => drop_pkt(st, DropReason::HandoffFull, m),
-                },
+                Ok(Err(w)) => self.hand_off(st, w as usize, m),
                 Err(r) => drop_pkt(st, r, m),
             };
         }
@@ -240,22 +387,122 @@ impl Worker {
             edge: 0,
             stream: 0,
         };
-        match nat.outbound(d, o, st.now_ns) {
+        match nat.outbound(d, o, now) {
             Ok(_) => self.route(st, m),
             Err(r) => drop_pkt(st, r, m),
         }
     }
 
-    /// An overlay packet to this node: the relay stage sends it on toward the next node of its path.
+    /// An overlay packet to a relay: the relay stage sends it on toward the next node of its path.
     #[inline]
-    fn overlay(&mut self, st: &mut State, mut m: Mbuf) {
-        let Some(relay) = self.shared.relay.as_ref() else {
+    fn relay(&mut self, st: &mut State, mut m: Mbuf) {
+        let Role::Relay(relay) = &st.role else {
             return drop_pkt(st, DropReason::ProtocolUnhandled, m);
         };
         match relay.relay(&mut m) {
             Verdict::Forward { port, next_hop } => self.forward(st, port, next_hop, m),
             Verdict::Drop(r) => drop_pkt(st, r, m),
             _ => drop_pkt(st, DropReason::ProtocolUnhandled, m),
+        }
+    }
+
+    /// An overlay packet to an edge or gateway: to the dedupe stage if this worker owns its stream (or
+    /// `owned`: it was handed here), else to the owner.
+    #[inline]
+    fn overlay_in(&mut self, st: &mut State, pi: u16, m: Mbuf, check_owner: bool) {
+        let workers = self.shared.workers.len();
+        if check_owner && workers > 1 {
+            // Unparsable packets stay here: the dedupe stage names the reason they are dropped.
+            if let Ok(o) = pipelines::overlay::parse_outer(m.data()) {
+                let w = pipelines::overlay::stream_owner(o.opt.sender, o.opt.stream, workers);
+                if w != self.idx {
+                    return self.hand_off(st, w, m);
+                }
+            }
+        }
+        self.stage(st, Lane::Ovl, pi, m)
+    }
+
+    /// Adds a packet to a stage burst, running the stages first if it is full.
+    #[inline]
+    fn stage(&mut self, st: &mut State, lane: Lane, pi: u16, m: Mbuf) {
+        let full = match lane {
+            Lane::Svc => st.svc.len() >= STAGE_CAP - BURST * 8,
+            Lane::Ovl => st.ovl.len() >= STAGE_CAP - BURST * 8,
+        };
+        if full {
+            self.run_stages(st);
+        }
+        let b = match lane {
+            Lane::Svc => &mut st.svc,
+            Lane::Ovl => &mut st.ovl,
+        };
+        if let Err(m) = b.push(m, Meta::new(pi)) {
+            drop_pkt(st, DropReason::BurstFull, m);
+        }
+    }
+
+    /// Runs the role's stages over the collected bursts and sends each packet where its verdict says.
+    fn run_stages(&mut self, st: &mut State) {
+        let now = st.now_ns;
+        if !st.svc.is_empty() {
+            let mut b = std::mem::replace(&mut st.svc, StageBurst::with_capacity(0));
+            match &mut st.role {
+                Role::Edge { out, .. } => out.run(&mut b, &mut st.l.drops, now),
+                Role::Gateway { inn, out } => out.run(&mut b, &mut inn.nat, &mut st.l.drops, now),
+                _ => {}
+            }
+            self.dispatch(st, &mut b);
+            st.svc = b;
+        }
+        if !st.ovl.is_empty() {
+            let mut b = std::mem::replace(&mut st.ovl, StageBurst::with_capacity(0));
+            match &mut st.role {
+                Role::Edge { out, inn } => inn.run(&mut b, out, now),
+                Role::Gateway { inn, .. } => inn.run(&mut b, now),
+                _ => {}
+            }
+            self.dispatch(st, &mut b);
+            st.ovl = b;
+        }
+    }
+
+    fn dispatch(&mut self, st: &mut State, b: &mut StageBurst<Mbuf>) {
+        for (m, meta) in b.drain() {
+            match meta.verdict {
+                Verdict::Next => self.route(st, m),
+                Verdict::Forward { port, next_hop } => {
+                    st.path_tx[meta.path as usize] += 1;
+                    self.forward(st, port, next_hop, m)
+                }
+                Verdict::Reply => self.send(st, meta.in_port as usize, m),
+                Verdict::Handoff { worker } => self.hand_off(st, worker as usize, m),
+                Verdict::Drop(r) => drop_pkt(st, r, m),
+            }
+        }
+    }
+
+    #[inline]
+    fn hand_off(&mut self, st: &mut State, to: usize, m: Mbuf) {
+        match self.shared.handoff.send(self.idx, to, m) {
+            Ok(()) => st.l.handoff_out += 1,
+            Err(m) => drop_pkt(st, DropReason::HandoffFull, m),
+        }
+    }
+
+    /// A packet another worker handed here: a NAT reply or an overlay packet whose state this one owns.
+    fn handed_over(&mut self, st: &mut State, m: Mbuf) {
+        let overlay_addr = self.shared.overlay.as_ref().map(|o| o.address);
+        match &st.role {
+            Role::Edge { .. } => self.overlay_in(st, 0, m, false),
+            Role::Gateway { .. } => {
+                if m.data().len() >= 34 && Some(dst_of(m.data())) == overlay_addr {
+                    self.overlay_in(st, 0, m, false)
+                } else {
+                    self.stage(st, Lane::Svc, 0, m)
+                }
+            }
+            _ => self.nat_inbound(st, m),
         }
     }
 
@@ -351,12 +598,34 @@ impl Worker {
                 std::hint::spin_loop();
             }
         }
-        if let Some(n) = &st.nat {
-            st.l.nat = n.stats;
-            st.l.nat_live = n.live();
+        st.publish_nat();
+        st.ticks += 1;
+        if st.ticks.is_multiple_of(100) {
+            self.publish_overlay(st);
         }
         me.publish(&st.l, st.hold.len(), rdtsc());
     }
+
+    /// Publishes duplicate-removal and per-path counters (every ~10 ms: summing the streams is not free).
+    fn publish_overlay(&self, st: &State) {
+        if let Some(d) = st.dedupe() {
+            self.shared.workers[self.idx].publish_overlay(&d.totals(), d.streams(), &d.paths, &st.path_tx);
+        }
+    }
+}
+
+#[derive(Clone, Copy)]
+enum Lane {
+    /// From clients (edge) or targets (gateway).
+    Svc,
+    /// From the overlay.
+    Ovl,
+}
+
+/// The IPv4 destination of an Ethernet + IPv4 frame of at least 34 bytes.
+#[inline]
+fn dst_of(d: &[u8]) -> Ipv4Addr {
+    Ipv4Addr::new(d[30], d[31], d[32], d[33])
 }
 
 #[inline]

@@ -69,6 +69,7 @@ drop_reasons! {
     NoPath => "no_path", "the application's path set has no usable path";
     OverlayMalformed => "overlay_malformed", "outer UDP/Geneve/option malformed or unknown critical option";
     NotAPeer => "not_a_peer", "overlay packet from an address that is not a configured peer";
+    NotFromVip => "not_from_vip", "decapsulated reply at an edge whose source is not one of its VIPs";
     HopLimit => "hop_limit", "overlay hop count exhausted";
     NoOverlayRoute => "no_overlay_route", "no next hop for this destination node and path";
     WrongNode => "wrong_node", "overlay packet for another destination node";

@@ -112,15 +112,7 @@ fn edge_stages() -> (Classifier, MtuGuard, Encap, Replicate) {
         vec![AppRoute { vni: 0x1234, dest: 0 }, AppRoute { vni: 0x99, dest: 0 }],
     );
     let set = PathSet::new(vec![path(11, "eu", R1), path(12, "us", R2)]).unwrap();
-    (
-        classifier(),
-        MtuGuard::new(1500),
-        encap,
-        Replicate {
-            sets: vec![set],
-            app_dest: vec![0, 0],
-        },
-    )
+    (classifier(), MtuGuard::new(1500), encap, Replicate { sets: vec![set] })
 }
 
 #[test]

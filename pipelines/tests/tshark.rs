@@ -46,7 +46,6 @@ fn tshark_decodes_every_field_the_encap_stage_wrote() {
     };
     let replicate = Replicate {
         sets: vec![PathSet::new(vec![mk(17, "eu", [10, 2, 0, 1]), mk(200, "us", [10, 3, 0, 1])]).unwrap()],
-        app_dest: vec![0],
     };
     let mut burst = Burst::with_capacity(64);
     for i in 0..12u16 {

@@ -24,6 +24,7 @@ type Map<K, V> = HashMap<K, V, ahash::RandomState>;
 pub struct Classifier {
     services: Map<(u32, u8, u16), u16>,
     icmp: Map<u32, u16>,
+    vips: std::collections::HashSet<u32, ahash::RandomState>,
 }
 
 impl Classifier {
@@ -35,7 +36,18 @@ impl Classifier {
                 .map(|s| ((u32::from(s.vip), s.proto, s.port), s.app))
                 .collect(),
             icmp: icmp.iter().map(|(v, a)| (u32::from(*v), *a)).collect(),
+            vips: services
+                .iter()
+                .map(|s| u32::from(s.vip))
+                .chain(icmp.iter().map(|(v, _)| u32::from(*v)))
+                .collect(),
         }
+    }
+
+    /// Whether `ip` is one of the VIPs (the only sources an edge hands replies to clients from).
+    #[inline]
+    pub fn is_vip(&self, ip: Ipv4Addr) -> bool {
+        self.vips.contains(&u32::from(ip))
     }
 
     /// Classifies one frame (Ethernet + IPv4); returns (application, flow hash) or why not.

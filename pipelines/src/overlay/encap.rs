@@ -58,6 +58,17 @@ impl Encap {
         (self.worker as u16) << 8 | (flow_hash & 0xff) as u16
     }
 
+    /// The route of application `app` (edge: every packet of an application goes to its gateway).
+    #[inline]
+    pub fn route(&self, app: u16) -> Result<AppRoute, DropReason> {
+        self.apps.get(app as usize).copied().ok_or(DropReason::NoApplication)
+    }
+
+    /// Index of node `node` in the destination list.
+    pub fn dest_index(&self, node: u16) -> Option<u16> {
+        self.dests.iter().position(|d| *d == node).map(|i| i as u16)
+    }
+
     /// Encapsulates one frame (Ethernet + IPv4) of application `app`; returns (stream, sequence number).
     #[inline]
     pub fn encap<B: PacketBuf>(
@@ -67,7 +78,20 @@ impl Encap {
         flow_hash: u32,
         now_ns: u64,
     ) -> Result<(u16, u32), DropReason> {
-        let route = *self.apps.get(app as usize).ok_or(DropReason::NoApplication)?;
+        let route = self.route(app)?;
+        self.encap_to(pkt, route, flow_hash, now_ns)
+    }
+
+    /// Encapsulates one frame toward `route` (the gateway's replies: the VNI and the edge come from the
+    /// NAT session); returns (stream, sequence number).
+    #[inline]
+    pub fn encap_to<B: PacketBuf>(
+        &mut self,
+        pkt: &mut B,
+        route: AppRoute,
+        flow_hash: u32,
+        now_ns: u64,
+    ) -> Result<(u16, u32), DropReason> {
         let dest = *self.dests.get(route.dest as usize).ok_or(DropReason::NoPath)?;
         // Drop Ethernet padding: the inner packet is exactly its IPv4 total length.
         let total = {
@@ -121,10 +145,14 @@ impl Encap {
             if !m.is_next() {
                 continue;
             }
-            match self.encap(p, m.app, m.flow_hash, now_ns) {
-                Ok((stream, _)) => {
+            match self
+                .route(m.app)
+                .and_then(|r| self.encap_to(p, r, m.flow_hash, now_ns).map(|s| (r, s)))
+            {
+                Ok((route, (stream, _))) => {
                     m.stream = stream;
                     m.sender = self.node;
+                    m.dest = route.dest;
                 }
                 Err(r) => m.verdict = Verdict::Drop(r),
             }

@@ -66,6 +66,8 @@ pub struct Meta {
     pub sender: u16,
     pub stream: u16,
     pub path: u8,
+    /// Destination index (encap's destination list, replicate's path sets), set by encap.
+    pub dest: u16,
     /// Offset of the inner IPv4 packet in an overlay frame (set by the stage that parsed the outer
     /// headers; 0 when not parsed).
     pub inner_off: u16,
@@ -332,6 +334,14 @@ pub fn flow_hash(src: Ipv4Addr, dst: Ipv4Addr, proto: u8, sport: u16, dport: u16
     h = h.wrapping_mul(0xbf58_476d_1ce4_e5b9);
     h ^= h >> 32;
     h as u32
+}
+
+/// The worker (of `workers`) that owns the duplicate-removal state of (sender node, stream) at a
+/// receiver: a pure function every worker computes alike (ARCHITECTURE.md "Per-core, run to completion").
+#[inline]
+pub fn stream_owner(sender: u16, stream: u16, workers: usize) -> usize {
+    let h = ((sender as u32) << 16 | stream as u32).wrapping_mul(0x9e37_79b1);
+    ((h >> 16) as usize * workers) >> 16
 }
 
 /// Writes a frame's Ethernet addresses (the L2 rewrite after a neighbour lookup).

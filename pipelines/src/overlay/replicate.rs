@@ -92,10 +92,8 @@ impl PathSet {
 }
 
 pub struct Replicate {
-    /// Path set per destination index (as in [`super::encap::AppRoute::dest`]).
+    /// Path set per destination index (as in [`super::encap::AppRoute::dest`] and [`super::Meta::dest`]).
     pub sets: Vec<PathSet>,
-    /// Destination index per application index.
-    pub app_dest: Vec<u16>,
 }
 
 #[inline]
@@ -110,7 +108,8 @@ fn stamp<B: PacketBuf>(pkt: &mut B, p: &Path) -> bool {
 }
 
 impl Replicate {
-    /// Copies every encapsulated packet of the burst over its path set. Copies are appended to the burst;
+    /// Copies every encapsulated packet of the burst over the path set of its destination
+    /// (`meta.dest`). Copies are appended to the burst;
     /// copies that find no buffer or no room in the burst are counted in `drops`.
     pub fn run<B: PacketBuf>(&self, burst: &mut Burst<B>, drops: &mut DropCounts) {
         let n = burst.len();
@@ -118,8 +117,7 @@ impl Replicate {
             if !burst.meta[i].is_next() {
                 continue;
             }
-            let app = burst.meta[i].app as usize;
-            let Some(set) = self.app_dest.get(app).and_then(|d| self.sets.get(*d as usize)) else {
+            let Some(set) = self.sets.get(burst.meta[i].dest as usize) else {
                 burst.meta[i].verdict = Verdict::Drop(DropReason::NoPath);
                 continue;
             };

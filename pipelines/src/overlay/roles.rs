@@ -1,14 +1,23 @@
 //! The stages of a role in the order a worker runs them on a burst, so that the appliance and the
 //! benchmark harness run the same thing. A relay is the [`super::relay`] stage alone.
+//!
+//! | role, direction | stages |
+//! |---|---|
+//! | edge, from clients | [`EdgeOut`]: classify, MTU guard, encap, replicate |
+//! | edge, from the overlay | [`EdgeIn`]: dedupe, decap, source check, MSS clamp |
+//! | gateway, from the overlay | [`GatewayIn`]: dedupe, VNI -> application, decap, NAT out |
+//! | gateway, from targets | [`GatewayOut`]: MTU guard, NAT in, encap toward the session's edge, replicate |
 use super::classify::Classifier;
 use super::dedupe::Dedupe;
-use super::encap::Encap;
-use super::mtu::MtuGuard;
+use super::encap::{AppRoute, Encap};
+use super::mtu::{MtuAction, MtuGuard};
 use super::replicate::Replicate;
-use super::{decap, Burst, PeerSet};
+use super::{decap, Burst, PeerSet, Verdict};
 use crate::buf::PacketBuf;
-use crate::drop::DropCounts;
+use crate::drop::{DropCounts, DropReason};
 use crate::nat::Nat;
+use crate::wire::ethernet;
+use std::net::Ipv4Addr;
 
 /// Edge, client side: which application, MSS clamping or "fragmentation needed", encapsulation, one copy
 /// per path. Packets leave with Forward (toward a relay) or Reply (an ICMP error for the client).
@@ -25,6 +34,46 @@ impl EdgeOut {
         self.mtu.run(b);
         self.encap.run(b, now_ns);
         self.replicate.run(b, drops);
+    }
+}
+
+/// Edge, overlay side: duplicate removal, decapsulation; the inner packet must come from one of this
+/// edge's VIPs (the gateway translated it back), and a SYN-ACK gets its MSS clamped so the client's
+/// segments fit the overlay too. Packets to send keep Next (routing to the client follows).
+pub struct EdgeIn {
+    pub node: u16,
+    pub peers: PeerSet,
+    pub dedupe: Dedupe,
+}
+
+impl EdgeIn {
+    pub fn run<B: PacketBuf>(&mut self, b: &mut Burst<B>, out: &EdgeOut, now_ns: u64) {
+        self.dedupe.run(b, self.node, &self.peers, now_ns);
+        decap::run(b);
+        for (p, m) in b.pkts.iter_mut().zip(b.meta.iter_mut()) {
+            if !m.is_next() {
+                continue;
+            }
+            let d = p.data();
+            let at = ethernet::HEADER_LEN + 12;
+            let src = match d.get(at..at + 4) {
+                Some(s) => Ipv4Addr::new(s[0], s[1], s[2], s[3]),
+                None => {
+                    m.verdict = Verdict::Drop(DropReason::InnerMalformed);
+                    continue;
+                }
+            };
+            if !out.classify.is_vip(src) {
+                m.verdict = Verdict::Drop(DropReason::NotFromVip);
+                continue;
+            }
+            // Came through the overlay, so it fits: only the clamp can apply.
+            match out.mtu.apply(p) {
+                MtuAction::Pass | MtuAction::Clamped { .. } => {}
+                MtuAction::FragNeeded => m.verdict = Verdict::Drop(DropReason::TooBig),
+                MtuAction::Drop(r) => m.verdict = Verdict::Drop(r),
+            }
+        }
     }
 }
 
@@ -46,5 +95,45 @@ impl GatewayIn {
         }
         decap::run(b);
         self.nat.run_outbound(b, now_ns);
+    }
+}
+
+/// Gateway, target side: packets to a pool address. Too large for the overlay: "fragmentation needed"
+/// back to the target (from the pool address, so its path-MTU discovery works); then reverse NAT (replies
+/// owned by another worker get Handoff), encapsulation toward the edge the session came from (VNI = the
+/// application; the stream keeps the edge stream's bucket, so a flow keeps one stream both ways) and one
+/// copy per path of that edge's path set.
+pub struct GatewayOut {
+    pub mtu: MtuGuard,
+    pub encap: Encap,
+    pub replicate: Replicate,
+}
+
+impl GatewayOut {
+    pub fn run<B: PacketBuf>(&mut self, b: &mut Burst<B>, nat: &mut Nat, drops: &mut DropCounts, now_ns: u64) {
+        self.mtu.run(b);
+        nat.run_inbound(b, now_ns);
+        for (p, m) in b.pkts.iter_mut().zip(b.meta.iter_mut()) {
+            if !m.is_next() {
+                continue;
+            }
+            let Some(dest) = self.encap.dest_index(m.sender) else {
+                m.verdict = Verdict::Drop(DropReason::NoPath);
+                continue;
+            };
+            let route = AppRoute {
+                vni: m.app as u32,
+                dest,
+            };
+            match self.encap.encap_to(p, route, m.stream as u32, now_ns) {
+                Ok((stream, _)) => {
+                    m.stream = stream;
+                    m.sender = self.encap.node;
+                    m.dest = dest;
+                }
+                Err(r) => m.verdict = Verdict::Drop(r),
+            }
+        }
+        self.replicate.run(b, drops);
     }
 }
