@@ -1,0 +1,144 @@
+#!/usr/bin/env bash
+# The overlay test network in network namespaces, for the demo (scripts/demo.sh) and the end-to-end tests
+# (appliance/tests/overlay.rs):
+#
+#   client 10.10.0.2 --- [edge 10.10.0.1 | 10.1.0.1] ---+                +--- [relay1 10.2.0.1] (eu)
+#   VIP 10.10.0.100        node 1                        +--- inet -----+--- [relay2 10.3.0.1] (us)
+#                                                        |  (router ns)  |
+#   server 10.20.0.10 --- [gateway 10.20.0.1 | 10.4.0.1]-+  10.x.0.254   +
+#   (python http.server      node 4, pool 10.20.0.100
+#    :8080, iperf3 :5201)
+#
+# Appliances run on net_af_packet (one worker each, adaptive idle); the Internet between them is a
+# kernel-forwarding router namespace ("inet", one interface per appliance), where impairment goes:
+#   overlay-net.sh up ID BIN DIR [GW_WORKERS]  build, start, wait until healthy (state in DIR)
+#   overlay-net.sh down ID DIR                 stop the appliances (final counters in DIR/*.out), remove all
+#   overlay-net.sh cut ID r1|r2                take a relay's router links down (a dead path)
+#   overlay-net.sh heal ID r1|r2
+#   overlay-net.sh loss ID r1|r2 PERCENT       drop PERCENT % of what the relay sends (both directions of
+#                                              its path), in the router's forward chain; 0 removes it
+#   overlay-net.sh mgmt ID NODE PATH           GET an appliance's management endpoint (edge|r1|r2|gw)
+# Namespaces are ov<ID>-{cl,edge,inet,r1,r2,gw,srv}; DPDK file prefixes ov<ID>-<node>.
+set -euo pipefail
+HERE=$(cd "$(dirname "$0")/.." && pwd)
+cmd=${1:?command}; ID=${2:?id}
+ns() { echo "ov$ID-$1"; }
+NODES="edge r1 r2 gw"
+
+up() {
+  local BIN=${1:?binary} DIR=${2:?state dir} GW_WORKERS=${3:-1}
+  mkdir -p "$DIR"
+  for n in cl edge inet r1 r2 gw srv; do
+    ip netns add "$(ns $n)"
+    ip -n "$(ns $n)" link set lo up
+  done
+  # link A-ns A-if B-ns B-if
+  link() { ip link add "$2" netns "$(ns $1)" type veth peer name "$4" netns "$(ns $3)"; }
+  link cl eth0 edge c0
+  link edge u0 inet e
+  link r1 u0 inet r1
+  link r2 u0 inet r2
+  link gw u0 inet g
+  link gw t0 srv eth0
+  # DPDK reads these: promiscuous, no offloads (af_packet sees frames before GRO and checksums).
+  for x in "edge c0" "edge u0" "r1 u0" "r2 u0" "gw u0" "gw t0"; do
+    set -- $x
+    ip -n "$(ns $1)" link set "$2" up promisc on
+    ip netns exec "$(ns $1)" ethtool -K "$2" gro off tso off gso off tx off rx off >/dev/null 2>&1 || true
+  done
+  # Kernel hosts and the router: checksums in software (ENVIRONMENT.md: TCP never connects otherwise).
+  host() { # ns if addr
+    ip -n "$(ns $1)" addr add "$3" dev "$2"
+    ip -n "$(ns $1)" link set "$2" up
+    ip netns exec "$(ns $1)" ethtool -K "$2" tx off tso off gso off gro off >/dev/null 2>&1 || true
+  }
+  host cl eth0 10.10.0.2/24
+  host srv eth0 10.20.0.10/24
+  host inet e 10.1.0.254/24
+  host inet r1 10.2.0.254/24
+  host inet r2 10.3.0.254/24
+  host inet g 10.4.0.254/24
+  ip netns exec "$(ns inet)" sysctl -qw net.ipv4.ip_forward=1
+  ip netns exec "$(ns inet)" nft add table inet imp
+  ip netns exec "$(ns inet)" nft add chain inet imp f '{ type filter hook forward priority 0; }'
+
+  # The appliances: edge and relay1 on CPU 0, relay2 and the gateway on CPU 1.
+  local cpu gwl="0" gwq=""
+  if [ "$GW_WORKERS" = 2 ]; then gwl="0,1"; gwq=",qpairs=2"; fi
+  for node in $NODES; do
+    local conf vdevs lc
+    case $node in
+      edge) conf=edge.toml; vdevs="--vdev net_af_packet0,iface=c0 --vdev net_af_packet1,iface=u0"; lc="--lcores 0@0" ;;
+      r1) conf=relay1.toml; vdevs="--vdev net_af_packet0,iface=u0"; lc="--lcores 0@0" ;;
+      r2) conf=relay2.toml; vdevs="--vdev net_af_packet0,iface=u0"; lc="--lcores 0@1" ;;
+      gw) conf=gateway.toml
+          vdevs="--vdev net_af_packet0,iface=u0$gwq --vdev net_af_packet1,iface=t0$gwq"
+          if [ "$GW_WORKERS" = 2 ]; then
+            sed 's/^workers = \[0\]/workers = [0, 1]/' "$HERE/conf/overlay/gateway.toml" >"$DIR/gateway.toml"
+            conf="$DIR/gateway.toml"; lc="--lcores 0@1,1@0"
+          else
+            lc="--lcores 0@1"
+          fi ;;
+    esac
+    case $conf in /*) ;; *) conf="$HERE/conf/overlay/$conf" ;; esac
+    "$BIN" $lc -- --config "$conf" --check >/dev/null
+    # shellcheck disable=SC2086
+    ip netns exec "$(ns $node)" "$BIN" $lc --no-pci --no-huge -m 256 --file-prefix "ov$ID-$node" $vdevs \
+      -- --config "$conf" >"$DIR/$node.out" 2>"$DIR/$node.err" &
+    echo $! >"$DIR/$node.pid"
+  done
+  for node in $NODES; do
+    local ok=
+    for _ in $(seq 1 100); do
+      if [ "$(mgmt "$node" /healthz 2>/dev/null)" = ok ]; then ok=1; break; fi
+      kill -0 "$(cat "$DIR/$node.pid")" 2>/dev/null || break
+      sleep 0.2
+    done
+    [ -n "$ok" ] || { echo "$node did not become healthy:" >&2; cat "$DIR/$node.err" >&2; return 1; }
+  done
+}
+
+mgmt() { ip netns exec "$(ns $1)" curl -s -m 3 "http://127.0.0.1:9100$2"; }
+
+down() {
+  local DIR=${1:?state dir}
+  set +e
+  for node in $NODES; do
+    [ -f "$DIR/$node.pid" ] || continue
+    local pid; pid=$(cat "$DIR/$node.pid")
+    kill -TERM "$pid" 2>/dev/null
+  done
+  for node in $NODES; do
+    [ -f "$DIR/$node.pid" ] || continue
+    local pid; pid=$(cat "$DIR/$node.pid")
+    for _ in $(seq 1 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+    kill -KILL "$pid" 2>/dev/null
+    rm -f "$DIR/$node.pid"
+  done
+  for n in cl edge inet r1 r2 gw srv; do
+    # Anything still running in a namespace (servers, clients) goes with it.
+    for p in $(ip netns pids "$(ns $n)" 2>/dev/null); do kill -KILL "$p" 2>/dev/null; done
+    ip netns del "$(ns $n)" 2>/dev/null
+  done
+  for node in $NODES; do rm -rf "/var/run/dpdk/ov$ID-$node"; done
+  return 0
+}
+
+relay_if() { case $1 in r1|r2) echo "$1" ;; *) echo "relay must be r1 or r2" >&2; exit 2 ;; esac; }
+
+case $cmd in
+  up) shift 2; up "$@" ;;
+  down) shift 2; down "$@" ;;
+  cut) ip -n "$(ns inet)" link set "$(relay_if "$3")" down ;;
+  heal) ip -n "$(ns inet)" link set "$(relay_if "$3")" up ;;
+  loss)
+    r=$(relay_if "$3"); pct=${4:?percent}
+    # Replace the relay's rule (tagged by a comment) with the new rate.
+    h=$(ip netns exec "$(ns inet)" nft -a list chain inet imp f | sed -n "s/.*comment \"loss-$r\" # handle \([0-9]*\)/\1/p")
+    for x in $h; do ip netns exec "$(ns inet)" nft delete rule inet imp f handle "$x"; done
+    if [ "$pct" != 0 ]; then
+      ip netns exec "$(ns inet)" nft add rule inet imp f iifname "$r" numgen random mod 100 '<' "$pct" drop comment "\"loss-$r\""
+    fi ;;
+  mgmt) mgmt "$3" "$4" ;;
+  *) echo "unknown command $cmd" >&2; exit 2 ;;
+esac
