@@ -65,14 +65,16 @@ up() {
   # The appliances: edge and relay1 on CPU 0, relay2 and the gateway on CPU 1.
   local cpu gwl="0" gwq=""
   if [ "$GW_WORKERS" = 2 ]; then gwl="0,1"; gwq=",qpairs=2"; fi
+  # af_packet rings of 4096 frames (default 512), so that bursts wait in the ring instead of being dropped.
+  local fc=",framecnt=4096"
   for node in $NODES; do
     local conf vdevs lc
     case $node in
-      edge) conf=edge.toml; vdevs="--vdev net_af_packet0,iface=c0 --vdev net_af_packet1,iface=u0"; lc="--lcores 0@0" ;;
-      r1) conf=relay1.toml; vdevs="--vdev net_af_packet0,iface=u0"; lc="--lcores 0@0" ;;
-      r2) conf=relay2.toml; vdevs="--vdev net_af_packet0,iface=u0"; lc="--lcores 0@1" ;;
+      edge) conf=edge.toml; vdevs="--vdev net_af_packet0,iface=c0$fc --vdev net_af_packet1,iface=u0$fc"; lc="--lcores 0@0" ;;
+      r1) conf=relay1.toml; vdevs="--vdev net_af_packet0,iface=u0$fc"; lc="--lcores 0@0" ;;
+      r2) conf=relay2.toml; vdevs="--vdev net_af_packet0,iface=u0$fc"; lc="--lcores 0@1" ;;
       gw) conf=gateway.toml
-          vdevs="--vdev net_af_packet0,iface=u0$gwq --vdev net_af_packet1,iface=t0$gwq"
+          vdevs="--vdev net_af_packet0,iface=u0$gwq$fc --vdev net_af_packet1,iface=t0$gwq$fc"
           if [ "$GW_WORKERS" = 2 ]; then
             sed 's/^workers = \[0\]/workers = [0, 1]/' "$HERE/conf/overlay/gateway.toml" >"$DIR/gateway.toml"
             conf="$DIR/gateway.toml"; lc="--lcores 0@1,1@0"

@@ -8,6 +8,8 @@ PKGS=(
   dpdk dpdk-dev libdpdk-dev libclang-dev clang pkg-config build-essential
   # network test hosts and tools (python3: the target's http.server and the benchmark tables; dig: mapper)
   iproute2 iputils-ping iputils-arping ethtool nftables curl tcpdump procps python3 dnsutils
+  # UDP through the overlay (end-to-end tests)
+  iperf3
   # tshark decodes the overlay (Lua dissector test)
   tshark
   # promtool, to check the metrics exposition
