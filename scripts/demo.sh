@@ -1,12 +1,14 @@
 #!/usr/bin/env bash
 # The main job, as root on a fresh Debian 12 machine: installs what it needs, builds the appliance, and runs
-# it in a network-namespace topology
+# the overlay in network namespaces (scripts/overlay-net.sh draws the topology):
 #
-#   [west host 10.91.0.1] --veth-- [appliance: west 10.91.0.2 | east 10.92.0.2] --veth-- [east host 10.92.0.1]
+#   client --- edge ---+--- relay 1 (eu) ---+--- gateway (full NAT) --- target server
+#                      +--- relay 2 (us) ---+          (the relays sit behind a router namespace)
 #
-# on net_af_packet. The west host pings the appliance, resolves it with arping, then pings the east host
-# through it (the appliance routes and resolves its next hop by ARP). Prints the appliance's metrics and,
-# after SIGTERM, its final counters. Everything is torn down on exit, also when interrupted.
+# The client downloads a 50 MB file from the target's HTTP server through the edge's VIP, twice: with both
+# paths healthy, then with relay 1's links cut in the middle of the transfer. After each it prints the
+# bytes, time, sha256 check, packets per path, duplicates discarded and NAT sessions. Everything is torn
+# down on exit, also when interrupted.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
@@ -14,71 +16,94 @@ export PATH="$HOME/.cargo/bin:$PATH"
 echo "== building (release)"
 cargo build --release --locked -p appliance
 BIN=$PWD/target/release/appliance
-
+NET=scripts/overlay-net.sh
 ID=$$
-NS_APP=dm-app-$ID NS_W=dm-west-$ID NS_E=dm-east-$ID
-PREFIX=demo-$ID
-LOG=$(mktemp -d)
-APP_PID=
+DIR=$(mktemp -d)
+SERVER=
 
 cleanup() {
   set +e
-  if [ -n "$APP_PID" ] && kill -0 "$APP_PID" 2>/dev/null; then
-    kill -TERM "$APP_PID"; sleep 1; kill -KILL "$APP_PID" 2>/dev/null
-  fi
-  for ns in "$NS_APP" "$NS_W" "$NS_E"; do ip netns del "$ns" 2>/dev/null; done
-  rm -rf "/var/run/dpdk/$PREFIX" "$LOG"
+  [ -n "$SERVER" ] && kill "$SERVER" 2>/dev/null
+  bash "$NET" down "$ID" "$DIR"
+  rm -rf "$DIR"
 }
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
-echo "== topology"
-ip netns add "$NS_APP"; ip netns add "$NS_W"; ip netns add "$NS_E"
-ip -n "$NS_APP" link set lo up
-i=0
-for side in W E; do
-  host_ns=$([ $side = W ] && echo "$NS_W" || echo "$NS_E")
-  net=$([ $side = W ] && echo 91 || echo 92)
-  ip link add "dm-a$i" type veth peer name "dm-h$i"
-  ip link set "dm-a$i" netns "$NS_APP"; ip link set "dm-h$i" netns "$host_ns"
-  ip -n "$NS_APP" link set "dm-a$i" up
-  ip netns exec "$NS_APP" ethtool -K "dm-a$i" gro off tso off gso off tx off >/dev/null
-  ip -n "$host_ns" link set lo up
-  ip -n "$host_ns" addr add "10.$net.0.1/24" dev "dm-h$i"
-  ip -n "$host_ns" link set "dm-h$i" up
-  ip netns exec "$host_ns" ethtool -K "dm-h$i" tx off >/dev/null
-  i=$((i + 1))
-done
-ip -n "$NS_W" route add 10.92.0.0/24 via 10.91.0.2
-ip -n "$NS_E" route add 10.91.0.0/24 via 10.92.0.2
-
-echo "== starting the appliance"
-"$BIN" -- --config conf/router.toml --check
-ip netns exec "$NS_APP" "$BIN" -l 0 --no-pci --no-huge -m 256 --file-prefix "$PREFIX" \
-  --vdev net_af_packet0,iface=dm-a0 --vdev net_af_packet1,iface=dm-a1 \
-  -- --config conf/router.toml >"$LOG/out" 2>"$LOG/err" &
-APP_PID=$!
-mgmt() { ip netns exec "$NS_APP" curl -s -m 2 "http://127.0.0.1:9100$1"; }
-for _ in $(seq 1 100); do
-  [ "$(mgmt /healthz 2>/dev/null)" = "ok" ] && break
-  kill -0 "$APP_PID" 2>/dev/null || { cat "$LOG/err"; exit 1; }
+echo "== topology and appliances (edge, relay1, relay2, gateway on net_af_packet)"
+bash "$NET" up "$ID" "$BIN" "$DIR"
+mkdir -p "$DIR/www"
+dd if=/dev/urandom of="$DIR/www/blob" bs=1M count=50 status=none
+WANT=$(sha256sum "$DIR/www/blob" | cut -d' ' -f1)
+ip netns exec "ov$ID-srv" python3 -m http.server 8080 --bind 10.20.0.10 --directory "$DIR/www" \
+  >"$DIR/http.log" 2>&1 &
+SERVER=$!
+for _ in $(seq 1 50); do
+  ip netns exec "ov$ID-srv" curl -s -o /dev/null -m 1 http://10.20.0.10:8080/ && break
   sleep 0.2
 done
-[ "$(mgmt /healthz)" = "ok" ] || { echo "appliance did not become healthy"; cat "$LOG/err"; exit 1; }
 
-echo "== west host pings the appliance (10.91.0.2)"
-ip netns exec "$NS_W" ping -c 10 -i 0.1 -W 2 10.91.0.2 | tail -3
-echo "== west host resolves it with arping"
-ip netns exec "$NS_W" arping -c 3 -w 5 -I dm-h0 10.91.0.2 | tail -2
-echo "== west host pings the east host (10.92.0.1) through the appliance"
-ip netns exec "$NS_W" ping -c 10 -i 0.1 -W 2 10.92.0.1 | tail -3
+metric() { # node name label-filter: sum of matching samples
+  bash "$NET" mgmt "$ID" "$1" /metrics | awk -v n="$2" -v f="$3" \
+    '$1 ~ "^"n"[{ ]" && index($1, f) { s += $2 } END { printf "%d", s }'
+}
+declare -A BASE
+snapshot() {
+  for k in gw:1 gw:2 edge:3 edge:4; do
+    BASE[$k]=$(metric "${k%%:*}" appliance_overlay_path_packets_total "path=\"${k##*:}\",name=\"\",direction=\"rx\"")
+  done
+  for n in gw edge; do
+    BASE[$n:p]=$(metric $n appliance_dedupe_packets_total 'result="passed"')
+    BASE[$n:d]=$(metric $n appliance_dedupe_packets_total 'result="discarded"')
+    BASE[$n:l]=$(metric $n appliance_dedupe_packets_total 'result="lost"')
+  done
+}
+summary() { # title seconds
+  local got size
+  got=$(sha256sum "$DIR/got" | cut -d' ' -f1)
+  size=$(stat -c %s "$DIR/got")
+  echo "== summary: $1"
+  printf '  transfer: %d bytes in %.2f s (%.0f Mbit/s), sha256 %s\n' "$size" "$2" \
+    "$(echo "$size * 8 / $2 / 1000000" | bc -l)" "$([ "$got" = "$WANT" ] && echo matches || echo MISMATCH)"
+  for k in gw:1 gw:2 edge:3 edge:4; do
+    local n=${k%%:*} p=${k##*:} now
+    now=$(metric "$n" appliance_overlay_path_packets_total "path=\"$p\",name=\"\",direction=\"rx\"")
+    printf '  path %s (%s): %d packets received at the %s\n' "$p" \
+      "$([ $p = 1 ] || [ $p = 3 ] && echo via relay 1 || echo via relay 2)" $((now - BASE[$k])) \
+      "$([ $n = gw ] && echo gateway || echo edge)"
+  done
+  for n in gw edge; do
+    printf '  %s dedupe: passed %d, duplicates discarded %d, lost %d\n' "$([ $n = gw ] && echo gateway || echo edge)" \
+      $(($(metric $n appliance_dedupe_packets_total 'result="passed"') - BASE[$n:p])) \
+      $(($(metric $n appliance_dedupe_packets_total 'result="discarded"') - BASE[$n:d])) \
+      $(($(metric $n appliance_dedupe_packets_total 'result="lost"') - BASE[$n:l]))
+  done
+  printf '  gateway NAT sessions: %d created (tcp), %d live\n' \
+    "$(metric gw appliance_nat_sessions_created_total 'proto="tcp"')" "$(metric gw appliance_nat_sessions '')"
+  [ "$got" = "$WANT" ]
+}
 
-echo "== metrics (non-zero port, worker, drop and neighbour counters)"
-mgmt /metrics | grep -E '^appliance_(port_(rx|tx)_packets|worker_(rx|tx)_packets|drops|neighbour_(requests|resolved|published)|mempool_in_use)' \
-  | grep -v ' 0$'
+echo "== ping the VIP through the overlay"
+ip netns exec "ov$ID-cl" ping -c 5 -i 0.2 -W 1 10.10.0.100 | tail -2
 
-echo "== stopping (SIGTERM): final counters"
-kill -TERM "$APP_PID"
-wait "$APP_PID" || true
-APP_PID=
-cat "$LOG/out"
+echo "== download 1: both paths healthy"
+snapshot
+t0=$(date +%s.%N)
+ip netns exec "ov$ID-cl" curl -s -f -m 120 -o "$DIR/got" http://10.10.0.100/blob
+summary "both paths healthy" "$(echo "$(date +%s.%N) - $t0" | bc -l)"
+
+echo "== download 2: relay 1's links cut after 2 s (curl limited to 10 MB/s so the cut lands mid-transfer)"
+snapshot
+t0=$(date +%s.%N)
+ip netns exec "ov$ID-cl" curl -s -f -m 120 --limit-rate 10M -o "$DIR/got" http://10.10.0.100/blob &
+CURL=$!
+sleep 2
+bash "$NET" cut "$ID" r1
+echo "   relay 1 cut at $(echo "$(date +%s.%N) - $t0" | bc -l | cut -c1-4) s"
+wait $CURL
+summary "relay 1 cut mid-transfer" "$(echo "$(date +%s.%N) - $t0" | bc -l)"
+
+echo "== stopping the appliances (final counters of the gateway)"
+kill "$SERVER"; SERVER=
+bash "$NET" down "$ID" "$DIR"
+cat "$DIR/gw.out"

@@ -10,6 +10,8 @@ PKGS=(
   iproute2 iputils-ping iputils-arping ethtool nftables curl tcpdump procps python3 dnsutils
   # UDP through the overlay (end-to-end tests)
   iperf3
+  # the demo's arithmetic
+  bc
   # tshark decodes the overlay (Lua dissector test)
   tshark
   # promtool, to check the metrics exposition
