@@ -18,6 +18,8 @@
 #   overlay-net.sh loss ID r1|r2 PERCENT       drop PERCENT % of what the relay sends (both directions of
 #                                              its path), in the router's forward chain; 0 removes it
 #   overlay-net.sh mgmt ID NODE PATH           GET an appliance's management endpoint (edge|r1|r2|gw)
+# Appliances run on copies of conf/overlay/*.toml in DIR (edge.toml, relay1.toml, relay2.toml,
+# gateway.toml): edit one and reload it (kill -HUP, or POST /reload) to change the running network.
 # Namespaces are ov<ID>-{cl,edge,inet,r1,r2,gw,srv}; DPDK file prefixes ov<ID>-<node>.
 set -euo pipefail
 HERE=$(cd "$(dirname "$0")/.." && pwd)
@@ -75,14 +77,14 @@ up() {
       r2) conf=relay2.toml; vdevs="--vdev net_af_packet0,iface=u0$fc"; lc="--lcores 0@1" ;;
       gw) conf=gateway.toml
           vdevs="--vdev net_af_packet0,iface=u0$gwq$fc --vdev net_af_packet1,iface=t0$gwq$fc"
-          if [ "$GW_WORKERS" = 2 ]; then
-            sed 's/^workers = \[0\]/workers = [0, 1]/' "$HERE/conf/overlay/gateway.toml" >"$DIR/gateway.toml"
-            conf="$DIR/gateway.toml"; lc="--lcores 0@1,1@0"
-          else
-            lc="--lcores 0@1"
-          fi ;;
+          if [ "$GW_WORKERS" = 2 ]; then lc="--lcores 0@1,1@0"; else lc="--lcores 0@1"; fi ;;
     esac
-    case $conf in /*) ;; *) conf="$HERE/conf/overlay/$conf" ;; esac
+    # Each appliance runs on a copy of its configuration in DIR, which a reload re-reads.
+    cp "$HERE/conf/overlay/$conf" "$DIR/$conf"
+    conf="$DIR/$conf"
+    if [ "$node" = gw ] && [ "$GW_WORKERS" = 2 ]; then
+      sed -i 's/^workers = \[0\]/workers = [0, 1]/' "$conf"
+    fi
     "$BIN" $lc -- --config "$conf" --check >/dev/null
     # shellcheck disable=SC2086
     ip netns exec "$(ns $node)" "$BIN" $lc --no-pci --no-huge -m 256 --file-prefix "ov$ID-$node" $vdevs \

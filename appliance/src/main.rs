@@ -10,6 +10,7 @@ mod nat_config;
 mod overlay_config;
 mod runtime;
 mod stats;
+mod tables;
 mod worker;
 
 use clap::Parser;
@@ -89,7 +90,11 @@ fn main() -> ExitCode {
         );
         return ExitCode::SUCCESS;
     }
-    match runtime::run(v, eal_argv) {
+    let reloader = tables::Reloader {
+        path: cli.config.clone(),
+        eal,
+    };
+    match runtime::run(v, eal_argv, reloader) {
         Ok(()) => ExitCode::SUCCESS,
         Err(runtime::RunError::Config(p)) => {
             eprintln!("error: configuration does not fit this machine:");

@@ -147,6 +147,7 @@ fn handoff_family(fs: &mut Families, snaps: &[crate::stats::Snapshot]) {
 
 /// Duplicate removal per worker (802.1CB counters) and packets per overlay path (edge, gateway).
 fn overlay_families(fs: &mut Families, sh: &Shared) {
+    let tables = sh.tables.load();
     let mut dd = Vec::new();
     let mut streams = Vec::new();
     for (i, w) in sh.workers.iter().enumerate() {
@@ -185,7 +186,7 @@ fn overlay_families(fs: &mut Families, sh: &Shared) {
             let (a, b) = w.path(id);
             (r + a, t + b)
         });
-        let name = sh.path_names.iter().find(|(p, _)| *p == id).map(|(_, n)| n.clone());
+        let name = tables.path_names.iter().find(|(p, _)| *p == id).map(|(_, n)| n.clone());
         if rx == 0 && tx == 0 && name.is_none() {
             continue;
         }
@@ -361,12 +362,28 @@ pub fn render(sh: &Shared) -> String {
     if sh.nat.is_some() {
         nat_families(&mut fs, &snaps);
     }
-    if sh.workers.len() > 1 && (sh.nat.is_some() || !sh.path_names.is_empty()) {
+    let overlay = sh.overlay_addr.is_some() && !sh.tables.load().path_names.is_empty();
+    if sh.nat.is_some() || overlay {
         handoff_family(&mut fs, &snaps);
     }
-    if !sh.path_names.is_empty() {
+    if overlay {
         overlay_families(&mut fs, sh);
     }
+    fs.add(
+        "appliance_config_reloads_total",
+        "Configuration reloads (SIGHUP or POST /reload): applied, or refused with the old configuration kept.",
+        c,
+        vec![
+            (
+                vec![("result", "applied".to_string())],
+                sh.control.reloads.load(Relaxed) as f64,
+            ),
+            (
+                vec![("result", "refused".to_string())],
+                sh.control.reload_failures.load(Relaxed) as f64,
+            ),
+        ],
+    );
     let now = pmd_bindings::rdtsc();
     fs.add(
         "appliance_worker_heartbeat_age_seconds",

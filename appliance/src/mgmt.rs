@@ -2,8 +2,9 @@
 //! and read-only state as JSON at `/state`. Not a worker: it only reads published counters.
 use crate::runtime::Shared;
 use crate::stats::stalest_age_secs;
+use crate::tables::Reloader;
 use serde_json::json;
-use std::sync::atomic::Ordering::Relaxed;
+use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
 use std::sync::Arc;
 use std::time::Duration;
 use tiny_http::{Header, Method, Response, Server};
@@ -15,8 +16,16 @@ pub fn bind(addr: std::net::SocketAddr) -> Result<Server, String> {
     Server::http(addr).map_err(|e| format!("management.listen {addr}: {e}"))
 }
 
-pub fn run(server: Server, sh: Arc<Shared>, debug: bool) {
+pub fn run(server: Server, sh: Arc<Shared>, debug: bool, reloader: Reloader) {
+    let hup = Arc::new(AtomicBool::new(false));
+    if let Err(e) = signal_hook::flag::register(signal_hook::consts::SIGHUP, hup.clone()) {
+        log::warn!("SIGHUP will not reload: {e}");
+    }
     while !sh.stop.load(Relaxed) {
+        if hup.swap(false, Relaxed) {
+            log::info!("SIGHUP: reloading the configuration");
+            let _ = reload(&sh, &reloader);
+        }
         let req = match server.recv_timeout(Duration::from_millis(100)) {
             Ok(Some(r)) => r,
             Ok(None) => continue,
@@ -33,11 +42,36 @@ pub fn run(server: Server, sh: Arc<Shared>, debug: bool) {
             (Method::Get, "/healthz") => health(&sh),
             (Method::Get, "/state") => (200, "application/json", state(&sh).to_string()),
             (Method::Post, "/debug/stall") if debug => stall(&sh, query),
-            (Method::Get, "/") => (200, "text/plain", "endpoints: /metrics /healthz /state\n".to_string()),
+            (Method::Post, "/reload") => reload(&sh, &reloader),
+            (Method::Get, "/") => (
+                200,
+                "text/plain",
+                "endpoints: GET /metrics /healthz /state, POST /reload\n".to_string(),
+            ),
             _ => (404, "text/plain", "not found\n".to_string()),
         };
         let header = Header::from_bytes("Content-Type", ctype).expect("static header is valid");
         let _ = req.respond(Response::from_string(body).with_status_code(code).with_header(header));
+    }
+}
+
+/// Reloads the configuration file: 200 and a summary, or 400 naming every problem (the running
+/// configuration stays).
+fn reload(sh: &Shared, r: &Reloader) -> (u16, &'static str, String) {
+    match r.reload(sh) {
+        Ok(msg) => {
+            log::info!("{msg}");
+            (200, "text/plain", msg + "\n")
+        }
+        Err(problems) => {
+            sh.control.reload_failures.fetch_add(1, Relaxed);
+            let mut msg = "reload refused; the running configuration stays:\n".to_string();
+            for p in &problems {
+                msg += &format!("  {p}\n");
+            }
+            log::warn!("{}", msg.trim_end());
+            (400, "text/plain", msg)
+        }
     }
 }
 
@@ -111,7 +145,7 @@ fn state(sh: &Shared) -> serde_json::Value {
                 .collect();
             let mut v = json!({"worker": i, "lcore": s.lcore, "rx": s.rx, "tx": s.tx, "consumed": s.consumed,
                    "held": s.hold_len, "drops": drops});
-            if !sh.path_names.is_empty() {
+            if sh.overlay_addr.is_some() {
                 let (c, streams) = w.dedupe();
                 v["dedupe"] = json!({"streams": streams, "passed": c.passed, "discarded": c.discarded,
                     "out_of_order": c.out_of_order, "rogue": c.rogue, "lost": c.lost, "resets": c.resets});
@@ -123,7 +157,7 @@ fn state(sh: &Shared) -> serde_json::Value {
                     "expired": {"tcp": s.nat.expired[0], "udp": s.nat.expired[1], "icmp": s.nat.expired[2]},
                     "translated": {"out": s.nat.translated_out, "in": s.nat.translated_in},
                     "handoffs": {"out": s.handoff_out, "in": s.handoff_in},
-                    "ports": format!("{:?}", n.cfg.pool.slice(i as u16)),
+                    "ports": format!("{:?}", n.pool.slice(i as u16)),
                 });
             }
             v
@@ -135,30 +169,27 @@ fn state(sh: &Shared) -> serde_json::Value {
         .map(|(p, ip, mac)| json!({"port": sh.ports.get(p as usize).map(|x| x.port.id().0), "ip": ip.to_string(), "mac": mac.to_string()}))
         .collect();
     neighbours.sort_by_key(|v| v.to_string());
-    let overlay = sh.overlay.as_ref().map(|o| {
-        let sets: Vec<_> = match &o.role {
-            crate::overlay_config::RoleSpec::Edge(s, _) | crate::overlay_config::RoleSpec::Gateway(s) => s
-                .dests
-                .iter()
-                .zip(&s.sets)
-                .map(|(d, set)| {
-                    json!({"dest": d, "paths": set.paths().iter().map(|p| {
-                        let (rx, tx) = sh.workers.iter().fold((0, 0), |(r, t), w| {
-                            let (a, b) = w.path(p.id);
-                            (r + a, t + b)
-                        });
-                        json!({"id": p.id, "name": p.name, "region": p.region, "relay": p.relay.to_string(),
-                               "via": p.next_hop.to_string(), "up": p.up, "rx": rx, "tx": tx})
-                    }).collect::<Vec<_>>()})
-                })
-                .collect(),
-            crate::overlay_config::RoleSpec::Relay(_) => Vec::new(),
-        };
-        json!({"node": o.node, "role": o.role_name(), "address": o.address.to_string(), "path_sets": sets})
-    });
+    let tables = sh.tables.load();
+    let mut config = tables.describe();
+    // Packets per path, summed over the workers.
+    if let Some(sets) = config["overlay"]["path_sets"].as_array_mut() {
+        for set in sets {
+            for p in set["paths"].as_array_mut().into_iter().flatten() {
+                let id = p["id"].as_u64().unwrap_or(0) as u8;
+                let (rx, tx) = sh.workers.iter().fold((0, 0), |(r, t), w| {
+                    let (a, b) = w.path(id);
+                    (r + a, t + b)
+                });
+                p["rx"] = json!(rx);
+                p["tx"] = json!(tx);
+            }
+        }
+    }
     json!({
         "version": env!("CARGO_PKG_VERSION"),
-        "overlay": overlay,
+        "overlay": config["overlay"],
+        "nat_applications": config["nat_applications"],
+        "config_generation": sh.tables_gen.load(Relaxed),
         "uptime_secs": sh.started.elapsed().as_secs_f64(),
         "ports": ports,
         "workers": workers,

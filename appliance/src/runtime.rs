@@ -2,17 +2,16 @@
 //! threads; SIGINT/SIGTERM stop the workers, print final counters and exit 0.
 use crate::config::{problem, Problems, Validated};
 use crate::control::Control;
-use crate::overlay_config::{RoleSpec, ValidOverlay};
+use crate::overlay_config::RoleSpec;
 use crate::stats::{ControlShared, WorkerShared};
+use crate::tables::{Reloader, Tables};
 use crate::worker::{ToControl, ToWorker, Worker};
 use arc_swap::ArcSwap;
 use ipnet::Ipv4Net;
 use pipelines::handoff::Handoff;
-use pipelines::nat::{NatApps, NatConfig};
+use pipelines::nat::NatConfig;
 use pipelines::neigh::{NeighConfig, NeighSnapshot};
-use pipelines::overlay::classify::Classifier;
-use pipelines::presence::{PortAddrs, Presence};
-use pipelines::route::{Route, RouteTable};
+use pipelines::presence::Presence;
 use pipelines::MacAddr;
 use pmd_bindings::{Eal, LcoreId, Mbuf, Mempool, Port, PortConfig, PortId, RxQueue, SocketId, TxQueue};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
@@ -57,24 +56,19 @@ pub struct Shared {
     pub tsc_hz: u64,
     pub started: Instant,
     pub dpdk_version: String,
-    /// Full NAT tables, when `[nat]` is configured (read-only; each worker keeps its own sessions).
-    pub nat: Option<NatShared>,
+    /// Full NAT's fixed part (pool, timeouts, table size), when `[nat]` is configured; its applications
+    /// are in `tables`. Each worker keeps its own sessions.
+    pub nat: Option<NatConfig>,
+    /// The reloadable configuration workers read, and its generation (bumped by each reload).
+    pub tables: ArcSwap<Tables>,
+    pub tables_gen: AtomicU64,
     /// Rings between workers for packets whose state another worker owns.
     pub handoff: Handoff<Mbuf>,
-    /// This node's overlay role, when `[overlay]` is configured (workers build their own stage state from
-    /// it; a relay's stage is stateless and used as is).
-    pub overlay: Option<ValidOverlay>,
-    /// Path id -> name (edge and gateway), for metrics.
-    pub path_names: Vec<(u8, String)>,
+    /// This node's overlay address (fixed; the role's tables are in `tables`).
+    pub overlay_addr: Option<std::net::Ipv4Addr>,
 }
 
-pub struct NatShared {
-    pub cfg: NatConfig,
-    pub apps: Arc<NatApps>,
-    pub classifier: Classifier,
-}
-
-pub fn run(v: Validated, eal_argv: Vec<String>) -> Result<(), RunError> {
+pub fn run(v: Validated, eal_argv: Vec<String>, reloader: Reloader) -> Result<(), RunError> {
     let stop = Arc::new(AtomicBool::new(false));
     for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
         // A second signal while stopping exits at once.
@@ -176,40 +170,9 @@ pub fn run(v: Validated, eal_argv: Vec<String>) -> Result<(), RunError> {
     }
 
     // Read-only tables for workers.
-    let mut routes: Vec<Route> = Vec::new();
-    for (i, p) in v.ports.iter().enumerate() {
-        for a in &p.addrs {
-            routes.push(Route {
-                net: *a,
-                port: i as u16,
-                via: None,
-            });
-        }
-    }
-    for r in &v.routes {
-        routes.push(Route {
-            net: r.net,
-            port: r.port as u16,
-            via: Some(r.via),
-        });
-    }
-    let presence = Presence::new(
-        port_rts
-            .iter()
-            .enumerate()
-            .map(|(i, p)| PortAddrs {
-                mac: p.mac,
-                addrs: p.addrs.clone(),
-                arp_extra: arp_extra(&v, i),
-            })
-            .collect(),
-        RouteTable::new(routes),
-        d.forwarding,
-    );
-    let presence = match &v.overlay {
-        Some(_) => presence.with_overlay(pipelines::wire::geneve::PORT),
-        None => presence,
-    };
+    let macs: Vec<MacAddr> = port_rts.iter().map(|p| p.mac).collect();
+    let tables = Tables::build(&v, &macs);
+    let presence = (*tables.presence).clone();
 
     let now = pmd_bindings::rdtsc();
     let shared = Arc::new(Shared {
@@ -226,13 +189,10 @@ pub fn run(v: Validated, eal_argv: Vec<String>) -> Result<(), RunError> {
         started: Instant::now(),
         dpdk_version: pmd_bindings::version(),
         handoff: Handoff::new(nworkers as usize, v.raw.handoff_ring() as usize),
-        path_names: v.overlay.as_ref().map(|o| o.path_names()).unwrap_or_default(),
-        overlay: v.overlay.clone(),
-        nat: v.nat.clone().map(|n| NatShared {
-            cfg: n.cfg,
-            apps: Arc::new(n.apps),
-            classifier: n.classifier,
-        }),
+        overlay_addr: v.overlay.as_ref().map(|o| o.address),
+        nat: v.nat.as_ref().map(|n| n.cfg.clone()),
+        tables: ArcSwap::from_pointee(tables),
+        tables_gen: AtomicU64::new(0),
     });
     if let Some(o) = &v.overlay {
         log::info!("overlay: node {} is a {} at {}", o.node, o.role_name(), o.address);
@@ -250,9 +210,9 @@ pub fn run(v: Validated, eal_argv: Vec<String>) -> Result<(), RunError> {
     if let Some(n) = &shared.nat {
         log::info!(
             "full NAT: pool {:?}, {} sessions per worker, port slices {:?}",
-            n.cfg.pool.addrs(),
-            n.cfg.max_sessions,
-            (0..nworkers).map(|w| n.cfg.pool.slice(w)).collect::<Vec<_>>()
+            n.pool.addrs(),
+            n.max_sessions,
+            (0..nworkers).map(|w| n.pool.slice(w)).collect::<Vec<_>>()
         );
     }
 
@@ -281,7 +241,7 @@ pub fn run(v: Validated, eal_argv: Vec<String>) -> Result<(), RunError> {
     let debug = v.raw.management.debug;
     let mgmt_thread = std::thread::Builder::new()
         .name("management".into())
-        .spawn(move || crate::mgmt::run(server, sh, debug))
+        .spawn(move || crate::mgmt::run(server, sh, debug, reloader))
         .map_err(|e| RunError::Fatal(format!("spawning the management thread: {e}")))?;
     log::info!("management endpoint on http://{}", v.listen);
 
@@ -349,19 +309,6 @@ pub fn run(v: Validated, eal_argv: Vec<String>) -> Result<(), RunError> {
     Ok(())
 }
 
-/// Addresses port `i` answers ARP for besides its own: NAT VIPs and pool addresses, an edge's VIPs.
-fn arp_extra(v: &Validated, i: usize) -> Vec<std::net::Ipv4Addr> {
-    let mut a = v.nat.as_ref().map(|n| n.arp_extra[i].clone()).unwrap_or_default();
-    if let Some(ValidOverlay {
-        role: RoleSpec::Edge(_, e),
-        ..
-    }) = &v.overlay
-    {
-        a.extend(&e.arp_extra[i]);
-    }
-    a
-}
-
 /// Final per-port and per-core counters, printed on the way out.
 fn print_summary(sh: &Shared) {
     println!("=== final counters ===");
@@ -406,7 +353,8 @@ fn print_summary(sh: &Shared) {
             );
         }
     }
-    if !sh.path_names.is_empty() {
+    let tables = sh.tables.load();
+    if !tables.path_names.is_empty() {
         for (i, w) in sh.workers.iter().enumerate() {
             let (c, streams) = w.dedupe();
             println!(
@@ -414,7 +362,7 @@ fn print_summary(sh: &Shared) {
                 c.passed, c.discarded, c.out_of_order, c.rogue, c.lost, c.resets
             );
         }
-        for (id, name) in &sh.path_names {
+        for (id, name) in &tables.path_names {
             let (rx, tx) = sh.workers.iter().fold((0, 0), |(r, t), w| {
                 let (a, b) = w.path(*id);
                 (r + a, t + b)

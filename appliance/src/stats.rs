@@ -202,6 +202,9 @@ pub struct ControlShared {
     pub table_full: AtomicU64,
     /// ARP requests that could not be handed to a worker (no mbuf or ring full).
     pub tx_failed: AtomicU64,
+    /// Configuration reloads applied and refused.
+    pub reloads: AtomicU64,
+    pub reload_failures: AtomicU64,
 }
 
 /// Health: the age in seconds of the stalest worker heartbeat, given the current TSC.

@@ -5,6 +5,7 @@ use crate::config::IdleMode;
 use crate::overlay_config::RoleSpec;
 use crate::runtime::Shared;
 use crate::stats::Local;
+use crate::tables::Tables;
 use crossbeam_queue::ArrayQueue;
 use pipelines::hold::{HoldQueue, Released};
 use pipelines::nat::{Nat, Origin};
@@ -69,6 +70,9 @@ struct State {
     ticks: u64,
     /// ns of a monotonic clock (from the TSC), updated once per loop iteration.
     now_ns: u64,
+    /// The configuration tables in use and their generation.
+    tables: Arc<Tables>,
+    tables_gen: u64,
 }
 
 /// A worker's overlay role with the state it owns.
@@ -116,8 +120,8 @@ impl State {
 }
 
 /// Builds worker `idx`'s stages of the configured role.
-fn build_role(sh: &Shared, idx: usize) -> Role {
-    let Some(o) = &sh.overlay else { return Role::Plain };
+fn build_role(sh: &Shared, t: &Tables, idx: usize) -> Role {
+    let Some(o) = &t.overlay else { return Role::Plain };
     let sender = |s: &crate::overlay_config::Sender, routes| {
         (
             MtuGuard::new(s.link_mtu),
@@ -152,7 +156,7 @@ fn build_role(sh: &Shared, idx: usize) -> Role {
             }
         }
         RoleSpec::Gateway(s) => {
-            let Some(n) = &sh.nat else {
+            let (Some(cfg), Some(n)) = (&sh.nat, &t.nat) else {
                 log::error!("the gateway role without [nat] (refused by validation): running as a router");
                 return Role::Plain;
             };
@@ -162,7 +166,7 @@ fn build_role(sh: &Shared, idx: usize) -> Role {
                     node: o.node,
                     peers: s.peers.clone(),
                     dedupe: Dedupe::new(s.dedupe),
-                    nat: Nat::new(&n.cfg, idx as u16, n.apps.clone()),
+                    nat: Nat::new(cfg, idx as u16, n.apps.clone()),
                 }),
                 out: Box::new(GatewayOut { mtu, encap, replicate }),
             }
@@ -175,6 +179,8 @@ impl Worker {
     pub fn run(mut self) -> i32 {
         let sh = self.shared.clone();
         let me = &sh.workers[self.idx];
+        let tables = sh.tables.load_full();
+        let tables_gen = sh.tables_gen.load(Acquire);
         let tick = (sh.tsc_hz / 10_000).max(1); // 100 µs
         let mut st = State {
             txbufs: (0..self.txqs.len()).map(|_| TxBuffer::new()).collect(),
@@ -184,19 +190,19 @@ impl Worker {
             neigh_gen: sh.neigh_gen.load(Acquire),
             macs: sh.ports.iter().map(|p| p.mac).collect(),
             l: Local::default(),
-            nat: match &sh.overlay {
-                Some(o) if matches!(o.role, RoleSpec::Gateway(_)) => None,
-                _ => sh
-                    .nat
-                    .as_ref()
-                    .map(|n| Nat::new(&n.cfg, self.idx as u16, n.apps.clone())),
+            nat: match (&tables.overlay, &sh.nat, &tables.nat) {
+                (Some(o), _, _) if matches!(o.role, RoleSpec::Gateway(_)) => None,
+                (_, Some(cfg), Some(n)) => Some(Nat::new(cfg, self.idx as u16, n.apps.clone())),
+                _ => None,
             },
-            role: build_role(&sh, self.idx),
+            role: build_role(&sh, &tables, self.idx),
             svc: StageBurst::with_capacity(STAGE_CAP),
             ovl: StageBurst::with_capacity(STAGE_CAP),
             path_tx: [0; 256],
             ticks: 0,
             now_ns: 0,
+            tables,
+            tables_gen,
         };
         let handoffs = sh.workers.len() > 1;
         let tsc_hz = sh.tsc_hz.max(1) as u128;
@@ -296,11 +302,10 @@ impl Worker {
         if !m.is_contiguous() {
             return drop_pkt(st, DropReason::MultiSegment, m);
         }
-        let presence = &self.shared.presence;
         let Some(data) = m.data_mut() else {
             return drop_pkt(st, DropReason::MultiSegment, m);
         };
-        let out = presence.process(pi, data);
+        let out = st.tables.presence.process(pi, data);
         if let Some(l) = out.learn {
             let ev = NeighEvent::Learn {
                 port: pi,
@@ -362,15 +367,14 @@ impl Worker {
     /// or back toward the client; replies owned by another worker are handed to it.
     #[inline]
     fn service(&mut self, st: &mut State, mut m: Mbuf) {
-        let sh = self.shared.clone();
         let now = st.now_ns;
-        let (Some(nat), Some(ns)) = (st.nat_mut(), sh.nat.as_ref()) else {
-            return drop_pkt(st, DropReason::ProtocolUnhandled, m);
-        };
         let Some(d) = m.data_mut() else {
             return drop_pkt(st, DropReason::MultiSegment, m);
         };
         let dst = Ipv4Addr::new(d[30], d[31], d[32], d[33]);
+        let Some(nat) = st.nat_mut() else {
+            return drop_pkt(st, DropReason::ProtocolUnhandled, m);
+        };
         if nat.pool().contains(dst) {
             return match nat.inbound_or_owner(d, now) {
                 Ok(Ok(_)) => self.route(st, m),
@@ -378,14 +382,18 @@ impl Worker {
                 Err(r) => drop_pkt(st, r, m),
             };
         }
-        let app = match ns.classifier.classify(d) {
-            Ok((app, _)) => app,
-            Err(r) => return drop_pkt(st, r, m),
+        let app = match st.tables.nat.as_ref().map(|n| n.classifier.classify(d)) {
+            Some(Ok((app, _))) => app,
+            Some(Err(r)) => return drop_pkt(st, r, m),
+            None => return drop_pkt(st, DropReason::ProtocolUnhandled, m),
         };
         let o = Origin {
             app,
             edge: 0,
             stream: 0,
+        };
+        let Some(nat) = st.nat_mut() else {
+            return drop_pkt(st, DropReason::ProtocolUnhandled, m);
         };
         match nat.outbound(d, o, now) {
             Ok(_) => self.route(st, m),
@@ -492,7 +500,7 @@ impl Worker {
 
     /// A packet another worker handed here: a NAT reply or an overlay packet whose state this one owns.
     fn handed_over(&mut self, st: &mut State, m: Mbuf) {
-        let overlay_addr = self.shared.overlay.as_ref().map(|o| o.address);
+        let overlay_addr = self.shared.overlay_addr;
         match &st.role {
             Role::Edge { .. } => self.overlay_in(st, 0, m, false),
             Role::Gateway { .. } => {
@@ -527,7 +535,7 @@ impl Worker {
             return drop_pkt(st, DropReason::Ipv4TtlExpired, m);
         }
         ip.decrement_ttl();
-        let Some(nh) = self.shared.presence.routes().lookup(ip.dst()) else {
+        let Some(nh) = st.tables.presence.routes().lookup(ip.dst()) else {
             return drop_pkt(st, DropReason::NoRoute, m);
         };
         self.forward(st, nh.port, nh.addr, m)
@@ -568,6 +576,11 @@ impl Worker {
     fn on_tick(&mut self, st: &mut State, now: u64) {
         self.drain_all(st);
         let sh = self.shared.clone();
+        let tgen = sh.tables_gen.load(Acquire);
+        if tgen != st.tables_gen {
+            st.tables_gen = tgen;
+            self.apply_tables(st, sh.tables.load_full());
+        }
         let gen = sh.neigh_gen.load(Acquire);
         let new_table = gen != st.neigh_gen;
         if new_table {
@@ -604,6 +617,38 @@ impl Worker {
             self.publish_overlay(st);
         }
         me.publish(&st.l, st.hold.len(), rdtsc());
+    }
+
+    /// Takes new configuration tables (a reload), between bursts: the stage bursts are empty here.
+    /// Sessions, dedupe state and sequence counters stay; applications, targets, VIPs and path sets change.
+    fn apply_tables(&mut self, st: &mut State, t: Arc<Tables>) {
+        match (&mut st.role, t.overlay.as_ref().map(|o| &o.role)) {
+            (Role::Relay(r), Some(RoleSpec::Relay(n))) => *r = n.clone(),
+            (Role::Edge { out, inn }, Some(RoleSpec::Edge(s, e))) => {
+                out.classify = e.classifier.clone();
+                out.encap.set_routes(s.dests.clone(), e.routes.clone());
+                out.replicate.sets = s.sets.clone();
+                inn.peers = s.peers.clone();
+            }
+            (Role::Gateway { inn, out }, Some(RoleSpec::Gateway(s))) => {
+                if let Some(n) = &t.nat {
+                    inn.nat.set_apps(n.apps.clone());
+                }
+                inn.peers = s.peers.clone();
+                out.encap.set_routes(s.dests.clone(), Vec::new());
+                out.replicate.sets = s.sets.clone();
+            }
+            _ => {}
+        }
+        if let (Some(n), Some(nt)) = (st.nat.as_mut(), &t.nat) {
+            n.set_apps(nt.apps.clone());
+        }
+        st.tables = t;
+        log::info!(
+            "worker {}: new configuration tables (generation {})",
+            self.idx,
+            st.tables_gen
+        );
     }
 
     /// Publishes duplicate-removal and per-path counters (every ~10 ms: summing the streams is not free).

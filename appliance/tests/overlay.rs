@@ -522,3 +522,172 @@ fn udp_at_50_mbits_crosses_the_overlay_without_loss() {
     assert!(jitter.is_some(), "jitter reported");
     assert!(lost < 1.0, "UDP loss {lost} % with both paths healthy");
 }
+
+/// GET `url` from the client namespace; the body, or None.
+fn get_body(net: &Net, url: &str) -> Option<String> {
+    let o = net.exec("cl", &["curl", "-s", "-f", "-m", "3", url], Duration::from_secs(5));
+    o.status
+        .success()
+        .then(|| String::from_utf8_lossy(&o.stdout).trim().to_string())
+}
+
+/// POST /reload on `node`: (status line code, body).
+fn post_reload(net: &Net, node: &str) -> (String, String) {
+    let o = net.exec(
+        node,
+        &[
+            "curl",
+            "-s",
+            "-m",
+            "5",
+            "-X",
+            "POST",
+            "-w",
+            "\n%{http_code}",
+            "http://127.0.0.1:9100/reload",
+        ],
+        Duration::from_secs(8),
+    );
+    let text = String::from_utf8_lossy(&o.stdout).to_string();
+    let (body, code) = text.rsplit_once('\n').unwrap_or((&text, ""));
+    (code.to_string(), body.to_string())
+}
+
+#[test]
+fn reload_adds_an_application_and_moves_a_target_without_losing_a_ping() {
+    let net = Net::up(1);
+    // Two HTTP servers on the target host, telling who they are.
+    let o = net.exec(
+        "srv",
+        &["ip", "addr", "add", "10.20.0.11/24", "dev", "eth0"],
+        Duration::from_secs(5),
+    );
+    assert!(o.status.success());
+    let mut servers = Vec::new();
+    for (addr, who) in [("10.20.0.10", "ten"), ("10.20.0.11", "eleven")] {
+        let d = net.dir.path(who);
+        std::fs::create_dir_all(&d).unwrap();
+        std::fs::write(d.join("who"), format!("{who}\n")).unwrap();
+        servers.push(net.spawn(
+            "srv",
+            &[
+                "python3",
+                "-m",
+                "http.server",
+                "8080",
+                "--bind",
+                addr,
+                "--directory",
+                d.to_str().unwrap(),
+            ],
+            &format!("http-{who}.log"),
+        ));
+    }
+    let ten = wait_for(Duration::from_secs(10), || get_body(&net, &format!("http://{VIP}/who")));
+    assert_eq!(ten.as_deref(), Some("ten"));
+
+    // A ping runs across the reload: 400 echo requests at 100 per second.
+    let ping = net.spawn("cl", &["ping", "-c", "400", "-i", "0.01", "-W", "1", VIP], "ping.log");
+    std::thread::sleep(Duration::from_secs(1));
+    let edge_conf = net.dir.path("edge.toml");
+    let gw_conf = net.dir.path("gateway.toml");
+    let (edge_old, gw_old) = (
+        std::fs::read_to_string(&edge_conf).unwrap(),
+        std::fs::read_to_string(&gw_conf).unwrap(),
+    );
+    // The edge gets application 8 at a new VIP; the gateway moves application 7 to 10.20.0.11 and adds 8.
+    let edge_new = edge_old.clone()
+        + r#"
+[[overlay.apps]]
+id = 8
+vip = "10.10.0.101"
+gateway = 4
+services = [{ proto = "tcp", port = 80 }]
+"#;
+    let gw_new = gw_old.replace(r#"targets = ["10.20.0.10"]"#, r#"targets = ["10.20.0.11"]"#)
+        + r#"
+[[nat.apps]]
+id = 8
+targets = ["10.20.0.10"]
+services = [{ proto = "tcp", port = 80, target_port = 8080 }]
+"#;
+    assert!(
+        gw_old.contains(r#"targets = ["10.20.0.10"]"#),
+        "the gateway's target line"
+    );
+    std::fs::write(&edge_conf, &edge_new).unwrap();
+    std::fs::write(&gw_conf, &gw_new).unwrap();
+    let (code, body) = post_reload(&net, "edge");
+    assert_eq!(code, "200", "edge reload: {body}");
+    // The gateway by SIGHUP.
+    let pid = std::fs::read_to_string(net.dir.path("gw.pid")).unwrap();
+    let o = run_bounded(Command::new("kill").args(["-HUP", pid.trim()]), Duration::from_secs(5));
+    assert!(o.status.success());
+    let applied = wait_for(Duration::from_secs(5), || {
+        (net.metric("gw", "appliance_config_reloads_total", &[("result", "applied")]) >= 1.0).then_some(())
+    });
+    assert!(applied.is_some(), "the gateway did not reload on SIGHUP");
+
+    // The ping across both reloads lost nothing.
+    let mut ping = ping;
+    let status = wait_for(Duration::from_secs(15), || ping.0.try_wait().ok().flatten());
+    assert!(status.is_some(), "ping did not finish");
+    let log = std::fs::read_to_string(net.dir.path("ping.log")).unwrap();
+    let summary = log
+        .lines()
+        .find(|l| l.contains("packets transmitted"))
+        .unwrap_or("")
+        .to_string();
+    eprintln!("ping across the reloads: {summary}");
+    assert!(
+        summary.contains("400 received"),
+        "ping lost packets across the reload: {summary}"
+    );
+
+    // New sessions use the new target; the new application answers at its VIP.
+    assert_eq!(get_body(&net, &format!("http://{VIP}/who")).as_deref(), Some("eleven"));
+    let eight = wait_for(Duration::from_secs(5), || get_body(&net, "http://10.10.0.101/who"));
+    assert_eq!(eight.as_deref(), Some("ten"), "application 8 at its new VIP");
+
+    // An invalid configuration is refused with the field named; the old one keeps running.
+    std::fs::write(
+        &gw_conf,
+        gw_new.replace(r#"targets = ["10.20.0.11"]"#, r#"targets = ["10.20.0.x"]"#),
+    )
+    .unwrap();
+    let (code, body) = post_reload(&net, "gw");
+    eprintln!("invalid reload: {code} {body}");
+    assert_eq!(code, "400");
+    assert!(body.contains("nat.apps[0].targets[0]"), "{body}");
+    // So is a change that needs a restart.
+    std::fs::write(&edge_conf, edge_new.replace("node = 1", "node = 9")).unwrap();
+    let (code, body) = post_reload(&net, "edge");
+    assert_eq!(code, "400");
+    assert!(body.contains("overlay.node"), "{body}");
+    assert_eq!(get_body(&net, &format!("http://{VIP}/who")).as_deref(), Some("eleven"));
+    assert!(net.metric("gw", "appliance_config_reloads_total", &[("result", "refused")]) >= 1.0);
+
+    // Read-only state: applications, path sets, NAT sessions, dedupe streams.
+    for node in ["edge", "gw"] {
+        let o = net.exec(
+            node,
+            &["curl", "-s", "-m", "3", "http://127.0.0.1:9100/state"],
+            Duration::from_secs(5),
+        );
+        let v: serde_json::Value = serde_json::from_slice(&o.stdout).expect("state JSON");
+        assert!(
+            v["overlay"]["path_sets"][0]["paths"]
+                .as_array()
+                .is_some_and(|p| p.len() == 2),
+            "{v}"
+        );
+        assert!(v["workers"][0]["dedupe"]["streams"].as_u64().is_some(), "{v}");
+        if node == "gw" {
+            assert!(v["workers"][0]["nat"]["sessions"]["tcp"].as_u64().is_some(), "{v}");
+            assert_eq!(v["nat_applications"].as_array().map(|a| a.len()), Some(2), "{v}");
+        } else {
+            assert_eq!(v["overlay"]["applications"].as_array().map(|a| a.len()), Some(2), "{v}");
+        }
+    }
+    drop(servers);
+}

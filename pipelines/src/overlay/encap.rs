@@ -54,6 +54,21 @@ impl Encap {
         }
     }
 
+    /// New destinations and application routes (a reload). Sequence counters of destinations that stay
+    /// carry on, so receivers see no jump back; new destinations start at 0.
+    pub fn set_routes(&mut self, dests: Vec<u16>, apps: Vec<AppRoute>) {
+        let seq = dests
+            .iter()
+            .map(|d| match self.dests.iter().position(|o| o == d) {
+                Some(i) => self.seq[i],
+                None => [0u32; 256],
+            })
+            .collect();
+        self.dests = dests;
+        self.apps = apps;
+        self.seq = seq;
+    }
+
     pub fn stream_of(&self, flow_hash: u32) -> u16 {
         (self.worker as u16) << 8 | (flow_hash & 0xff) as u16
     }
