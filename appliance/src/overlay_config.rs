@@ -266,7 +266,15 @@ pub fn validate(o: &OverlayCfg, ports: &[ValidPort], errs: &mut Vec<Problem>) ->
         }
         "edge" => {
             let s = sender(o, ports, peers.clone(), errs);
-            let e = edge(o, ports, s.as_ref().map(|s| &s.dests[..]).unwrap_or(&[]), errs);
+            // The destinations in the order `sender` indexes them (sorted node ids).
+            let dests: Vec<u16> = o
+                .paths
+                .iter()
+                .map(|p| p.dest)
+                .collect::<std::collections::BTreeSet<_>>()
+                .into_iter()
+                .collect();
+            let e = edge(o, ports, &dests, errs);
             match (s, e) {
                 (Some(s), Some(e)) => Some(RoleSpec::Edge(s, Box::new(e))),
                 _ => None,

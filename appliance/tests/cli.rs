@@ -184,3 +184,38 @@ fn missing_file_and_bad_toml_exit_2() {
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("/nonexistent/appliance.toml"));
 }
+
+#[test]
+fn example_overlay_configurations_pass_check_and_broken_ones_name_the_field() {
+    let two: &[&str] = &["-l", "0", "--no-pci", "--vdev", "net_null0", "--vdev", "net_null1"];
+    let one: &[&str] = &["-l", "0", "--no-pci", "--vdev", "net_null0"];
+    for (file, eal) in [
+        ("edge.toml", two),
+        ("gateway.toml", two),
+        ("relay1.toml", one),
+        ("relay2.toml", one),
+    ] {
+        let text = std::fs::read_to_string(format!("{}/../conf/overlay/{file}", env!("CARGO_MANIFEST_DIR"))).unwrap();
+        let (code, out, err) = run("ovc", eal, &text, true, &[]);
+        assert_eq!(code, Some(0), "{file}: {out}{err}");
+        if file == "edge.toml" {
+            // Two paths toward the gateway through one region; an application whose gateway has no path.
+            let bad = text
+                .replace("region = \"us\"", "region = \"eu\"")
+                .replace("gateway = 4", "gateway = 5");
+            refused("ovb", eal, &bad, "overlay.paths", "both go through region 'eu'");
+            refused(
+                "ovb",
+                eal,
+                &bad,
+                "overlay.apps[0].gateway",
+                "no path in overlay.paths leads to node 5",
+            );
+        }
+        if file == "gateway.toml" {
+            let bad = text.replace("[nat]", "[nat_off]");
+            let (code, _, err) = run("ovg", eal, &bad, true, &[]);
+            assert_eq!(code, Some(2), "{err}");
+        }
+    }
+}
