@@ -13,6 +13,7 @@ pub mod decap;
 pub mod dedupe;
 pub mod encap;
 pub mod mtu;
+pub mod probe;
 pub mod relay;
 pub mod replicate;
 pub mod roles;
