@@ -11,26 +11,32 @@
 #
 # Appliances run on net_af_packet (one worker each, adaptive idle); the Internet between them is a
 # kernel-forwarding router namespace ("inet", one interface per appliance), where impairment goes:
-#   overlay-net.sh up ID BIN DIR [GW_WORKERS]  build, start, wait until healthy (state in DIR)
+#   overlay-net.sh up ID BIN DIR [GW_WORKERS] [RELAYS]
+#                                              build, start, wait until healthy (state in DIR); GW_WORKERS 1
+#                                              or 2 (qpairs=2); RELAYS 2, or 3: relay 3 (region "ap",
+#                                              10.5.0.1) joins, and the edge and gateway select 2 of 3
+#                                              paths from probes (conf/overlay/three-relays.*.toml)
 #   overlay-net.sh down ID DIR                 stop the appliances (final counters in DIR/*.out), remove all
-#   overlay-net.sh cut ID r1|r2                take a relay's router links down (a dead path)
-#   overlay-net.sh heal ID r1|r2
-#   overlay-net.sh loss ID r1|r2 PERCENT       drop PERCENT % of what the relay sends (both directions of
+#   overlay-net.sh cut ID r1|r2|r3             take a relay's router links down (a dead path)
+#   overlay-net.sh heal ID r1|r2|r3
+#   overlay-net.sh loss ID r1|r2|r3 PERCENT    drop PERCENT % of what the relay sends (both directions of
 #                                              its path), in the router's forward chain; 0 removes it
-#   overlay-net.sh mgmt ID NODE PATH           GET an appliance's management endpoint (edge|r1|r2|gw)
+#   overlay-net.sh mgmt ID NODE PATH           GET an appliance's management endpoint (edge|r1|r2|r3|gw)
 # Appliances run on copies of conf/overlay/*.toml in DIR (edge.toml, relay1.toml, relay2.toml,
 # gateway.toml): edit one and reload it (kill -HUP, or POST /reload) to change the running network.
-# Namespaces are ov<ID>-{cl,edge,inet,r1,r2,gw,srv}; DPDK file prefixes ov<ID>-<node>.
+# Namespaces are ov<ID>-{cl,edge,inet,r1,r2,r3,gw,srv}; DPDK file prefixes ov<ID>-<node>.
 set -euo pipefail
 HERE=$(cd "$(dirname "$0")/.." && pwd)
 cmd=${1:?command}; ID=${2:?id}
 ns() { echo "ov$ID-$1"; }
-NODES="edge r1 r2 gw"
+NODES="edge r1 r2 r3 gw"
 
 up() {
-  local BIN=${1:?binary} DIR=${2:?state dir} GW_WORKERS=${3:-1}
+  local BIN=${1:?binary} DIR=${2:?state dir} GW_WORKERS=${3:-1} RELAYS=${4:-2}
   mkdir -p "$DIR"
-  for n in cl edge inet r1 r2 gw srv; do
+  local nodes="edge r1 r2 gw" spaces="cl edge inet r1 r2 gw srv"
+  if [ "$RELAYS" = 3 ]; then nodes="edge r1 r2 r3 gw"; spaces="$spaces r3"; fi
+  for n in $spaces; do
     ip netns add "$(ns $n)"
     ip -n "$(ns $n)" link set lo up
   done
@@ -42,8 +48,11 @@ up() {
   link r2 u0 inet r2
   link gw u0 inet g
   link gw t0 srv eth0
+  if [ "$RELAYS" = 3 ]; then link r3 u0 inet r3; fi
   # DPDK reads these: promiscuous, no offloads (af_packet sees frames before GRO and checksums).
-  for x in "edge c0" "edge u0" "r1 u0" "r2 u0" "gw u0" "gw t0"; do
+  local ends=("edge c0" "edge u0" "r1 u0" "r2 u0" "gw u0" "gw t0")
+  if [ "$RELAYS" = 3 ]; then ends+=("r3 u0"); fi
+  for x in "${ends[@]}"; do
     set -- $x
     ip -n "$(ns $1)" link set "$2" up promisc on
     ip netns exec "$(ns $1)" ethtool -K "$2" gro off tso off gso off tx off rx off >/dev/null 2>&1 || true
@@ -60,6 +69,7 @@ up() {
   host inet r1 10.2.0.254/24
   host inet r2 10.3.0.254/24
   host inet g 10.4.0.254/24
+  if [ "$RELAYS" = 3 ]; then host inet r3 10.5.0.254/24; fi
   ip netns exec "$(ns inet)" sysctl -qw net.ipv4.ip_forward=1
   ip netns exec "$(ns inet)" nft add table inet imp
   ip netns exec "$(ns inet)" nft add chain inet imp f '{ type filter hook forward priority 0; }'
@@ -69,12 +79,13 @@ up() {
   if [ "$GW_WORKERS" = 2 ]; then gwl="0,1"; gwq=",qpairs=2"; fi
   # af_packet rings of 4096 frames (default 512), so that bursts wait in the ring instead of being dropped.
   local fc=",framecnt=4096"
-  for node in $NODES; do
+  for node in $nodes; do
     local conf vdevs lc
     case $node in
       edge) conf=edge.toml; vdevs="--vdev net_af_packet0,iface=c0$fc --vdev net_af_packet1,iface=u0$fc"; lc="--lcores 0@0" ;;
       r1) conf=relay1.toml; vdevs="--vdev net_af_packet0,iface=u0$fc"; lc="--lcores 0@0" ;;
       r2) conf=relay2.toml; vdevs="--vdev net_af_packet0,iface=u0$fc"; lc="--lcores 0@1" ;;
+      r3) conf=relay3.toml; vdevs="--vdev net_af_packet0,iface=u0$fc"; lc="--lcores 0@1" ;;
       gw) conf=gateway.toml
           vdevs="--vdev net_af_packet0,iface=u0$gwq$fc --vdev net_af_packet1,iface=t0$gwq$fc"
           if [ "$GW_WORKERS" = 2 ]; then lc="--lcores 0@1,1@0"; else lc="--lcores 0@1"; fi ;;
@@ -85,13 +96,17 @@ up() {
     if [ "$node" = gw ] && [ "$GW_WORKERS" = 2 ]; then
       sed -i 's/^workers = \[0\]/workers = [0, 1]/' "$conf"
     fi
+    if [ "$RELAYS" = 3 ] && { [ "$node" = edge ] || [ "$node" = gw ]; }; then
+      sed -i 's/^peers = \["10.2.0.1", "10.3.0.1"\]/peers = ["10.2.0.1", "10.3.0.1", "10.5.0.1"]/' "$conf"
+      cat "$HERE/conf/overlay/three-relays.$([ $node = gw ] && echo gateway || echo edge).toml" >>"$conf"
+    fi
     "$BIN" $lc -- --config "$conf" --check >/dev/null
     # shellcheck disable=SC2086
     ip netns exec "$(ns $node)" "$BIN" $lc --no-pci --no-huge -m 256 --file-prefix "ov$ID-$node" $vdevs \
       -- --config "$conf" >"$DIR/$node.out" 2>"$DIR/$node.err" &
     echo $! >"$DIR/$node.pid"
   done
-  for node in $NODES; do
+  for node in $nodes; do
     local ok=
     for _ in $(seq 1 100); do
       if [ "$(mgmt "$node" /healthz 2>/dev/null)" = ok ]; then ok=1; break; fi
@@ -119,7 +134,7 @@ down() {
     kill -KILL "$pid" 2>/dev/null
     rm -f "$DIR/$node.pid"
   done
-  for n in cl edge inet r1 r2 gw srv; do
+  for n in cl edge inet r1 r2 r3 gw srv; do
     # Anything still running in a namespace (servers, clients) goes with it.
     for p in $(ip netns pids "$(ns $n)" 2>/dev/null); do kill -KILL "$p" 2>/dev/null; done
     ip netns del "$(ns $n)" 2>/dev/null
@@ -128,7 +143,7 @@ down() {
   return 0
 }
 
-relay_if() { case $1 in r1|r2) echo "$1" ;; *) echo "relay must be r1 or r2" >&2; exit 2 ;; esac; }
+relay_if() { case $1 in r1|r2|r3) echo "$1" ;; *) echo "relay must be r1, r2 or r3" >&2; exit 2 ;; esac; }
 
 case $cmd in
   up) shift 2; up "$@" ;;

@@ -3,7 +3,7 @@
 //! publishes the resolved entries as a new read-only snapshot that workers pick up between bursts.
 use crate::runtime::Shared;
 use crate::worker::{ToControl, ToWorker};
-use pipelines::neigh::{emit_arp_request, NeighConfig, NeighbourTable, Solicit, ARP_FRAME_LEN};
+use pipelines::neigh::{emit_arp_request, NeighConfig, NeighEvent, NeighbourTable, Solicit, ARP_FRAME_LEN};
 use pmd_bindings::Mempool;
 use std::sync::atomic::Ordering::{Relaxed, Release};
 use std::sync::Arc;
@@ -18,6 +18,7 @@ pub struct Control {
     pub from_workers: Vec<Arc<ToControl>>,
     pub to_worker: Arc<ToWorker>,
     pub pool: Mempool,
+    pub prober: crate::prober::Prober,
 }
 
 impl Control {
@@ -39,6 +40,7 @@ impl Control {
             from_workers,
             to_worker,
             pool,
+            prober: Default::default(),
         };
         c.publish();
         c
@@ -79,12 +81,50 @@ impl Control {
             for s in solicits.drain(..) {
                 self.send_request(s);
             }
+            changed |= self.probe_round(now, &mut solicits);
+            for s in solicits.drain(..) {
+                self.send_request(s);
+            }
             if changed {
                 self.publish();
             }
             self.update_counters();
             std::thread::sleep(Duration::from_millis(1));
         }
+    }
+
+    /// Path probes: sends what is due through worker 0, resolving next hops that are not known yet.
+    /// Returns whether the neighbour table changed.
+    fn probe_round(&mut self, now: u64, solicits: &mut Vec<Solicit>) -> bool {
+        let sh = self.shared.clone();
+        let tsc_ns = (pmd_bindings::rdtsc() as u128 * 1_000_000_000 / sh.tsc_hz.max(1) as u128) as u64;
+        let mut prober = std::mem::take(&mut self.prober);
+        let neigh = sh.neigh.load();
+        let mut unresolved = Vec::new();
+        let (pool, to_worker) = (&self.pool, &self.to_worker);
+        prober.round(
+            &sh,
+            tsc_ns,
+            |port, ip| neigh.lookup(port, ip),
+            |port, ip| unresolved.push((port, ip)),
+            |port, frame| {
+                let Some(mut m) = pool.alloc() else { return false };
+                if !m.append(frame.len() as u16) {
+                    return false;
+                }
+                let Some(d) = m.data_mut() else { return false };
+                d.copy_from_slice(frame);
+                to_worker.push((port, m)).is_ok()
+            },
+        );
+        self.prober = prober;
+        let mut changed = false;
+        for (port, ip) in unresolved {
+            let (s, ch) = self.table.on_event(NeighEvent::Resolve { port, ip }, now);
+            changed |= ch;
+            solicits.extend(s);
+        }
+        changed
     }
 
     fn send_request(&self, s: Solicit) {

@@ -8,6 +8,7 @@ mod metrics;
 mod mgmt;
 mod nat_config;
 mod overlay_config;
+mod prober;
 mod runtime;
 mod stats;
 mod tables;

@@ -209,6 +209,67 @@ fn overlay_families(fs: &mut Families, sh: &Shared) {
     );
 }
 
+/// Probe measurements and the selection, per path (edge, gateway).
+fn path_families(fs: &mut Families, sh: &Shared) {
+    let reports = sh.paths.load();
+    let labels = |p: &crate::runtime::PathReport| {
+        vec![
+            ("path", p.id.to_string()),
+            ("name", p.name.clone()),
+            ("dest", p.dest.to_string()),
+            ("region", p.region.clone()),
+        ]
+    };
+    let g = MetricType::GAUGE;
+    let each = |f: &dyn Fn(&crate::runtime::PathReport) -> Option<f64>| -> Vec<(Vec<(&str, String)>, f64)> {
+        reports.iter().filter_map(|p| f(p).map(|v| (labels(p), v))).collect()
+    };
+    fs.add(
+        "appliance_path_rtt_seconds",
+        "Probe round-trip time per path (EWMA); absent until a probe was answered.",
+        g,
+        each(&|p| p.rtt_ns.map(|r| r / 1e9)),
+    );
+    fs.add(
+        "appliance_path_jitter_seconds",
+        "Probe round-trip time variation per path (EWMA).",
+        g,
+        each(&|p| Some(p.jitter_ns / 1e9)),
+    );
+    fs.add(
+        "appliance_path_loss_ratio",
+        "Probe loss per path (EWMA, 0 to 1).",
+        g,
+        each(&|p| Some(p.loss)),
+    );
+    fs.add(
+        "appliance_path_selected",
+        "1 when the path is in its destination's path set.",
+        g,
+        each(&|p| Some(if p.selected { 1.0 } else { 0.0 })),
+    );
+    let mut probes = Vec::new();
+    for p in reports.iter() {
+        for (result, v) in [("sent", p.sent), ("answered", p.answered), ("lost", p.lost)] {
+            let mut l = labels(p);
+            l.push(("result", result.to_string()));
+            probes.push((l, v as f64));
+        }
+    }
+    fs.add(
+        "appliance_path_probes_total",
+        "Path probes sent, answered and lost, per path.",
+        MetricType::COUNTER,
+        probes,
+    );
+    fs.add(
+        "appliance_path_set_changes_total",
+        "Path sets replaced by the selection (a path failed or a clearly better set appeared).",
+        MetricType::COUNTER,
+        vec![(vec![], sh.control.path_set_changes.load(Relaxed) as f64)],
+    );
+}
+
 /// Renders every metric of the appliance.
 pub fn render(sh: &Shared) -> String {
     let mut fs = Families(Vec::new());
@@ -368,6 +429,7 @@ pub fn render(sh: &Shared) -> String {
     }
     if overlay {
         overlay_families(&mut fs, sh);
+        path_families(&mut fs, sh);
     }
     fs.add(
         "appliance_config_reloads_total",

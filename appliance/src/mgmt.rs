@@ -190,6 +190,11 @@ fn state(sh: &Shared) -> serde_json::Value {
         "overlay": config["overlay"],
         "nat_applications": config["nat_applications"],
         "config_generation": sh.tables_gen.load(Relaxed),
+        "paths": sh.paths.load().iter().map(|p| json!({
+            "id": p.id, "name": p.name, "dest": p.dest, "region": p.region, "selected": p.selected,
+            "rtt_ms": p.rtt_ns.map(|r| r / 1e6), "jitter_ms": p.jitter_ns / 1e6, "loss": p.loss,
+            "probes": {"sent": p.sent, "answered": p.answered, "lost": p.lost}, "unfit": p.unfit,
+        })).collect::<Vec<_>>(),
         "uptime_secs": sh.started.elapsed().as_secs_f64(),
         "ports": ports,
         "workers": workers,

@@ -60,6 +60,11 @@ pub struct OverlayCfg {
     #[serde(default)]
     pub dedupe: DedupeCfg,
     #[serde(default)]
+    pub probe: ProbeCfg,
+    /// Path-set selection from probe measurements; without it, each destination's set is all its paths.
+    #[serde(default)]
+    pub select: Option<SelectCfg>,
+    #[serde(default)]
     pub hops: Vec<HopCfg>,
     #[serde(default)]
     pub paths: Vec<PathCfg>,
@@ -86,6 +91,47 @@ impl Default for DedupeCfg {
             max_streams: d_max_streams(),
         }
     }
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct ProbeCfg {
+    /// Interval between probes on each path (0: no probes).
+    #[serde(default = "d_probe_ms")]
+    pub interval_ms: u32,
+    /// A probe unanswered this long is lost.
+    #[serde(default = "d_probe_timeout_ms")]
+    pub timeout_ms: u32,
+    /// Weight of each probe in the loss average (0.1: about the last ten probes).
+    #[serde(default = "d_loss_gain")]
+    pub loss_gain: f64,
+}
+
+impl Default for ProbeCfg {
+    fn default() -> Self {
+        ProbeCfg {
+            interval_ms: d_probe_ms(),
+            timeout_ms: d_probe_timeout_ms(),
+            loss_gain: d_loss_gain(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct SelectCfg {
+    /// Paths per set.
+    #[serde(default = "d_k")]
+    pub k: u32,
+    /// A healthy set is replaced only by one scoring better by this fraction.
+    #[serde(default = "d_hysteresis")]
+    pub hysteresis: f64,
+    /// A path whose loss average passes this is replaced.
+    #[serde(default = "d_max_loss")]
+    pub max_loss: f64,
+    /// A path without a probe reply for this long is replaced.
+    #[serde(default = "d_silent_ms")]
+    pub silent_ms: u32,
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize)]
@@ -147,14 +193,48 @@ fn d_max_streams() -> u32 {
 fn d_true() -> bool {
     true
 }
+fn d_probe_ms() -> u32 {
+    100
+}
+fn d_probe_timeout_ms() -> u32 {
+    1000
+}
+fn d_loss_gain() -> f64 {
+    0.1
+}
+fn d_k() -> u32 {
+    2
+}
+fn d_hysteresis() -> f64 {
+    0.2
+}
+fn d_max_loss() -> f64 {
+    0.1
+}
+fn d_silent_ms() -> u32 {
+    1000
+}
 
-/// Paths, grouped by destination: `dests[i]` is a node id, `sets[i]` its path set.
+/// How this node probes its paths.
+#[derive(Debug, Clone, Copy)]
+pub struct ProbeSettings {
+    /// 0: no probes.
+    pub interval_ns: u64,
+    pub timeout_ns: u64,
+    pub loss_gain: f64,
+}
+
+/// Paths, grouped by destination: `dests[i]` is a node id, `candidates[i]` every configured path toward
+/// it, `sets[i]` the path set in use (all candidates, or the selection's choice).
 #[derive(Debug, Clone)]
 pub struct Sender {
     pub hop_limit: u8,
     pub udp_base: u16,
     pub dests: Vec<u16>,
+    pub candidates: Vec<Vec<Path>>,
     pub sets: Vec<PathSet>,
+    pub probe: ProbeSettings,
+    pub select: Option<pipelines::paths::SelectConfig>,
     /// Link MTU of the ports the paths leave from (the smallest), for the overlay MTU.
     pub link_mtu: u16,
     pub dedupe: DedupeConfig,
@@ -195,15 +275,30 @@ impl ValidOverlay {
         }
     }
 
-    /// Path id -> name, for metrics (edge and gateway).
+    /// Path id -> name, for metrics (edge and gateway: every configured path).
     pub fn path_names(&self) -> Vec<(u8, String)> {
         match &self.role {
             RoleSpec::Edge(s, _) | RoleSpec::Gateway(s) => s
-                .sets
+                .candidates
                 .iter()
-                .flat_map(|set| set.paths().iter().map(|p| (p.id, p.name.clone())))
+                .flat_map(|c| c.iter().map(|p| (p.id, p.name.clone())))
                 .collect(),
             RoleSpec::Relay(_) => Vec::new(),
+        }
+    }
+
+    /// The sending side of an edge or gateway.
+    pub fn sender(&self) -> Option<&Sender> {
+        match &self.role {
+            RoleSpec::Edge(s, _) | RoleSpec::Gateway(s) => Some(s),
+            RoleSpec::Relay(_) => None,
+        }
+    }
+
+    pub fn sender_mut(&mut self) -> Option<&mut Sender> {
+        match &mut self.role {
+            RoleSpec::Edge(s, _) | RoleSpec::Gateway(s) => Some(s),
+            RoleSpec::Relay(_) => None,
         }
     }
 }
@@ -386,12 +481,68 @@ fn sender(o: &OverlayCfg, ports: &[ValidPort], peers: PeerSet, errs: &mut Vec<Pr
     if o.paths.is_empty() {
         errs.push(problem("overlay.paths", format!("the {} role needs paths", o.role)));
     }
+    let p = &o.probe;
+    if p.interval_ms > 60_000 {
+        errs.push(problem(
+            "overlay.probe.interval_ms",
+            "must be at most 60000 (0: no probes)",
+        ));
+    }
+    if p.timeout_ms == 0 || p.timeout_ms > 60_000 {
+        errs.push(problem("overlay.probe.timeout_ms", "must be from 1 to 60000"));
+    }
+    if !(p.loss_gain > 0.0 && p.loss_gain <= 1.0) {
+        errs.push(problem("overlay.probe.loss_gain", "must be above 0 and at most 1"));
+    }
+    let select = o.select.as_ref().map(|c| {
+        if !(2..=8).contains(&c.k) {
+            errs.push(problem("overlay.select.k", "must be from 2 to 8"));
+        }
+        if !(0.0..1.0).contains(&c.hysteresis) {
+            errs.push(problem("overlay.select.hysteresis", "must be from 0 to below 1"));
+        }
+        if !(c.max_loss > 0.0 && c.max_loss < 1.0) {
+            errs.push(problem("overlay.select.max_loss", "must be above 0 and below 1"));
+        }
+        if c.silent_ms == 0 {
+            errs.push(problem("overlay.select.silent_ms", "must be above 0"));
+        }
+        if p.interval_ms == 0 {
+            errs.push(problem(
+                "overlay.select",
+                "selection needs probes (overlay.probe.interval_ms above 0)",
+            ));
+        }
+        pipelines::paths::SelectConfig {
+            k: c.k as usize,
+            hysteresis: c.hysteresis,
+            max_loss: c.max_loss,
+            silent_ns: c.silent_ms as u64 * 1_000_000,
+            ..Default::default()
+        }
+    });
     let mut dests = Vec::new();
+    let mut candidates = Vec::new();
     let mut sets = Vec::new();
     for (dest, paths) in by_dest {
-        match PathSet::new(paths) {
+        // With selection, the first set is the first k paths through different regions, in configuration
+        // order; measurements replace it.
+        let first: Vec<Path> = match &select {
+            Some(c) => {
+                let mut pick: Vec<Path> = Vec::new();
+                for p in &paths {
+                    if pick.len() < c.k.max(2) && pick.iter().all(|q| q.region != p.region) {
+                        pick.push(p.clone());
+                    }
+                }
+                pick
+            }
+            None => paths.clone(),
+        };
+        match PathSet::new(first) {
             Ok(s) => {
                 dests.push(dest);
+                candidates.push(paths);
                 sets.push(s);
             }
             Err(e) => errs.push(problem("overlay.paths", format!("toward node {dest}: {e}"))),
@@ -401,7 +552,14 @@ fn sender(o: &OverlayCfg, ports: &[ValidPort], peers: PeerSet, errs: &mut Vec<Pr
         hop_limit: o.hop_limit,
         udp_base: o.udp_base,
         dests,
+        candidates,
         sets,
+        probe: ProbeSettings {
+            interval_ns: p.interval_ms as u64 * 1_000_000,
+            timeout_ns: p.timeout_ms as u64 * 1_000_000,
+            loss_gain: p.loss_gain,
+        },
+        select,
         link_mtu,
         dedupe: DedupeConfig {
             window: d.window,

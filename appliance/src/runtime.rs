@@ -66,6 +66,38 @@ pub struct Shared {
     pub handoff: Handoff<Mbuf>,
     /// This node's overlay address (fixed; the role's tables are in `tables`).
     pub overlay_addr: Option<std::net::Ipv4Addr>,
+    /// Probe replies from each worker to the control thread (one single-producer ring per worker).
+    pub probe_replies: Vec<crossbeam_queue::ArrayQueue<ProbeReply>>,
+    /// Path measurements and selection, published by the control thread for metrics and /state.
+    pub paths: ArcSwap<Vec<PathReport>>,
+}
+
+/// A probe reply a worker received: the probed path, the probe's sequence number, when it came back (ns
+/// of the TSC clock workers and the control thread share).
+#[derive(Debug, Clone, Copy)]
+pub struct ProbeReply {
+    pub path: u8,
+    pub seq: u32,
+    pub at_ns: u64,
+}
+
+/// One path's measurements as the control thread last published them.
+#[derive(Debug, Clone)]
+pub struct PathReport {
+    pub id: u8,
+    pub name: String,
+    pub dest: u16,
+    pub region: String,
+    pub rtt_ns: Option<f64>,
+    pub jitter_ns: f64,
+    pub loss: f64,
+    pub sent: u64,
+    pub answered: u64,
+    pub lost: u64,
+    /// In the destination's path set now.
+    pub selected: bool,
+    /// Why the selection would not use it now (None: fit).
+    pub unfit: Option<&'static str>,
 }
 
 pub fn run(v: Validated, eal_argv: Vec<String>, reloader: Reloader) -> Result<(), RunError> {
@@ -193,6 +225,8 @@ pub fn run(v: Validated, eal_argv: Vec<String>, reloader: Reloader) -> Result<()
         nat: v.nat.as_ref().map(|n| n.cfg.clone()),
         tables: ArcSwap::from_pointee(tables),
         tables_gen: AtomicU64::new(0),
+        probe_replies: (0..nworkers).map(|_| crossbeam_queue::ArrayQueue::new(1024)).collect(),
+        paths: ArcSwap::from_pointee(Vec::new()),
     });
     if let Some(o) = &v.overlay {
         log::info!("overlay: node {} is a {} at {}", o.node, o.role_name(), o.address);

@@ -24,6 +24,9 @@ pub struct Local {
     pub nat: NatStats,
     /// Live NAT sessions by protocol (tcp, udp, icmp).
     pub nat_live: [u64; 3],
+    /// Path probes answered for other nodes, and probe replies handed to the control thread.
+    pub probes_answered: u64,
+    pub probe_replies: u64,
 }
 
 /// The published copy of a worker's counters, plus its heartbeat.
@@ -205,6 +208,8 @@ pub struct ControlShared {
     /// Configuration reloads applied and refused.
     pub reloads: AtomicU64,
     pub reload_failures: AtomicU64,
+    /// Path sets replaced by the selection.
+    pub path_set_changes: AtomicU64,
 }
 
 /// Health: the age in seconds of the stalest worker heartbeat, given the current TSC.

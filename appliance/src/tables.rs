@@ -17,12 +17,14 @@ use std::path::PathBuf;
 use std::sync::atomic::Ordering::{Relaxed, Release};
 use std::sync::Arc;
 
+#[derive(Clone)]
 pub struct NatTables {
     pub apps: Arc<NatApps>,
     /// VIP -> application, for clients that reach NAT VIPs directly (not through the overlay).
     pub classifier: Classifier,
 }
 
+#[derive(Clone)]
 pub struct Tables {
     pub presence: Arc<Presence>,
     pub nat: Option<NatTables>,

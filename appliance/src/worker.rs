@@ -7,6 +7,7 @@ use crate::runtime::Shared;
 use crate::stats::Local;
 use crate::tables::Tables;
 use crossbeam_queue::ArrayQueue;
+use pipelines::buf::PacketBuf;
 use pipelines::hold::{HoldQueue, Released};
 use pipelines::nat::{Nat, Origin};
 use pipelines::neigh::{NeighEvent, NeighSnapshot};
@@ -418,6 +419,9 @@ impl Worker {
     /// `owned`: it was handed here), else to the owner.
     #[inline]
     fn overlay_in(&mut self, st: &mut State, pi: u16, m: Mbuf, check_owner: bool) {
+        if pipelines::overlay::probe::flags(m.data()).is_some_and(pipelines::overlay::probe::is_probe) {
+            return self.probe_in(st, m);
+        }
         let workers = self.shared.workers.len();
         if check_owner && workers > 1 {
             // Unparsable packets stay here: the dedupe stage names the reason they are dropped.
@@ -429,6 +433,63 @@ impl Worker {
             }
         }
         self.stage(st, Lane::Ovl, pi, m)
+    }
+
+    /// A probe from a peer is turned into its reply, sent back through the relay it came from on this
+    /// node's path through that relay; a probe reply goes to the control thread, which measures the path.
+    fn probe_in(&mut self, st: &mut State, mut m: Mbuf) {
+        let o = match pipelines::overlay::parse_outer(m.data()) {
+            Ok(o) => o,
+            Err(r) => return drop_pkt(st, r, m),
+        };
+        let Some((ov, s)) = st.tables.overlay.as_ref().and_then(|ov| ov.sender().map(|s| (ov, s))) else {
+            return drop_pkt(st, DropReason::ProtocolUnhandled, m);
+        };
+        if !s.peers.contains(&o.ip_src) {
+            return drop_pkt(st, DropReason::NotAPeer, m);
+        }
+        if o.opt.dest != ov.node {
+            return drop_pkt(st, DropReason::WrongNode, m);
+        }
+        if o.opt.flags & pipelines::wire::geneve::FLAG_PROBE_REPLY != 0 {
+            let r = crate::runtime::ProbeReply {
+                path: o.opt.stream as u8,
+                seq: o.opt.seq,
+                at_ns: st.now_ns,
+            };
+            match self.shared.probe_replies[self.idx].push(r) {
+                Ok(()) => st.l.probe_replies += 1,
+                Err(_) => st.l.control_ring_full += 1,
+            }
+            st.l.consumed += 1;
+            st.drops.push(m);
+            return;
+        }
+        // Our path back to the prober through the same relay.
+        let back = s
+            .dests
+            .iter()
+            .position(|d| *d == o.opt.sender)
+            .and_then(|i| s.candidates[i].iter().find(|p| p.relay == o.ip_src))
+            .map(|p| (p.id, p.port, p.next_hop));
+        let Some((id, port, next_hop)) = back else {
+            return drop_pkt(st, DropReason::NoPath, m);
+        };
+        let (me, node, hops) = (ov.address, ov.node, s.hop_limit);
+        let Some(d) = m.data_mut() else {
+            return drop_pkt(st, DropReason::MultiSegment, m);
+        };
+        match pipelines::overlay::probe::reply_in_place(d, &o, me, node, id, hops) {
+            Ok(n) => {
+                let extra = PacketBuf::len(&m) - n;
+                if !PacketBuf::trim(&mut m, extra) {
+                    return drop_pkt(st, DropReason::MultiSegment, m);
+                }
+                st.l.probes_answered += 1;
+                self.forward(st, port, next_hop, m)
+            }
+            Err(r) => drop_pkt(st, r, m),
+        }
     }
 
     /// Adds a packet to a stage burst, running the stages first if it is full.

@@ -34,6 +34,11 @@ impl Drop for Bg {
 
 impl Net {
     fn up(gw_workers: u32) -> Net {
+        Self::up_with(gw_workers, 2)
+    }
+
+    /// `relays`: 2, or 3 (relay 3 joins and the edge and gateway select 2 of 3 paths from probes).
+    fn up_with(gw_workers: u32, relays: u32) -> Net {
         let id = std::process::id().to_string();
         let net = Net {
             id: id.clone(),
@@ -44,7 +49,8 @@ impl Net {
                 .arg(SCRIPT)
                 .args(["up", &id, BIN])
                 .arg(&net.dir.0)
-                .arg(gw_workers.to_string()),
+                .arg(gw_workers.to_string())
+                .arg(relays.to_string()),
             Duration::from_secs(90),
         );
         assert!(
@@ -714,4 +720,84 @@ services = [{ proto = "tcp", port = 80, target_port = 8080 }]
         }
     }
     drop(servers);
+}
+
+/// Path ids selected at `node` (edge: 1, 2, 5 toward the gateway; gateway: 3, 4, 6 toward the edge).
+fn selected(net: &Net, node: &str) -> BTreeSet<u8> {
+    let m = net.metrics(node);
+    (1..=6u8)
+        .filter(|id| metric(&m, "appliance_path_selected", &[("path", &id.to_string())]) == Some(1.0))
+        .collect()
+}
+
+#[test]
+fn path_set_moves_off_a_lossy_relay_and_a_transfer_goes_on() {
+    // Three relays in three regions; the edge and gateway use the best 2 (probes every 50 ms).
+    let net = Net::up_with(1, 3);
+    let (_server, want) = net.serve_blob(50);
+    let got_path = net.dir.path("got");
+    let url = format!("http://{VIP}/blob");
+    let mut curl = net.spawn(
+        "cl",
+        &[
+            "curl",
+            "-s",
+            "-f",
+            "-m",
+            "90",
+            "--limit-rate",
+            "5M",
+            "-o",
+            got_path.to_str().unwrap(),
+            &url,
+        ],
+        "curl.log",
+    );
+    // Probes answered on every path first.
+    let measured = wait_for(Duration::from_secs(10), || {
+        let m = net.metrics("edge");
+        [1, 2, 5]
+            .iter()
+            .all(|id| metric(&m, "appliance_path_rtt_seconds", &[("path", &id.to_string())]).is_some())
+            .then_some(())
+    });
+    assert!(measured.is_some(), "probes were not answered on every path");
+    let (edge_before, gw_before) = (selected(&net, "edge"), selected(&net, "gw"));
+    eprintln!("selected before: edge {edge_before:?}, gateway {gw_before:?}");
+    assert_eq!(edge_before.len(), 2);
+    assert_eq!(gw_before.len(), 2);
+    // The relay of the edge's first selected path turns lossy: 30 % of what it sends, both directions.
+    let (relay, edge_path, gw_path) = match edge_before.iter().next() {
+        Some(1) => ("r1", 1u8, 3u8),
+        Some(2) => ("r2", 2, 4),
+        _ => ("r3", 5, 6),
+    };
+    let changes = |n: &str| net.metric(n, "appliance_path_set_changes_total", &[]);
+    let (edge_changes, gw_changes) = (changes("edge"), changes("gw"));
+    net.script(&["loss", relay, "30"]);
+    let t0 = Instant::now();
+    let moved = wait_for(Duration::from_secs(10), || {
+        let (e, g) = (selected(&net, "edge"), selected(&net, "gw"));
+        (!e.contains(&edge_path) && !g.contains(&gw_path) && e.len() == 2 && g.len() == 2).then_some((e, g))
+    });
+    let took = t0.elapsed();
+    let (edge_after, gw_after) = moved.unwrap_or_else(|| panic!("the path sets did not leave {relay}"));
+    eprintln!(
+        "{relay} at 30 % loss: edge {edge_before:?} -> {edge_after:?}, gateway {gw_before:?} -> {gw_after:?} in {:.2} s",
+        took.as_secs_f64()
+    );
+    // The issue asks for 2 s; asserted with the test contract's margin of twice that.
+    assert!(took <= Duration::from_secs(4), "the switch took {took:?}");
+    assert!(changes("edge") > edge_changes && changes("gw") > gw_changes);
+    assert!(
+        curl.0.try_wait().unwrap().is_none(),
+        "the download ended before the switch"
+    );
+    let status = wait_for(Duration::from_secs(80), || curl.0.try_wait().unwrap());
+    assert!(
+        status.is_some_and(|s| s.success()),
+        "curl across the switch: {status:?}"
+    );
+    assert_eq!(sha256(&got_path), want, "sha256 of the download across the switch");
+    net.report("after the path switch");
 }

@@ -54,8 +54,19 @@ pub struct PathSet {
 }
 
 impl PathSet {
+    /// A configured path set: at least 2 paths through pairwise different regions.
     pub fn new(paths: Vec<Path>) -> Result<PathSet, PathSetError> {
-        if paths.len() < 2 {
+        Self::with_min(paths, 2)
+    }
+
+    /// A path set chosen at run time from measured paths: it may shrink to one path when the others
+    /// failed (ARCHITECTURE.md "Path sets": forwarding goes on, degraded); regions still differ.
+    pub fn degraded(paths: Vec<Path>) -> Result<PathSet, PathSetError> {
+        Self::with_min(paths, 1)
+    }
+
+    fn with_min(paths: Vec<Path>, min: usize) -> Result<PathSet, PathSetError> {
+        if paths.len() < min {
             return Err(PathSetError::TooFewPaths(paths.len()));
         }
         for (i, a) in paths.iter().enumerate() {
