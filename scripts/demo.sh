@@ -5,7 +5,8 @@
 #   client --- edge ---+--- relay 1 (eu) ---+--- gateway (full NAT) --- target server
 #                      +--- relay 2 (us) ---+          (the relays sit behind a router namespace)
 #
-# The client downloads a 50 MB file from the target's HTTP server through the edge's VIP, twice: with both
+# The client resolves app.overlay.test through the DNS mapper (to the edge's VIP) and downloads a 50 MB
+# file from the target's HTTP server through the overlay, twice: with both
 # paths healthy, then with relay 1's links cut in the middle of the transfer. After each it prints the
 # bytes, time, sha256 check, packets per path, duplicates discarded and NAT sessions. Everything is torn
 # down on exit, also when interrupted.
@@ -14,7 +15,7 @@ cd "$(dirname "$0")/.."
 bash scripts/setup.sh
 export PATH="$HOME/.cargo/bin:$PATH"
 echo "== building (release)"
-cargo build --release --locked -p appliance
+cargo build --release --locked -p appliance -p mapper
 BIN=$PWD/target/release/appliance
 NET=scripts/overlay-net.sh
 ID=$$
@@ -83,21 +84,22 @@ summary() { # title seconds
   [ "$got" = "$WANT" ]
 }
 
-echo "== ping the VIP through the overlay"
-ip netns exec "ov$ID-cl" ping -c 5 -i 0.2 -W 1 10.10.0.100 | tail -2
+echo "== the client resolves the application's name through the mapper, and pings it through the overlay"
+ip netns exec "ov$ID-cl" getent hosts app.overlay.test
+ip netns exec "ov$ID-cl" ping -c 5 -i 0.2 -W 1 app.overlay.test | tail -2
 
 echo "== download 1: both paths healthy"
 snapshot
 t0=$(date +%s.%N)
-ip netns exec "ov$ID-cl" curl -s -f -m 120 -o "$DIR/got" http://10.10.0.100/blob
+ip netns exec "ov$ID-cl" curl -s -f -m 120 -o "$DIR/got" http://app.overlay.test/blob
 summary "both paths healthy" "$(echo "$(date +%s.%N) - $t0" | bc -l)"
 
-echo "== download 2: relay 1's links cut after 2 s (curl limited to 10 MB/s so the cut lands mid-transfer)"
+echo "== download 2: relay 1's links cut after 3 s (curl limited to 5 MB/s so the cut lands mid-transfer)"
 snapshot
 t0=$(date +%s.%N)
-ip netns exec "ov$ID-cl" curl -s -f -m 120 --limit-rate 10M -o "$DIR/got" http://10.10.0.100/blob &
+ip netns exec "ov$ID-cl" curl -s -f -m 120 --limit-rate 5M -o "$DIR/got" http://app.overlay.test/blob &
 CURL=$!
-sleep 2
+sleep 3
 bash "$NET" cut "$ID" r1
 echo "   relay 1 cut at $(echo "$(date +%s.%N) - $t0" | bc -l | cut -c1-4) s"
 wait $CURL

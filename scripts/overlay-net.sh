@@ -24,7 +24,12 @@
 #   overlay-net.sh mgmt ID NODE PATH           GET an appliance's management endpoint (edge|r1|r2|r3|gw)
 # Appliances run on copies of conf/overlay/*.toml in DIR (edge.toml, relay1.toml, relay2.toml,
 # gateway.toml): edit one and reload it (kill -HUP, or POST /reload) to change the running network.
-# Namespaces are ov<ID>-{cl,edge,inet,r1,r2,r3,gw,srv}; DPDK file prefixes ov<ID>-<node>.
+# DNS: the mapper (the `mapper` binary next to BIN) runs in namespace "dns", authoritative for
+# overlay.test: app.overlay.test -> the edge's VIP while the edge's /healthz answers. The client reaches it
+# over a kernel link (10.98.0.0/24; /etc/netns/ov<ID>-cl/resolv.conf points there), and the mapper reaches
+# the edge's management endpoint over a management link (10.99.0.0/24; the edge's endpoint listens on
+# 0.0.0.0:9100 in its namespace).
+# Namespaces are ov<ID>-{cl,edge,inet,r1,r2,r3,gw,srv,dns}; DPDK file prefixes ov<ID>-<node>.
 set -euo pipefail
 HERE=$(cd "$(dirname "$0")/.." && pwd)
 cmd=${1:?command}; ID=${2:?id}
@@ -34,7 +39,7 @@ NODES="edge r1 r2 r3 gw"
 up() {
   local BIN=${1:?binary} DIR=${2:?state dir} GW_WORKERS=${3:-1} RELAYS=${4:-2}
   mkdir -p "$DIR"
-  local nodes="edge r1 r2 gw" spaces="cl edge inet r1 r2 gw srv"
+  local nodes="edge r1 r2 gw" spaces="cl edge inet r1 r2 gw srv dns"
   if [ "$RELAYS" = 3 ]; then nodes="edge r1 r2 r3 gw"; spaces="$spaces r3"; fi
   for n in $spaces; do
     ip netns add "$(ns $n)"
@@ -49,6 +54,8 @@ up() {
   link gw u0 inet g
   link gw t0 srv eth0
   if [ "$RELAYS" = 3 ]; then link r3 u0 inet r3; fi
+  link cl d0 dns c
+  link edge m0 dns e
   # DPDK reads these: promiscuous, no offloads (af_packet sees frames before GRO and checksums).
   local ends=("edge c0" "edge u0" "r1 u0" "r2 u0" "gw u0" "gw t0")
   if [ "$RELAYS" = 3 ]; then ends+=("r3 u0"); fi
@@ -70,6 +77,40 @@ up() {
   host inet r2 10.3.0.254/24
   host inet g 10.4.0.254/24
   if [ "$RELAYS" = 3 ]; then host inet r3 10.5.0.254/24; fi
+  host cl d0 10.98.0.2/24
+  host dns c 10.98.0.1/24
+  host edge m0 10.99.0.2/24
+  host dns e 10.99.0.1/24
+  mkdir -p "/etc/netns/$(ns cl)"
+  echo "nameserver 10.98.0.1" >"/etc/netns/$(ns cl)/resolv.conf"
+  cat >"$DIR/mapper.toml" <<EOT
+# Written by scripts/overlay-net.sh: the mapper of the overlay test network.
+listen = "10.98.0.1:53"
+metrics = "10.98.0.1:9200"
+zone = "overlay.test"
+ttl = 5
+health_interval_ms = 500
+health_timeout_ms = 400
+default_region = "eu"
+
+[[regions]]
+prefix = "10.98.0.0/24"
+region = "eu"
+
+[[edges]]
+name = "edge"
+region = "eu"
+health = "http://10.99.0.2:9100/healthz"
+
+[[apps]]
+hostname = "app.overlay.test"
+edges = [{ edge = "edge", vip = "10.10.0.100" }]
+EOT
+  local MAPPER
+  MAPPER="$(dirname "$BIN")/mapper"
+  "$MAPPER" --config "$DIR/mapper.toml" --check >/dev/null
+  ip netns exec "$(ns dns)" "$MAPPER" --config "$DIR/mapper.toml" >"$DIR/mapper.out" 2>"$DIR/mapper.err" &
+  echo $! >"$DIR/mapper.pid"
   ip netns exec "$(ns inet)" sysctl -qw net.ipv4.ip_forward=1
   ip netns exec "$(ns inet)" nft add table inet imp
   ip netns exec "$(ns inet)" nft add chain inet imp f '{ type filter hook forward priority 0; }'
@@ -101,8 +142,11 @@ up() {
       cat "$HERE/conf/overlay/three-relays.$([ $node = gw ] && echo gateway || echo edge).toml" >>"$conf"
     fi
     "$BIN" $lc -- --config "$conf" --check >/dev/null
+    # The edge's management endpoint also serves the mapper's health checks on the management link.
+    local listen=127.0.0.1:9100
+    if [ "$node" = edge ]; then listen=0.0.0.0:9100; fi
     # shellcheck disable=SC2086
-    ip netns exec "$(ns $node)" "$BIN" $lc --no-pci --no-huge -m 256 --file-prefix "ov$ID-$node" $vdevs \
+    APPLIANCE__MANAGEMENT__LISTEN=$listen ip netns exec "$(ns $node)" "$BIN" $lc --no-pci --no-huge -m 256 --file-prefix "ov$ID-$node" $vdevs \
       -- --config "$conf" >"$DIR/$node.out" 2>"$DIR/$node.err" &
     echo $! >"$DIR/$node.pid"
   done
@@ -115,6 +159,13 @@ up() {
     done
     [ -n "$ok" ] || { echo "$node did not become healthy:" >&2; cat "$DIR/$node.err" >&2; return 1; }
   done
+  # The client resolves the application's name once the mapper has seen the edge healthy.
+  local resolved=
+  for _ in $(seq 1 50); do
+    if ip netns exec "$(ns cl)" getent hosts app.overlay.test >/dev/null 2>&1; then resolved=1; break; fi
+    sleep 0.2
+  done
+  [ -n "$resolved" ] || { echo "app.overlay.test does not resolve:" >&2; cat "$DIR/mapper.err" >&2; return 1; }
 }
 
 mgmt() { ip netns exec "$(ns $1)" curl -s -m 3 "http://127.0.0.1:9100$2"; }
@@ -122,19 +173,20 @@ mgmt() { ip netns exec "$(ns $1)" curl -s -m 3 "http://127.0.0.1:9100$2"; }
 down() {
   local DIR=${1:?state dir}
   set +e
-  for node in $NODES; do
+  for node in $NODES mapper; do
     [ -f "$DIR/$node.pid" ] || continue
     local pid; pid=$(cat "$DIR/$node.pid")
     kill -TERM "$pid" 2>/dev/null
   done
-  for node in $NODES; do
+  for node in $NODES mapper; do
     [ -f "$DIR/$node.pid" ] || continue
     local pid; pid=$(cat "$DIR/$node.pid")
     for _ in $(seq 1 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
     kill -KILL "$pid" 2>/dev/null
     rm -f "$DIR/$node.pid"
   done
-  for n in cl edge inet r1 r2 r3 gw srv; do
+  rm -rf "/etc/netns/$(ns cl)"
+  for n in cl edge inet r1 r2 r3 gw srv dns; do
     # Anything still running in a namespace (servers, clients) goes with it.
     for p in $(ip netns pids "$(ns $n)" 2>/dev/null); do kill -KILL "$p" 2>/dev/null; done
     ip netns del "$(ns $n)" 2>/dev/null

@@ -14,6 +14,8 @@ use std::time::{Duration, Instant};
 
 const SCRIPT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../scripts/overlay-net.sh");
 const VIP: &str = "10.10.0.100";
+/// The application's name, which the client resolves through the mapper (to the VIP).
+const HOST: &str = "app.overlay.test";
 const NODES: [&str; 4] = ["edge", "r1", "r2", "gw"];
 
 /// The running network; torn down on drop.
@@ -33,6 +35,8 @@ impl Drop for Bg {
 }
 
 impl Net {
+    /// Brings the network up (the `mapper` binary must have been built next to the appliance's: nextest
+    /// builds the whole workspace).
     fn up(gw_workers: u32) -> Net {
         Self::up_with(gw_workers, 2)
     }
@@ -217,7 +221,7 @@ fn sha256(path: &Path) -> String {
 /// Downloads `http://VIP/blob` in the client namespace; returns the sha256 of what arrived.
 fn download(net: &Net, name: &str) -> String {
     let got = net.dir.path(name);
-    let url = format!("http://{VIP}/blob");
+    let url = format!("http://{HOST}/blob");
     let args = ["curl", "-s", "-f", "-m", "60", "-o", got.to_str().unwrap(), &url];
     let out = net.exec("cl", &args, Duration::from_secs(70));
     assert!(
@@ -275,6 +279,10 @@ fn download_through_two_paths_with_nat_and_dedupe() {
         "cl.cap",
     );
     std::thread::sleep(Duration::from_millis(500));
+    // The client finds the application by name: the system resolver asks the mapper.
+    let o = net.exec("cl", &["getent", "hosts", HOST], Duration::from_secs(5));
+    let line = String::from_utf8_lossy(&o.stdout).to_string();
+    assert!(line.starts_with(VIP), "getent hosts {HOST}: {line}");
     let t0 = Instant::now();
     let got = download(&net, "got");
     eprintln!("50 MB in {:.2} s", t0.elapsed().as_secs_f64());
@@ -396,7 +404,7 @@ fn download_survives_a_path_cut_in_the_middle() {
     // 50 MB at 5 MB/s: about 10 s. Relay 1's links go down once a fifth of the file has arrived (the
     // download must still be running then). A second after the cut (what was queued in rings by then has
     // drained), the cut path's counters must stop while the other path's go on.
-    let url = format!("http://{VIP}/blob");
+    let url = format!("http://{HOST}/blob");
     let got_path = net.dir.path("got");
     let mut curl = net.spawn(
         "cl",
@@ -736,7 +744,7 @@ fn path_set_moves_off_a_lossy_relay_and_a_transfer_goes_on() {
     let net = Net::up_with(1, 3);
     let (_server, want) = net.serve_blob(50);
     let got_path = net.dir.path("got");
-    let url = format!("http://{VIP}/blob");
+    let url = format!("http://{HOST}/blob");
     let mut curl = net.spawn(
         "cl",
         &[
