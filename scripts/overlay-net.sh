@@ -71,6 +71,9 @@ up() {
     ip netns exec "$(ns $1)" ethtool -K "$2" tx off tso off gso off gro off >/dev/null 2>&1 || true
   }
   host cl eth0 10.10.0.2/24
+  # A receive buffer of at most 1 MB (the default grows to 32 MB): a download that curl rate-limits is
+  # then rate-limited on the wire too, so a path cut lands in the middle of it.
+  ip netns exec "$(ns cl)" sysctl -qw net.ipv4.tcp_rmem="4096 131072 1048576"
   host srv eth0 10.20.0.10/24
   host inet e 10.1.0.254/24
   host inet r1 10.2.0.254/24
