@@ -228,19 +228,19 @@ fn path_families(fs: &mut Families, sh: &Shared) {
         "appliance_path_rtt_seconds",
         "Probe round-trip time per path (EWMA); absent until a probe was answered.",
         g,
-        each(&|p| p.rtt_ns.map(|r| r / 1e9)),
+        each(&|p| p.stats.rtt_ns.map(|r| r / 1e9)),
     );
     fs.add(
         "appliance_path_jitter_seconds",
         "Probe round-trip time variation per path (EWMA).",
         g,
-        each(&|p| Some(p.jitter_ns / 1e9)),
+        each(&|p| Some(p.stats.jitter_ns / 1e9)),
     );
     fs.add(
         "appliance_path_loss_ratio",
         "Probe loss per path (EWMA, 0 to 1).",
         g,
-        each(&|p| Some(p.loss)),
+        each(&|p| Some(p.stats.loss)),
     );
     fs.add(
         "appliance_path_selected",
@@ -250,7 +250,11 @@ fn path_families(fs: &mut Families, sh: &Shared) {
     );
     let mut probes = Vec::new();
     for p in reports.iter() {
-        for (result, v) in [("sent", p.sent), ("answered", p.answered), ("lost", p.lost)] {
+        for (result, v) in [
+            ("sent", p.stats.sent),
+            ("answered", p.stats.answered),
+            ("lost", p.stats.lost),
+        ] {
             let mut l = labels(p);
             l.push(("result", result.to_string()));
             probes.push((l, v as f64));

@@ -192,8 +192,8 @@ fn state(sh: &Shared) -> serde_json::Value {
         "config_generation": sh.tables_gen.load(Relaxed),
         "paths": sh.paths.load().iter().map(|p| json!({
             "id": p.id, "name": p.name, "dest": p.dest, "region": p.region, "selected": p.selected,
-            "rtt_ms": p.rtt_ns.map(|r| r / 1e6), "jitter_ms": p.jitter_ns / 1e6, "loss": p.loss,
-            "probes": {"sent": p.sent, "answered": p.answered, "lost": p.lost}, "unfit": p.unfit,
+            "rtt_ms": p.stats.rtt_ns.map(|r| r / 1e6), "jitter_ms": p.stats.jitter_ns / 1e6, "loss": p.stats.loss,
+            "probes": {"sent": p.stats.sent, "answered": p.stats.answered, "lost": p.stats.lost}, "unfit": p.unfit,
         })).collect::<Vec<_>>(),
         "uptime_secs": sh.started.elapsed().as_secs_f64(),
         "ports": ports,

@@ -212,12 +212,7 @@ impl Prober {
                     name: p.path.name.clone(),
                     dest: p.dest,
                     region: p.path.region.clone(),
-                    rtt_ns: p.stats.rtt_ns,
-                    jitter_ns: p.stats.jitter_ns,
-                    loss: p.stats.loss,
-                    sent: p.stats.sent,
-                    answered: p.stats.answered,
-                    lost: p.stats.lost,
+                    stats: p.stats.clone(),
                     selected,
                     unfit: cfg.fitness(&c, now).err().map(|u| match u {
                         Unfit::NeverAnswered => "never_answered",

@@ -88,12 +88,7 @@ pub struct PathReport {
     pub name: String,
     pub dest: u16,
     pub region: String,
-    pub rtt_ns: Option<f64>,
-    pub jitter_ns: f64,
-    pub loss: f64,
-    pub sent: u64,
-    pub answered: u64,
-    pub lost: u64,
+    pub stats: pipelines::paths::PathStats,
     /// In the destination's path set now.
     pub selected: bool,
     /// Why the selection would not use it now (None: fit).

@@ -233,6 +233,26 @@ fn download(net: &Net, name: &str) -> String {
     sha256(&got)
 }
 
+/// Starts downloading `http://HOST/blob` at 5 MB/s in the background (about 10 s for 50 MB); returns curl
+/// and where the file goes.
+fn slow_download(net: &Net) -> (Bg, std::path::PathBuf) {
+    let got = net.dir.path("got");
+    let url = format!("http://{HOST}/blob");
+    let args = [
+        "curl",
+        "-s",
+        "-f",
+        "-m",
+        "90",
+        "--limit-rate",
+        "5M",
+        "-o",
+        got.to_str().unwrap(),
+        &url,
+    ];
+    (net.spawn("cl", &args, "curl.log"), got)
+}
+
 /// The IPv4 addresses seen in a tcpdump text capture (`-n`, lines "IP a.b.c.d.port > e.f.g.h.port: ...").
 fn addresses(capture: &str) -> BTreeSet<String> {
     let mut set = BTreeSet::new();
@@ -404,24 +424,7 @@ fn download_survives_a_path_cut_in_the_middle() {
     // 50 MB at 5 MB/s: about 10 s. Relay 1's links go down once a fifth of the file has arrived (the
     // download must still be running then). A second after the cut (what was queued in rings by then has
     // drained), the cut path's counters must stop while the other path's go on.
-    let url = format!("http://{HOST}/blob");
-    let got_path = net.dir.path("got");
-    let mut curl = net.spawn(
-        "cl",
-        &[
-            "curl",
-            "-s",
-            "-f",
-            "-m",
-            "90",
-            "--limit-rate",
-            "5M",
-            "-o",
-            got_path.to_str().unwrap(),
-            &url,
-        ],
-        "curl.log",
-    );
+    let (mut curl, got_path) = slow_download(&net);
     let progress = wait_for(Duration::from_secs(30), || {
         let n = net.path_pkts("edge", "4", "rx");
         (n > 7000.0).then_some(n)
@@ -743,24 +746,7 @@ fn path_set_moves_off_a_lossy_relay_and_a_transfer_goes_on() {
     // Three relays in three regions; the edge and gateway use the best 2 (probes every 50 ms).
     let net = Net::up_with(1, 3);
     let (_server, want) = net.serve_blob(50);
-    let got_path = net.dir.path("got");
-    let url = format!("http://{HOST}/blob");
-    let mut curl = net.spawn(
-        "cl",
-        &[
-            "curl",
-            "-s",
-            "-f",
-            "-m",
-            "90",
-            "--limit-rate",
-            "5M",
-            "-o",
-            got_path.to_str().unwrap(),
-            &url,
-        ],
-        "curl.log",
-    );
+    let (mut curl, got_path) = slow_download(&net);
     // Probes answered on every path first.
     let measured = wait_for(Duration::from_secs(10), || {
         let m = net.metrics("edge");
