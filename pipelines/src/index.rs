@@ -10,8 +10,8 @@
 const EMPTY: u64 = u64::MAX;
 
 pub struct Index {
-    /// `key << 32 | slot`, or EMPTY.
-    cells: Vec<u64>,
+    /// `key << 32 | slot`, or EMPTY (on huge pages when large).
+    cells: crate::huge::HugeSlice<u64>,
     mask: usize,
     len: usize,
     cap: usize,
@@ -24,7 +24,7 @@ impl Index {
     pub fn with_capacity(capacity: usize) -> Index {
         let size = (capacity.max(1) * 2).next_power_of_two();
         Index {
-            cells: vec![EMPTY; size],
+            cells: crate::huge::HugeSlice::filled(size, EMPTY),
             mask: size - 1,
             len: 0,
             cap: capacity.max(1),

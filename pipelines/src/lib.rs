@@ -6,6 +6,7 @@ pub mod checksum;
 pub mod drop;
 pub mod handoff;
 pub mod hold;
+pub mod huge;
 pub mod index;
 pub mod nat;
 pub mod neigh;

@@ -57,7 +57,8 @@ pub const FWD: u32 = 0;
 pub const REV: u32 = 1;
 
 pub struct Table {
-    slots: Vec<Session>,
+    /// On huge pages when large (a million sessions are 64 MB).
+    slots: crate::huge::HugeSlice<Session>,
     free_slots: Vec<u32>,
     index: Index,
     /// Random per-table keys of the tag hash.
@@ -74,7 +75,7 @@ impl Table {
         let max = max.max(1);
         let [t, u, i] = ports;
         Table {
-            slots: vec![Session::default(); max],
+            slots: crate::huge::HugeSlice::filled(max, Session::default()),
             free_slots: (0..max as u32).rev().collect(),
             index: Index::prehashed(2 * max),
             keys: {
