@@ -1,0 +1,252 @@
+//! The role pipelines of `overlay::roles`, both directions, on byte buffers: a client's UDP query goes
+//! edge (EdgeOut) -> two relays -> gateway (GatewayIn: dedupe, decap, NAT to the target); the target's
+//! answer goes gateway (GatewayOut: reverse NAT, encap toward the session's edge, two copies) -> relays ->
+//! edge (EdgeIn: dedupe, decap, VIP check) and reaches the client from the VIP, once, with every checksum
+//! right (etherparse parses what comes out).
+use etherparse::{NetSlice, PacketBuilder, SlicedPacket, TransportSlice};
+use pipelines::buf::{PacketBuf, VecBuf};
+use pipelines::drop::DropCounts;
+use pipelines::overlay::dedupe::{Dedupe, DedupeConfig};
+use pipelines::overlay::encap::Encap;
+use pipelines::overlay::mtu::MtuGuard;
+use pipelines::overlay::relay::{Hop, Relay};
+use pipelines::overlay::replicate::{PathSet, Replicate};
+use pipelines::overlay::roles::{EdgeIn, EdgeOut, GatewayIn, GatewayOut};
+use pipelines::overlay::sample::{self, EDGE, EDGE_NODE, GW, GW_NODE, R1, R2, TARGET, VIP, VNI};
+use pipelines::overlay::{parse_outer, Burst, Meta, OuterRepr, PeerSet, Verdict};
+use pipelines::wire::geneve::OptRepr;
+use pipelines::wire::MacAddr;
+use pipelines::DropReason;
+use std::collections::HashMap;
+use std::net::Ipv4Addr;
+
+const CLIENT: Ipv4Addr = Ipv4Addr::new(192, 168, 1, 10);
+
+fn frame(src: Ipv4Addr, dst: Ipv4Addr, sport: u16, dport: u16, payload: &[u8]) -> VecBuf {
+    let mut out = Vec::new();
+    PacketBuilder::ethernet2([2, 0, 0, 0, 0, 1], [2, 0, 0, 0, 0, 2])
+        .ipv4(src.octets(), dst.octets(), 64)
+        .udp(sport, dport)
+        .write(&mut out, payload)
+        .unwrap();
+    VecBuf::new(&out, 128)
+}
+
+fn one(p: VecBuf) -> Burst<VecBuf> {
+    let mut b = Burst::with_capacity(8);
+    b.push(p, Meta::new(0)).unwrap();
+    b
+}
+
+/// Relay `addr` with hops toward the gateway (paths 1, 2) and the edge (paths 3, 4).
+fn relay(addr: Ipv4Addr, out: u8, back: u8) -> Relay {
+    let hop = |a| Hop {
+        addr: a,
+        port: 0,
+        next_hop: a,
+    };
+    let hops: HashMap<(u16, u8), Hop> = [((GW_NODE, out), hop(GW)), ((EDGE_NODE, back), hop(EDGE))].into();
+    Relay::new(addr, [EDGE, GW], hops)
+}
+
+/// Each copy through its path's relay, then into a burst for the far end.
+fn across(b: &mut Burst<VecBuf>) -> Burst<VecBuf> {
+    let (r1, r2) = (relay(R1, 1, 3), relay(R2, 2, 4));
+    let mut out = Burst::with_capacity(8);
+    for (mut p, m) in b.drain() {
+        assert!(matches!(m.verdict, Verdict::Forward { .. }), "{:?}", m.verdict);
+        let v = match m.path {
+            1 | 3 => r1.relay(&mut p),
+            _ => r2.relay(&mut p),
+        };
+        assert!(matches!(v, Verdict::Forward { .. }), "relay: {v:?}");
+        out.push(p, Meta::new(0)).unwrap();
+    }
+    out
+}
+
+/// The one packet with verdict Next; the other must be the duplicate.
+fn the_one(b: &mut Burst<VecBuf>) -> VecBuf {
+    let mut next = Vec::new();
+    for (p, m) in b.drain() {
+        match m.verdict {
+            Verdict::Next => next.push(p),
+            Verdict::Drop(DropReason::Duplicate) => {}
+            v => panic!("unexpected verdict {v:?}"),
+        }
+    }
+    assert_eq!(next.len(), 1);
+    next.pop().unwrap()
+}
+
+fn udp_of(p: &VecBuf) -> (Ipv4Addr, Ipv4Addr, u16, u16, Vec<u8>) {
+    let s = SlicedPacket::from_ethernet(p.data()).expect("etherparse parses it");
+    let Some(NetSlice::Ipv4(ip)) = s.net else {
+        panic!("not IPv4")
+    };
+    let h = ip.header();
+    assert_eq!(
+        h.to_header().calc_header_checksum(),
+        h.header_checksum(),
+        "IPv4 checksum"
+    );
+    let Some(TransportSlice::Udp(u)) = s.transport else {
+        panic!("not UDP")
+    };
+    let (src, dst) = (h.source_addr(), h.destination_addr());
+    let want = u
+        .to_header()
+        .calc_checksum_ipv4_raw(src.octets(), dst.octets(), u.payload())
+        .unwrap();
+    assert_eq!(u.checksum(), want, "UDP checksum");
+    (src, dst, u.source_port(), u.destination_port(), u.payload().to_vec())
+}
+
+fn edge() -> (EdgeOut, EdgeIn) {
+    (
+        EdgeOut {
+            classify: sample::classifier(),
+            mtu: MtuGuard::new(1500),
+            encap: sample::encap(0),
+            replicate: sample::replicate(),
+        },
+        EdgeIn {
+            node: EDGE_NODE,
+            peers: [R1, R2].into_iter().collect(),
+            dedupe: Dedupe::new(DedupeConfig::default()),
+        },
+    )
+}
+
+fn gateway() -> (GatewayIn, GatewayOut) {
+    let back = PathSet::new(vec![sample::path(3, "eu", R1), sample::path(4, "us", R2)]).unwrap();
+    (
+        GatewayIn {
+            node: GW_NODE,
+            peers: [R1, R2].into_iter().collect(),
+            dedupe: Dedupe::new(DedupeConfig::default()),
+            nat: sample::nat(VNI as u16, 1024),
+        },
+        GatewayOut {
+            mtu: MtuGuard::new(1500),
+            encap: Encap::new(GW_NODE, GW, 40000, 8, 0, vec![EDGE_NODE], vec![]),
+            replicate: Replicate { sets: vec![back] },
+        },
+    )
+}
+
+#[test]
+fn a_query_and_its_answer_cross_both_roles_once_each() {
+    let (mut e_out, mut e_in) = edge();
+    let (mut g_in, mut g_out) = gateway();
+    let mut drops = DropCounts::default();
+
+    // Client -> VIP:53, out of the edge as two copies.
+    let mut b = one(frame(CLIENT, VIP, 5353, 53, b"query"));
+    e_out.run(&mut b, &mut drops, 1);
+    assert_eq!(b.len(), 2);
+    let mut at_gw = across(&mut b);
+    g_in.run(&mut at_gw, 2);
+    let q = the_one(&mut at_gw);
+    let (src, dst, sport, dport, payload) = udp_of(&q);
+    assert_eq!((dst, dport, payload.as_slice()), (TARGET, 5353, &b"query"[..]));
+    assert!(g_in.nat.pool().contains(src), "SNAT from the pool, not {src}");
+    assert_eq!(g_in.dedupe.totals().discarded, 1);
+
+    // The target answers the pool address; the gateway sends it back over both of its paths to the edge.
+    let mut b = one(frame(TARGET, src, 5353, sport, b"answer"));
+    g_out.run(&mut b, &mut g_in.nat, &mut drops, 3);
+    assert_eq!(b.len(), 2);
+    for (p, m) in b.pkts.iter().zip(&b.meta) {
+        let o = parse_outer(p.data()).unwrap();
+        assert_eq!(
+            (o.ip_src, o.vni, o.opt.sender, o.opt.dest),
+            (GW, VNI, GW_NODE, EDGE_NODE)
+        );
+        assert_eq!(o.opt.path, m.path);
+        assert_eq!(o.ip_dst, if m.path == 3 { R1 } else { R2 });
+    }
+    let mut at_edge = across(&mut b);
+    e_in.run(&mut at_edge, &e_out, 4);
+    let a = the_one(&mut at_edge);
+    let (src, dst, sport, dport, payload) = udp_of(&a);
+    assert_eq!(
+        (src, dst, sport, dport, payload.as_slice()),
+        (VIP, CLIENT, 53, 5353, &b"answer"[..]),
+        "the client hears the VIP, never the target"
+    );
+    assert_eq!(e_in.dedupe.totals().discarded, 1);
+    assert_eq!(drops.total(), 0);
+}
+
+#[test]
+fn edge_refuses_a_decapsulated_packet_not_from_a_vip() {
+    let (e_out, mut e_in) = edge();
+    // A well-formed overlay packet from relay 1 whose inner source is the target itself.
+    let inner = frame(TARGET, CLIENT, 5353, 5353, b"x");
+    let inner = &inner.data()[14..];
+    let mut f = vec![0u8; pipelines::overlay::OUTER_LEN + inner.len()];
+    OuterRepr {
+        eth_src: MacAddr::ZERO,
+        eth_dst: MacAddr::ZERO,
+        ip_src: R1,
+        ip_dst: EDGE,
+        udp_src: 40000,
+        vni: VNI,
+        opt: OptRepr {
+            flags: 0,
+            hops: 7,
+            path: 3,
+            sender: GW_NODE,
+            dest: EDGE_NODE,
+            stream: 0,
+            key: 0,
+            seq: 1,
+            tstamp: 0,
+        },
+    }
+    .emit(&mut f, inner.len());
+    f[pipelines::overlay::OUTER_LEN..].copy_from_slice(inner);
+    let mut b = one(VecBuf::new(&f, 64));
+    e_in.run(&mut b, &e_out, 0);
+    assert_eq!(b.meta[0].verdict, Verdict::Drop(DropReason::NotFromVip));
+    // The same from a host that is not a peer never gets that far.
+    let peers: PeerSet = [R2].into_iter().collect();
+    e_in.peers = peers;
+    let mut b = one(VecBuf::new(&f, 64));
+    e_in.run(&mut b, &e_out, 0);
+    assert_eq!(b.meta[0].verdict, Verdict::Drop(DropReason::NotAPeer));
+}
+
+#[test]
+fn gateway_answers_an_oversized_target_packet_with_fragmentation_needed() {
+    let (mut g_in, mut g_out) = gateway();
+    let mut drops = DropCounts::default();
+    // A session first (the client's query), then a 1480-byte answer with DF: too big for the overlay.
+    let (mut e_out, _) = edge();
+    let mut b = one(frame(CLIENT, VIP, 5353, 53, b"query"));
+    e_out.run(&mut b, &mut drops, 1);
+    let mut at_gw = across(&mut b);
+    g_in.run(&mut at_gw, 2);
+    let q = the_one(&mut at_gw);
+    let (pool, _, port, _, _) = udp_of(&q);
+    let mut b = one(frame(TARGET, pool, 5353, port, &[7u8; 1452]));
+    g_out.run(&mut b, &mut g_in.nat, &mut drops, 3);
+    assert_eq!(b.len(), 1);
+    assert_eq!(b.meta[0].verdict, Verdict::Reply);
+    let s = SlicedPacket::from_ethernet(b.pkts[0].data()).unwrap();
+    let Some(NetSlice::Ipv4(ip)) = s.net else { panic!() };
+    assert_eq!(
+        (ip.header().source_addr(), ip.header().destination_addr()),
+        (pool, TARGET),
+        "from the pool address back to the target"
+    );
+    let Some(TransportSlice::Icmpv4(icmp)) = s.transport else {
+        panic!()
+    };
+    assert_eq!((icmp.type_u8(), icmp.code_u8()), (3, 4));
+    assert_eq!(
+        u16::from_be_bytes([icmp.bytes5to8()[2], icmp.bytes5to8()[3]]),
+        1500 - 64
+    );
+}
