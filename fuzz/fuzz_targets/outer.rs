@@ -1,12 +1,15 @@
-//! Untrusted overlay frames: outer Ethernet/IPv4/UDP/Geneve/option parsing, the relay rewrite, duplicate
-//! removal and decapsulation must never panic, whatever the bytes.
+//! Untrusted overlay frames: outer Ethernet/IPv4/UDP/Geneve/option parsing, the relay rewrite, probe
+//! replies, duplicate removal, decapsulation and the edge's overlay side (VIP check, MSS clamp) must never
+//! panic, whatever the bytes.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
 use pipelines::buf::{PacketBuf, VecBuf};
 use pipelines::overlay::dedupe::{Dedupe, DedupeConfig};
 use pipelines::overlay::relay::{Hop, Relay};
-use pipelines::overlay::{decap, parse_outer, Burst, Meta, PeerSet};
+use pipelines::overlay::mtu::MtuGuard;
+use pipelines::overlay::roles::{EdgeIn, EdgeOut};
+use pipelines::overlay::{decap, parse_outer, probe, sample, Burst, Meta, PeerSet};
 use std::collections::HashMap;
 use std::net::Ipv4Addr;
 
@@ -47,4 +50,27 @@ fuzz_target!(|data: &[u8]| {
     decap::run(&mut b);
     let mut q = VecBuf::new(data, 0);
     let _ = decap::decap(&mut q, data.first().copied().unwrap_or(0) as usize);
+
+    // Probes: the cheap flag read, and the reply built in place from whatever parsed.
+    let _ = probe::flags(data);
+    if let Ok(o) = parse_outer(data) {
+        let mut f = data.to_vec();
+        let _ = probe::reply_in_place(&mut f, &o, me, 4, 3, 8);
+    }
+
+    // The edge's overlay side.
+    let out = EdgeOut {
+        classify: sample::classifier(),
+        mtu: MtuGuard::new(data.get(1).map_or(1500, |b| 576 + *b as u16 * 4)),
+        encap: sample::encap(0),
+        replicate: sample::replicate(),
+    };
+    let mut edge_in = EdgeIn {
+        node,
+        peers,
+        dedupe: Dedupe::new(DedupeConfig::default()),
+    };
+    let mut b = Burst::with_capacity(2);
+    let _ = b.push(VecBuf::new(data, 128), Meta::new(0));
+    edge_in.run(&mut b, &out, 7);
 });
