@@ -6,8 +6,8 @@
 use libfuzzer_sys::fuzz_target;
 use pipelines::buf::{PacketBuf, VecBuf};
 use pipelines::overlay::dedupe::{Dedupe, DedupeConfig};
-use pipelines::overlay::relay::{Hop, Relay};
 use pipelines::overlay::mtu::MtuGuard;
+use pipelines::overlay::relay::{Hop, Relay};
 use pipelines::overlay::roles::{EdgeIn, EdgeOut};
 use pipelines::overlay::{decap, parse_outer, probe, sample, Burst, Meta, PeerSet};
 use std::collections::HashMap;
