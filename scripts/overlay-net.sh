@@ -11,9 +11,10 @@
 #
 # Appliances run on net_af_packet (one worker each, adaptive idle); the Internet between them is a
 # kernel-forwarding router namespace ("inet", one interface per appliance), where impairment goes:
-#   overlay-net.sh up ID BIN DIR [GW_WORKERS] [RELAYS]
-#                                              build, start, wait until healthy (state in DIR); GW_WORKERS 1
-#                                              or 2 (qpairs=2); RELAYS 2, or 3: relay 3 (region "ap",
+#   overlay-net.sh up ID BIN DIR [WORKERS] [RELAYS]
+#                                              build, start, wait until healthy (state in DIR); WORKERS of
+#                                              the edge and the gateway, 1 or 2 (qpairs=2, so kernel fanout
+#                                              spreads packets over both); RELAYS 2, or 3: relay 3 (region "ap",
 #                                              10.5.0.1) joins, and the edge and gateway select 2 of 3
 #                                              paths from probes (conf/overlay/three-relays.*.toml)
 #   overlay-net.sh down ID DIR                 stop the appliances (final counters in DIR/*.out), remove all
@@ -37,7 +38,7 @@ ns() { echo "ov$ID-$1"; }
 NODES="edge r1 r2 r3 gw"
 
 up() {
-  local BIN=${1:?binary} DIR=${2:?state dir} GW_WORKERS=${3:-1} RELAYS=${4:-2}
+  local BIN=${1:?binary} DIR=${2:?state dir} WORKERS=${3:-1} RELAYS=${4:-2}
   mkdir -p "$DIR"
   local nodes="edge r1 r2 gw" spaces="cl edge inet r1 r2 gw srv dns"
   if [ "$RELAYS" = 3 ]; then nodes="edge r1 r2 r3 gw"; spaces="$spaces r3"; fi
@@ -119,25 +120,26 @@ EOT
   ip netns exec "$(ns inet)" nft add chain inet imp f '{ type filter hook forward priority 0; }'
 
   # The appliances: edge and relay1 on CPU 0, relay2 and the gateway on CPU 1.
-  local cpu gwl="0" gwq=""
-  if [ "$GW_WORKERS" = 2 ]; then gwl="0,1"; gwq=",qpairs=2"; fi
+  local q=""
+  if [ "$WORKERS" = 2 ]; then q=",qpairs=2"; fi
   # af_packet rings of 4096 frames (default 512), so that bursts wait in the ring instead of being dropped.
   local fc=",framecnt=4096"
   for node in $nodes; do
     local conf vdevs lc
     case $node in
-      edge) conf=edge.toml; vdevs="--vdev net_af_packet0,iface=c0$fc --vdev net_af_packet1,iface=u0$fc"; lc="--lcores 0@0" ;;
+      edge) conf=edge.toml; vdevs="--vdev net_af_packet0,iface=c0$q$fc --vdev net_af_packet1,iface=u0$q$fc"
+          if [ "$WORKERS" = 2 ]; then lc="--lcores 0@0,1@1"; else lc="--lcores 0@0"; fi ;;
       r1) conf=relay1.toml; vdevs="--vdev net_af_packet0,iface=u0$fc"; lc="--lcores 0@0" ;;
       r2) conf=relay2.toml; vdevs="--vdev net_af_packet0,iface=u0$fc"; lc="--lcores 0@1" ;;
       r3) conf=relay3.toml; vdevs="--vdev net_af_packet0,iface=u0$fc"; lc="--lcores 0@1" ;;
       gw) conf=gateway.toml
-          vdevs="--vdev net_af_packet0,iface=u0$gwq$fc --vdev net_af_packet1,iface=t0$gwq$fc"
-          if [ "$GW_WORKERS" = 2 ]; then lc="--lcores 0@1,1@0"; else lc="--lcores 0@1"; fi ;;
+          vdevs="--vdev net_af_packet0,iface=u0$q$fc --vdev net_af_packet1,iface=t0$q$fc"
+          if [ "$WORKERS" = 2 ]; then lc="--lcores 0@1,1@0"; else lc="--lcores 0@1"; fi ;;
     esac
     # Each appliance runs on a copy of its configuration in DIR, which a reload re-reads.
     cp "$HERE/conf/overlay/$conf" "$DIR/$conf"
     conf="$DIR/$conf"
-    if [ "$node" = gw ] && [ "$GW_WORKERS" = 2 ]; then
+    if { [ "$node" = gw ] || [ "$node" = edge ]; } && [ "$WORKERS" = 2 ]; then
       sed -i 's/^workers = \[0\]/workers = [0, 1]/' "$conf"
     fi
     if [ "$RELAYS" = 3 ] && { [ "$node" = edge ] || [ "$node" = gw ]; }; then

@@ -37,12 +37,12 @@ impl Drop for Bg {
 impl Net {
     /// Brings the network up (the `mapper` binary must have been built next to the appliance's: nextest
     /// builds the whole workspace).
-    fn up(gw_workers: u32) -> Net {
-        Self::up_with(gw_workers, 2)
+    fn up(workers: u32) -> Net {
+        Self::up_with(workers, 2)
     }
 
     /// `relays`: 2, or 3 (relay 3 joins and the edge and gateway select 2 of 3 paths from probes).
-    fn up_with(gw_workers: u32, relays: u32) -> Net {
+    fn up_with(workers: u32, relays: u32) -> Net {
         let id = std::process::id().to_string();
         let net = Net {
             id: id.clone(),
@@ -53,7 +53,7 @@ impl Net {
                 .arg(SCRIPT)
                 .args(["up", &id, BIN])
                 .arg(&net.dir.0)
-                .arg(gw_workers.to_string())
+                .arg(workers.to_string())
                 .arg(relays.to_string()),
             Duration::from_secs(90),
         );
@@ -282,8 +282,8 @@ fn in_use(net: &Net) -> Vec<f64> {
 
 #[test]
 fn download_through_two_paths_with_nat_and_dedupe() {
-    // The gateway runs two workers on qpairs=2: kernel fanout spreads the copies over both queues, so
-    // streams owned by the other worker are handed over for real.
+    // The edge and the gateway run two workers on qpairs=2: kernel fanout spreads the copies over both
+    // queues, so streams owned by the other worker are handed over for real, at both ends.
     let net = Net::up(2);
     let idle = in_use(&net);
     let (_server, want) = net.serve_blob(50);
@@ -336,8 +336,10 @@ fn download_through_two_paths_with_nat_and_dedupe() {
         eprintln!("{node}: passed {p}, discarded {d}, lost {lost}");
         assert!(p > 1000.0 && d >= 0.9 * p, "{node}: passed {p}, discarded {d}");
     }
-    let h = net.metric("gw", "appliance_handoff_packets_total", &[("direction", "in")]);
-    eprintln!("gateway hand-offs between its two workers: {h}");
+    for node in ["gw", "edge"] {
+        let h = net.metric(node, "appliance_handoff_packets_total", &[("direction", "in")]);
+        eprintln!("{node} hand-offs between its two workers: {h}");
+    }
     assert!(net.metric("gw", "appliance_nat_sessions_created_total", &[("proto", "tcp")]) >= 1.0);
 
     let srv = std::fs::read_to_string(net.dir.path("srv.cap")).unwrap();
