@@ -136,6 +136,21 @@ impl Net {
         self.metric(node, "appliance_drops_total", &[("reason", reason)])
     }
 
+    /// Python's http.server on port 8080 of `addr` in the server namespace, serving `dir`.
+    fn http_server(&self, addr: &str, dir: &Path, log: &str) -> Bg {
+        let args = [
+            "python3",
+            "-m",
+            "http.server",
+            "8080",
+            "--bind",
+            addr,
+            "--directory",
+            dir.to_str().unwrap(),
+        ];
+        self.spawn("srv", &args, log)
+    }
+
     /// An HTTP server on the target serving `DIR/www` (with a 50 MB file `blob`); returns its sha256.
     fn serve_blob(&self, mb: u32) -> (Bg, String) {
         let www = self.dir.path("www");
@@ -150,20 +165,7 @@ impl Net {
         );
         assert!(out.status.success());
         let want = sha256(&blob);
-        let server = self.spawn(
-            "srv",
-            &[
-                "python3",
-                "-m",
-                "http.server",
-                "8080",
-                "--bind",
-                "10.20.0.10",
-                "--directory",
-                www.to_str().unwrap(),
-            ],
-            "http.log",
-        );
+        let server = self.http_server("10.20.0.10", &www, "http.log");
         let up = wait_for(Duration::from_secs(10), || {
             let o = self.exec(
                 "srv",
@@ -609,20 +611,7 @@ fn reload_adds_an_application_and_moves_a_target_without_losing_a_ping() {
         let d = net.dir.path(who);
         std::fs::create_dir_all(&d).unwrap();
         std::fs::write(d.join("who"), format!("{who}\n")).unwrap();
-        servers.push(net.spawn(
-            "srv",
-            &[
-                "python3",
-                "-m",
-                "http.server",
-                "8080",
-                "--bind",
-                addr,
-                "--directory",
-                d.to_str().unwrap(),
-            ],
-            &format!("http-{who}.log"),
-        ));
+        servers.push(net.http_server(addr, &d, &format!("http-{who}.log")));
     }
     let ten = wait_for(Duration::from_secs(10), || get_body(&net, &format!("http://{VIP}/who")));
     assert_eq!(ten.as_deref(), Some("ten"));

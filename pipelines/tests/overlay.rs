@@ -8,7 +8,8 @@ use pipelines::overlay::dedupe::{Dedupe, DedupeConfig};
 use pipelines::overlay::encap::{AppRoute, Encap};
 use pipelines::overlay::mtu::{MtuAction, MtuGuard};
 use pipelines::overlay::relay::{Hop, Relay};
-use pipelines::overlay::replicate::{Path, PathSet, PathSetError, Replicate};
+use pipelines::overlay::replicate::{PathSet, PathSetError, Replicate};
+use pipelines::overlay::sample::path;
 use pipelines::overlay::{decap, parse_outer, Burst, Meta, PeerSet, Verdict, OUTER_LEN};
 use pipelines::wire::geneve::OptRepr;
 use pipelines::DropReason;
@@ -87,18 +88,6 @@ fn burst_of(frames: &[Vec<u8>]) -> Burst<VecBuf> {
         b.push(VecBuf::new(f, 128), Meta::new(0)).unwrap();
     }
     b
-}
-
-fn path(id: u8, region: &str, relay: Ipv4Addr) -> Path {
-    Path {
-        id,
-        name: format!("via-{region}"),
-        region: region.into(),
-        relay,
-        port: 0,
-        next_hop: ROUTER,
-        up: true,
-    }
 }
 
 fn edge_stages() -> (Classifier, MtuGuard, Encap, Replicate) {
