@@ -112,6 +112,14 @@ impl State {
         }
     }
 
+    fn dedupe_mut(&mut self) -> Option<&mut Dedupe> {
+        match &mut self.role {
+            Role::Edge { inn, .. } => Some(&mut inn.dedupe),
+            Role::Gateway { inn, .. } => Some(&mut inn.dedupe),
+            _ => None,
+        }
+    }
+
     fn publish_nat(&mut self) {
         if let Some((stats, live)) = self.nat_ref().map(|n| (n.stats, n.live())) {
             self.l.nat = stats;
@@ -253,11 +261,9 @@ impl Worker {
             if let Some(n) = st.nat_mut() {
                 n.expire_slice(now_ns);
             }
-            match &mut st.role {
-                Role::Edge { inn, .. } => inn.dedupe.expire(now_ns, DEDUPE_EXPIRE_BUDGET),
-                Role::Gateway { inn, .. } => inn.dedupe.expire(now_ns, DEDUPE_EXPIRE_BUDGET),
-                _ => 0,
-            };
+            if let Some(d) = st.dedupe_mut() {
+                d.expire(now_ns, DEDUPE_EXPIRE_BUDGET);
+            }
             st.drops.free_all();
             st.l.loops += 1;
 
@@ -415,8 +421,8 @@ impl Worker {
         }
     }
 
-    /// An overlay packet to an edge or gateway: to the dedupe stage if this worker owns its stream (or
-    /// `owned`: it was handed here), else to the owner.
+    /// An overlay packet to an edge or gateway: probes go to `probe_in`; others to the dedupe stage if this
+    /// worker owns their stream (or `check_owner` is false: it was handed here), else to the owner.
     #[inline]
     fn overlay_in(&mut self, st: &mut State, pi: u16, m: Mbuf, check_owner: bool) {
         if pipelines::overlay::probe::flags(m.data()).is_some_and(pipelines::overlay::probe::is_probe) {
