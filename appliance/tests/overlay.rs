@@ -751,12 +751,13 @@ fn path_set_moves_off_a_lossy_relay_and_a_transfer_goes_on() {
     eprintln!("selected before: edge {edge_before:?}, gateway {gw_before:?}");
     assert_eq!(edge_before.len(), 2);
     assert_eq!(gw_before.len(), 2);
-    // The relay of the edge's first selected path turns lossy: 30 % of what it sends, both directions.
-    let (relay, edge_path, gw_path) = match edge_before.iter().next() {
-        Some(1) => ("r1", 1u8, 3u8),
-        Some(2) => ("r2", 2, 4),
-        _ => ("r3", 5, 6),
-    };
+    // A relay that both the edge's and the gateway's sets use (with three relays and two paths each, there
+    // is always one; the sets may already have moved by score) turns lossy: 30 % of what it sends, both
+    // directions.
+    let (relay, edge_path, gw_path) = [("r1", 1u8, 3u8), ("r2", 2, 4), ("r3", 5, 6)]
+        .into_iter()
+        .find(|(_, e, g)| edge_before.contains(e) && gw_before.contains(g))
+        .expect("a relay in both sets");
     let changes = |n: &str| net.metric(n, "appliance_path_set_changes_total", &[]);
     let (edge_changes, gw_changes) = (changes("edge"), changes("gw"));
     net.script(&["loss", relay, "30"]);
