@@ -143,7 +143,7 @@ fn build_role(sh: &Shared, t: &Tables, idx: usize) -> Role {
                 s.dests.clone(),
                 routes,
             ),
-            Replicate { sets: s.sets.clone() },
+            Replicate::new(s.sets.clone()),
         )
     };
     match &o.role {
@@ -694,7 +694,7 @@ impl Worker {
             (Role::Edge { out, inn }, Some(RoleSpec::Edge(s, e))) => {
                 out.classify = e.classifier.clone();
                 out.encap.set_routes(s.dests.clone(), e.routes.clone());
-                out.replicate.sets = s.sets.clone();
+                out.replicate.set_sets(s.sets.clone());
                 inn.peers = s.peers.clone();
             }
             (Role::Gateway { inn, out }, Some(RoleSpec::Gateway(s))) => {
@@ -703,7 +703,7 @@ impl Worker {
                 }
                 inn.peers = s.peers.clone();
                 out.encap.set_routes(s.dests.clone(), Vec::new());
-                out.replicate.sets = s.sets.clone();
+                out.replicate.set_sets(s.sets.clone());
             }
             _ => {}
         }

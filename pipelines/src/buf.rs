@@ -20,6 +20,20 @@ pub trait PacketBuf: Sized {
     /// no buffer is available.
     fn replica(&self) -> Option<Self>;
 
+    /// Appends to `pkts` a replica of `pkts[i]` for each `i` in `from`, in that order, and returns how many
+    /// it made: it stops at the first that finds no buffer. The caller leaves room in `pkts` for all of
+    /// them. The default makes them one by one with [`PacketBuf::replica`]; an implementation may take
+    /// the buffers in bulk (the mbuf does, one mempool get per call).
+    fn replicate_into(pkts: &mut Vec<Self>, from: &[u16]) -> usize {
+        for (made, &i) in from.iter().enumerate() {
+            match pkts[i as usize].replica() {
+                Some(c) => pkts.push(c),
+                None => return made,
+            }
+        }
+        from.len()
+    }
+
     fn len(&self) -> usize {
         self.data().len()
     }

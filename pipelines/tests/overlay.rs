@@ -101,7 +101,7 @@ fn edge_stages() -> (Classifier, MtuGuard, Encap, Replicate) {
         vec![AppRoute { vni: 0x1234, dest: 0 }, AppRoute { vni: 0x99, dest: 0 }],
     );
     let set = PathSet::new(vec![path(11, "eu", R1), path(12, "us", R2)]).unwrap();
-    (classifier(), MtuGuard::new(1500), encap, Replicate { sets: vec![set] })
+    (classifier(), MtuGuard::new(1500), encap, Replicate::new(vec![set]))
 }
 
 #[test]
@@ -313,7 +313,7 @@ fn replicate_makes_one_independent_copy_per_path() {
 #[test]
 fn replicate_degrades_to_the_live_paths_and_counts_a_full_burst() {
     let (c, _, mut e, mut r) = edge_stages();
-    r.sets[0].set_up(12, false);
+    r.set_up(0, 12, false);
     let mut b = burst_of(&[tcp_frame(b"x", None)]);
     c.run(&mut b);
     e.run(&mut b, 0);
@@ -321,7 +321,7 @@ fn replicate_degrades_to_the_live_paths_and_counts_a_full_burst() {
     r.run(&mut b, &mut drops);
     assert_eq!(b.len(), 1, "one path left: one copy, still forwarded");
     assert_eq!(b.meta[0].path, 11);
-    r.sets[0].set_up(11, false);
+    r.set_up(0, 11, false);
     let mut b = burst_of(&[tcp_frame(b"x", None)]);
     c.run(&mut b);
     e.run(&mut b, 0);

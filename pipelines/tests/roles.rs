@@ -130,7 +130,7 @@ fn gateway() -> (GatewayIn, GatewayOut) {
         GatewayOut {
             mtu: MtuGuard::new(1500),
             encap: Encap::new(GW_NODE, GW, 40000, 8, 0, vec![EDGE_NODE], vec![]),
-            replicate: Replicate { sets: vec![back] },
+            replicate: Replicate::new(vec![back]),
         },
     )
 }

@@ -44,9 +44,11 @@ fn tshark_decodes_every_field_the_encap_stage_wrote() {
         next_hop: Ipv4Addr::new(10, 1, 0, 254),
         up: true,
     };
-    let replicate = Replicate {
-        sets: vec![PathSet::new(vec![mk(17, "eu", [10, 2, 0, 1]), mk(200, "us", [10, 3, 0, 1])]).unwrap()],
-    };
+    let replicate = Replicate::new(vec![PathSet::new(vec![
+        mk(17, "eu", [10, 2, 0, 1]),
+        mk(200, "us", [10, 3, 0, 1]),
+    ])
+    .unwrap()]);
     let mut burst = Burst::with_capacity(64);
     for i in 0..12u16 {
         let mut f = Vec::new();

@@ -465,4 +465,43 @@ impl pipelines::buf::PacketBuf for Mbuf {
         }
         self.copy_from_pool(pool)
     }
+
+    /// Replicas in bulk: each run of sources that are one segment from the same pool is copied by one
+    /// C call that takes all their buffers in one mempool get ([`ffi::shim_copy_bulk`]); other sources,
+    /// and a run the pool cannot serve whole, go one by one through [`Mbuf::replica`].
+    fn replicate_into(pkts: &mut Vec<Self>, from: &[u16]) -> usize {
+        const CHUNK: usize = 64;
+        let mut made = 0;
+        while made < from.len() {
+            let pool = pkts[from[made] as usize].raw().pool;
+            let mut src = [std::ptr::null_mut::<ffi::rte_mbuf>(); CHUNK];
+            let mut run = 0;
+            for &i in &from[made..from.len().min(made + CHUNK)] {
+                let m = pkts[i as usize].raw();
+                if m.nb_segs != 1 || m.pool != pool {
+                    break;
+                }
+                src[run] = pkts[i as usize].0.as_ptr();
+                run += 1;
+            }
+            let mut out = [std::ptr::null_mut::<ffi::rte_mbuf>(); CHUNK];
+            // SAFETY: pool is the valid mempool src[0] came from; src[..run] are valid single-segment mbufs
+            // of that pool (checked above), so every copy fits its new buffer; out has room for run
+            // pointers, which on success are fresh mbufs we then own.
+            if run > 0 && unsafe { ffi::shim_copy_bulk(pool, src.as_ptr(), out.as_mut_ptr(), run as u32) } == 0 {
+                for &p in &out[..run] {
+                    // SAFETY: shim_copy_bulk returned 0, so each out pointer is a valid mbuf owned by us.
+                    pkts.push(Mbuf(unsafe { NonNull::new_unchecked(p) }));
+                }
+                made += run;
+                continue;
+            }
+            match pkts[from[made] as usize].replica() {
+                Some(c) => pkts.push(c),
+                None => return made,
+            }
+            made += 1;
+        }
+        made
+    }
 }

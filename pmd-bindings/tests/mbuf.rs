@@ -1,8 +1,8 @@
 //! The safe layer against the real EAL (one process per test under nextest, --no-pci, --no-huge, a file
-//! prefix of its own): Mbuf as a PacketBuf, replicas that never share bytes, a net_ring port round trip
+//! prefix of its own): Mbuf as a PacketBuf, replicas (one by one and in bulk) that never share bytes, a net_ring port round trip
 //! through TxBuffer and Burst, buffers all back in the pool afterwards, and a second EAL start refused.
 use pipelines::buf::PacketBuf;
-use pmd_bindings::{Burst, DropList, Eal, Mempool, Port, PortConfig, PortId, SocketId, TxBuffer};
+use pmd_bindings::{Burst, DropList, Eal, Mbuf, Mempool, Port, PortConfig, PortId, SocketId, TxBuffer};
 
 struct RuntimeDir(String);
 
@@ -65,6 +65,37 @@ fn mbufs_ports_and_the_eal_on_a_real_dpdk() {
         "a replica never shares bytes with the original"
     );
     assert_eq!(&PacketBuf::data(&r)[1..], &PacketBuf::data(&m)[1..]);
+
+    // Replicas in bulk: each copy equals its source (bytes, headroom), shares nothing with it, and a
+    // pool that runs short gives as many as it has.
+    let small = Mempool::new(&eal, "s", 15, 0, 2048 + 128, SocketId(-1)).unwrap();
+    let mut pkts: Vec<Mbuf> = Vec::with_capacity(32);
+    for i in 0..4u8 {
+        let mut p = small.alloc().unwrap();
+        assert!(p.append(60 + u16::from(i)));
+        p.data_mut().unwrap().fill(i + 1);
+        assert!(PacketBuf::adj(&mut p, i as usize));
+        pkts.push(p);
+    }
+    let from = [0u16, 1, 3, 1, 2];
+    assert_eq!(<Mbuf as PacketBuf>::replicate_into(&mut pkts, &from), 5);
+    for (k, &s) in from.iter().enumerate() {
+        let (c, o) = (&pkts[4 + k], &pkts[s as usize]);
+        assert_eq!(PacketBuf::data(c), PacketBuf::data(o), "copy {k} of packet {s}");
+        assert_eq!(PacketBuf::headroom(c), PacketBuf::headroom(o));
+        assert!(c.is_writable());
+    }
+    pkts[4].data_mut().unwrap()[0] = 0xee;
+    assert_eq!(PacketBuf::data(&pkts[0])[0], 1, "a bulk replica never shares bytes");
+    assert_eq!(small.available(), 6);
+    assert_eq!(
+        <Mbuf as PacketBuf>::replicate_into(&mut pkts, &[0; 8]),
+        6,
+        "eight asked of a pool with six left: six made, one by one"
+    );
+    assert_eq!(pkts.len(), 15);
+    drop(pkts);
+    assert_eq!(small.in_use(), 0, "every copy is back in its pool");
 
     // A net_ring port sends into the ring it receives from.
     let port = Port::new(&eal, PortId(0)).unwrap();

@@ -102,13 +102,27 @@ impl PathSet {
     }
 }
 
+/// What replicate needs of a live path, packed: a destination's live paths sit side by side.
+#[derive(Debug, Clone, Copy)]
+struct Out {
+    relay: Ipv4Addr,
+    next_hop: Ipv4Addr,
+    port: u16,
+    id: u8,
+}
+
+/// The replicate stage: path sets per destination index (as in [`super::encap::AppRoute::dest`] and
+/// [`super::Meta::dest`]), and, built from them whenever they change, the live paths of each.
+#[derive(Debug, Clone)]
 pub struct Replicate {
-    /// Path set per destination index (as in [`super::encap::AppRoute::dest`] and [`super::Meta::dest`]).
-    pub sets: Vec<PathSet>,
+    sets: Vec<PathSet>,
+    /// Per destination: where its live paths start in `outs`, and how many there are.
+    live: Vec<(u32, u32)>,
+    outs: Vec<Out>,
 }
 
 #[inline]
-fn stamp<B: PacketBuf>(pkt: &mut B, p: &Path) -> bool {
+fn stamp<B: PacketBuf>(pkt: &mut B, p: &Out) -> bool {
     let Some(d) = pkt.data_mut() else { return false };
     if d.len() < OPT_OFF + opt::PATH + 1 {
         return false;
@@ -118,53 +132,123 @@ fn stamp<B: PacketBuf>(pkt: &mut B, p: &Path) -> bool {
     true
 }
 
+/// Copies are made in chunks of this many (one bulk buffer allocation per chunk).
+const CHUNK: usize = 64;
+
 impl Replicate {
+    pub fn new(sets: Vec<PathSet>) -> Replicate {
+        let mut r = Replicate {
+            sets,
+            live: Vec::new(),
+            outs: Vec::new(),
+        };
+        r.rebuild();
+        r
+    }
+
+    pub fn sets(&self) -> &[PathSet] {
+        &self.sets
+    }
+
+    /// Replaces the path sets (a reload or a new selection).
+    pub fn set_sets(&mut self, sets: Vec<PathSet>) {
+        self.sets = sets;
+        self.rebuild();
+    }
+
+    /// Marks path `id` of destination `dest`'s set up or down.
+    pub fn set_up(&mut self, dest: usize, id: u8, up: bool) {
+        if let Some(s) = self.sets.get_mut(dest) {
+            s.set_up(id, up);
+            self.rebuild();
+        }
+    }
+
+    fn rebuild(&mut self) {
+        self.outs.clear();
+        self.live.clear();
+        for set in &self.sets {
+            let start = self.outs.len() as u32;
+            self.outs.extend(set.live().map(|p| Out {
+                relay: p.relay,
+                next_hop: p.next_hop,
+                port: p.port,
+                id: p.id,
+            }));
+            self.live.push((start, self.outs.len() as u32 - start));
+        }
+    }
+
     /// Copies every encapsulated packet of the burst over the path set of its destination
-    /// (`meta.dest`). Copies are appended to the burst;
-    /// copies that find no buffer or no room in the burst are counted in `drops`.
+    /// (`meta.dest`). The packet itself goes on the first live path; its copies, appended to the burst,
+    /// on the others. Copies are made after the pass over the burst, in bulk (see
+    /// [`PacketBuf::replicate_into`]); copies that find no buffer or no room in the burst are counted in
+    /// `drops`. Bursts hold at most 65536 packets (indices are 16-bit).
     pub fn run<B: PacketBuf>(&self, burst: &mut Burst<B>, drops: &mut DropCounts) {
         let n = burst.len();
+        // The copies to make: source index, and the path (index in `outs`).
+        let mut from = [0u16; CHUNK];
+        let mut via = [0u32; CHUNK];
+        let mut c = 0;
         for i in 0..n {
             if !burst.meta[i].is_next() {
                 continue;
             }
-            let Some(set) = self.sets.get(burst.meta[i].dest as usize) else {
-                burst.meta[i].verdict = Verdict::Drop(DropReason::NoPath);
-                continue;
-            };
-            let mut live = set.live();
-            let Some(first) = live.next() else {
-                burst.meta[i].verdict = Verdict::Drop(DropReason::NoPath);
-                continue;
-            };
-            for p in live {
-                let Some(mut copy) = burst.pkts[i].replica() else {
-                    drops.add(DropReason::ReplicaNoBuffer, 1);
-                    continue;
-                };
-                if !stamp(&mut copy, p) {
-                    drops.add(DropReason::MultiSegment, 1);
+            let (start, len) = match self.live.get(burst.meta[i].dest as usize) {
+                Some(&(s, l)) if l > 0 => (s as usize, l as usize),
+                _ => {
+                    burst.meta[i].verdict = Verdict::Drop(DropReason::NoPath);
                     continue;
                 }
-                let mut m = burst.meta[i];
-                m.path = p.id;
-                m.verdict = Verdict::Forward {
+            };
+            let first = &self.outs[start];
+            // Stamped before it is copied: copies then only change the path id and outer destination.
+            if !stamp(&mut burst.pkts[i], first) {
+                burst.meta[i].verdict = Verdict::Drop(DropReason::MultiSegment);
+                continue;
+            }
+            burst.meta[i].path = first.id;
+            burst.meta[i].verdict = Verdict::Forward {
+                port: first.port,
+                next_hop: first.next_hop,
+            };
+            for k in start + 1..start + len {
+                if c == CHUNK {
+                    self.copies(burst, &from, &via, drops);
+                    c = 0;
+                }
+                from[c] = i as u16;
+                via[c] = k as u32;
+                c += 1;
+            }
+        }
+        self.copies(burst, &from[..c], &via[..c], drops);
+    }
+
+    /// Appends a copy of `burst.pkts[from[k]]` for path `outs[via[k]]`, stamped, for each `k` that finds
+    /// room and a buffer.
+    fn copies<B: PacketBuf>(&self, burst: &mut Burst<B>, from: &[u16], via: &[u32], drops: &mut DropCounts) {
+        let want = from.len().min(burst.capacity().saturating_sub(burst.len()));
+        drops.add(DropReason::BurstFull, (from.len() - want) as u64);
+        if want == 0 {
+            return;
+        }
+        let base = burst.pkts.len();
+        let made = B::replicate_into(&mut burst.pkts, &from[..want]);
+        drops.add(DropReason::ReplicaNoBuffer, (want - made) as u64);
+        for (k, (&src, &v)) in from[..made].iter().zip(&via[..made]).enumerate() {
+            let p = &self.outs[v as usize];
+            let mut m = burst.meta[src as usize];
+            m.path = p.id;
+            m.verdict = if stamp(&mut burst.pkts[base + k], p) {
+                Verdict::Forward {
                     port: p.port,
                     next_hop: p.next_hop,
-                };
-                if burst.push(copy, m).is_err() {
-                    drops.add(DropReason::BurstFull, 1);
                 }
-            }
-            if stamp(&mut burst.pkts[i], first) {
-                burst.meta[i].path = first.id;
-                burst.meta[i].verdict = Verdict::Forward {
-                    port: first.port,
-                    next_hop: first.next_hop,
-                };
             } else {
-                burst.meta[i].verdict = Verdict::Drop(DropReason::MultiSegment);
-            }
+                Verdict::Drop(DropReason::MultiSegment)
+            };
+            burst.meta.push(m);
         }
     }
 }

@@ -61,7 +61,7 @@ pub fn path(id: u8, region: &str, relay: Ipv4Addr) -> Path {
 /// The edge's path set toward the gateway: path 1 via "eu", path 2 via "us".
 pub fn replicate() -> Replicate {
     let set = PathSet::new(vec![path(1, "eu", R1), path(2, "us", R2)]).expect("two regions");
-    Replicate { sets: vec![set] }
+    Replicate::new(vec![set])
 }
 
 /// One worker's gateway NAT with room for `sessions` sessions: application `app` maps UDP 53 to
