@@ -164,19 +164,30 @@ fn bench(c: &mut Criterion) {
         cl.run(&mut bu);
         bu
     };
-    let mut e = sample::encap(0);
-    measure(c, "encap/hot_flow", |o| classified(&hot, o), |bu| e.run(bu, 1));
-    let mut e = sample::encap(0);
-    measure(c, "encap/10k_flows", |o| classified(&many, o), |bu| e.run(bu, 1));
-
+    // Encap as the edge runs it: given the path table, it writes the first path's relay and id.
     let rep = sample::replicate();
+    let mut e = sample::encap(0);
+    measure(
+        c,
+        "encap/hot_flow",
+        |o| classified(&hot, o),
+        |bu| e.run_toward(bu, 1, &rep),
+    );
+    let mut e = sample::encap(0);
+    measure(
+        c,
+        "encap/10k_flows",
+        |o| classified(&many, o),
+        |bu| e.run_toward(bu, 1, &rep),
+    );
+
     let mut e = sample::encap(0);
     measure(
         c,
         "replicate_2_paths/10k_flows",
         |o| {
             let mut bu = classified(&many, o);
-            e.run(&mut bu, 1);
+            e.run_toward(&mut bu, 1, &rep);
             bu
         },
         |bu| rep.run(bu, &mut DropCounts::default()),

@@ -311,6 +311,52 @@ fn replicate_makes_one_independent_copy_per_path() {
 }
 
 #[test]
+fn encap_toward_the_path_set_gives_what_replicate_would_have_written() {
+    // Encap given the path table stamps the first path itself; replicate then leaves the original's
+    // bytes alone. The result is the same, byte for byte, as encap then replicate stamping it. Also
+    // when the first path is down (the first live one is stamped) and when a set has no live path.
+    for down in [None, Some(11), Some(12)] {
+        let frames = [
+            tcp_frame(b"one", None),
+            udp_frame(53, b"q", true),
+            tcp_frame(b"two", None),
+        ];
+        let run = |toward: bool| {
+            let (c, _, mut e, mut r) = edge_stages();
+            if let Some(id) = down {
+                r.set_up(0, id, false);
+            }
+            let mut b = burst_of(&frames);
+            c.run(&mut b);
+            if toward {
+                e.run_toward(&mut b, 7, &r);
+                assert!(b.meta.iter().all(|m| m.stamped && m.path == r.first_hop(0).unwrap().0));
+            } else {
+                e.run(&mut b, 7);
+                assert!(b.meta.iter().all(|m| !m.stamped));
+            }
+            r.run(&mut b, &mut DropCounts::default());
+            b.drain()
+                .map(|(p, m)| (p.to_vec(), m.path, m.verdict))
+                .collect::<Vec<_>>()
+        };
+        let (plain, toward) = (run(false), run(true));
+        assert_eq!(plain.len(), if down.is_some() { 3 } else { 6 });
+        assert_eq!(plain, toward, "path {down:?} down");
+    }
+    let (c, _, mut e, mut r) = edge_stages();
+    r.set_up(0, 11, false);
+    r.set_up(0, 12, false);
+    assert_eq!(r.first_hop(0), None);
+    let mut b = burst_of(&[tcp_frame(b"x", None)]);
+    c.run(&mut b);
+    e.run_toward(&mut b, 0, &r);
+    assert!(!b.meta[0].stamped);
+    r.run(&mut b, &mut DropCounts::default());
+    assert_eq!(b.meta[0].verdict, Verdict::Drop(DropReason::NoPath));
+}
+
+#[test]
 fn replicate_degrades_to_the_live_paths_and_counts_a_full_burst() {
     let (c, _, mut e, mut r) = edge_stages();
     r.set_up(0, 12, false);

@@ -1,7 +1,7 @@
 //! The replicate stage on real mbufs, as in the appliance: every copy but the first is a full copy from
 //! the packet's own mempool (per-lcore cache of 256), taken in bulk. Each burst of 32 64-byte-class frames
 //! is made as the edge's pipeline makes it (the frame copied into a fresh mbuf, as the PMD would, then
-//! classify and encap), and only replicate is timed. Two paths give 32 copies per burst; the one-path
+//! classify and encap, which writes the first path's relay and id), and only replicate is timed. Two paths give 32 copies per burst; the one-path
 //! row is the same stage with one path of the set down (no copies), for comparison. One hot flow, and
 //! 10 k flows. Starts the EAL once with a file prefix of its own, on 4 KB pages, or on hugepages with
 //! `BENCH_HUGEPAGES=1` (reserved and mounted beforehand, as on a gateway box):
@@ -75,7 +75,7 @@ fn bench(c: &mut Criterion) {
                     }
                     off += N;
                     classify.run(&mut bu);
-                    encap.run(&mut bu, 1);
+                    encap.run_toward(&mut bu, 1, rep);
                     bu
                 },
                 |mut bu| {

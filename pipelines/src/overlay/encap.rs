@@ -2,6 +2,7 @@
 //! stream is `worker << 8 | flow hash & 0xff`, so a flow keeps its stream and a stream belongs to one
 //! worker; sequence numbers count per (destination node, stream) and never leave their worker. The
 //! per-path fields (path id, outer destination, MACs) are written by [`super::replicate`].
+use super::replicate::Replicate;
 use super::{Burst, OuterRepr, Verdict, OUTER_LEN};
 use crate::buf::PacketBuf;
 use crate::drop::DropReason;
@@ -94,7 +95,7 @@ impl Encap {
         now_ns: u64,
     ) -> Result<(u16, u32), DropReason> {
         let route = self.route(app)?;
-        self.encap_to(pkt, route, flow_hash, now_ns)
+        self.encap_to(pkt, route, flow_hash, now_ns, None)
     }
 
     /// Encapsulates one frame toward `route` (the gateway's replies: the VNI and the edge come from the
@@ -106,6 +107,7 @@ impl Encap {
         route: AppRoute,
         flow_hash: u32,
         now_ns: u64,
+        first: Option<(u8, Ipv4Addr)>,
     ) -> Result<(u16, u32), DropReason> {
         let dest = *self.dests.get(route.dest as usize).ok_or(DropReason::NoPath)?;
         // Drop Ethernet padding: the inner packet is exactly its IPv4 total length.
@@ -135,13 +137,13 @@ impl Encap {
             eth_src: MacAddr::ZERO,
             eth_dst: MacAddr::ZERO,
             ip_src: self.addr,
-            ip_dst: Ipv4Addr::UNSPECIFIED,
+            ip_dst: first.map_or(Ipv4Addr::UNSPECIFIED, |f| f.1),
             udp_src: self.udp_base.wrapping_add(stream),
             vni: route.vni,
             opt: OptRepr {
                 flags: 0,
                 hops: self.hops,
-                path: 0,
+                path: first.map_or(0, |f| f.0),
                 sender: self.node,
                 dest,
                 stream,
@@ -155,20 +157,32 @@ impl Encap {
         Ok((stream, seq))
     }
 
+    /// Encapsulates every packet of the burst still to be handled; the outer destination and path id
+    /// are left for replicate (0.0.0.0 and 0).
     pub fn run<B: PacketBuf>(&mut self, burst: &mut Burst<B>, now_ns: u64) {
+        self.run_with(burst, now_ns, None)
+    }
+
+    /// As [`Encap::run`], with the outer destination and path id of the first path of `paths` already
+    /// written (meta `stamped`): replicate, run next with the same `paths`, then leaves the packet's
+    /// bytes alone and only makes the copies.
+    pub fn run_toward<B: PacketBuf>(&mut self, burst: &mut Burst<B>, now_ns: u64, paths: &Replicate) {
+        self.run_with(burst, now_ns, Some(paths))
+    }
+
+    #[inline]
+    fn run_with<B: PacketBuf>(&mut self, burst: &mut Burst<B>, now_ns: u64, paths: Option<&Replicate>) {
         for (p, m) in burst.pkts.iter_mut().zip(burst.meta.iter_mut()) {
             if !m.is_next() {
                 continue;
             }
-            match self
-                .route(m.app)
-                .and_then(|r| self.encap_to(p, r, m.flow_hash, now_ns).map(|s| (r, s)))
-            {
-                Ok((route, (stream, _))) => {
-                    m.stream = stream;
-                    m.sender = self.node;
-                    m.dest = route.dest;
-                }
+            let r = self.route(m.app).and_then(|route| {
+                let first = paths.and_then(|s| s.first_hop(route.dest));
+                self.encap_to(p, route, m.flow_hash, now_ns, first)
+                    .map(|(stream, _)| (route, stream, first))
+            });
+            match r {
+                Ok((route, stream, first)) => m.mark(self.node, stream, route.dest, first),
                 Err(r) => m.verdict = Verdict::Drop(r),
             }
         }

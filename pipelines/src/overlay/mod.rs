@@ -67,6 +67,9 @@ pub struct Meta {
     pub sender: u16,
     pub stream: u16,
     pub path: u8,
+    /// The outer header already carries path `path` (its id and relay): encap wrote the first live path
+    /// of `dest`'s set, so replicate leaves the packet's bytes alone.
+    pub stamped: bool,
     /// Destination index (encap's destination list, replicate's path sets), set by encap.
     pub dest: u16,
     /// Offset of the inner IPv4 packet in an overlay frame (set by the stage that parsed the outer
@@ -85,6 +88,19 @@ impl Meta {
     #[inline]
     pub fn is_next(&self) -> bool {
         self.verdict == Verdict::Next
+    }
+
+    /// Records what encap did: the sender (this node), stream and destination index, and the path it
+    /// stamped, if any.
+    #[inline]
+    pub fn mark(&mut self, node: u16, stream: u16, dest: u16, first: Option<(u8, Ipv4Addr)>) {
+        self.sender = node;
+        self.stream = stream;
+        self.dest = dest;
+        if let Some((id, _)) = first {
+            self.path = id;
+            self.stamped = true;
+        }
     }
 }
 
@@ -316,13 +332,25 @@ impl OuterRepr {
 /// incrementally (RFC 1624) so the header is not read back right after it is written.
 #[inline]
 pub(crate) fn set_outer_dst(frame: &mut [u8], dst: Ipv4Addr) {
-    let h = &mut frame[ethernet::HEADER_LEN..ethernet::HEADER_LEN + ipv4::MIN_HEADER_LEN];
+    let h = &frame[ethernet::HEADER_LEN..ethernet::HEADER_LEN + ipv4::MIN_HEADER_LEN];
     let old = u32::from_be_bytes([h[16], h[17], h[18], h[19]]);
-    let csum = u16::from_be_bytes([h[10], h[11]]);
-    let new = u32::from(dst);
-    let c = crate::checksum::update32(csum, old, new);
-    h[10..12].copy_from_slice(&c.to_be_bytes());
-    h[16..20].copy_from_slice(&new.to_be_bytes());
+    let csum = outer_csum(frame);
+    write_outer_dst(frame, dst, crate::checksum::update32(csum, old, u32::from(dst)));
+}
+
+/// The outer IPv4 header checksum of a frame this project built (`frame` holds at least the outer
+/// Ethernet and IPv4 headers).
+#[inline]
+pub(crate) fn outer_csum(frame: &[u8]) -> u16 {
+    u16::from_be_bytes([frame[ethernet::HEADER_LEN + 10], frame[ethernet::HEADER_LEN + 11]])
+}
+
+/// Writes the outer IPv4 destination and the header checksum that goes with it, reading nothing.
+#[inline]
+pub(crate) fn write_outer_dst(frame: &mut [u8], dst: Ipv4Addr, csum: u16) {
+    let h = &mut frame[ethernet::HEADER_LEN..ethernet::HEADER_LEN + ipv4::MIN_HEADER_LEN];
+    h[10..12].copy_from_slice(&csum.to_be_bytes());
+    h[16..20].copy_from_slice(&dst.octets());
 }
 
 /// A 32-bit hash of a flow's 5-tuple (for stream buckets and target choice); not for security.

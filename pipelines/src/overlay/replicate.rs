@@ -2,8 +2,9 @@
 //! original buffer; every other copy is a full copy ([`PacketBuf::replica`]), so no copy writes into a
 //! segment another shares (ARCHITECTURE.md "Replicas"). Each copy gets its path id, the outer destination
 //! (the path's relay) and the underlay next hop to send it to.
-use super::{set_outer_dst, Burst, Verdict, OPT_OFF};
+use super::{outer_csum, set_outer_dst, write_outer_dst, Burst, Verdict, OPT_OFF, OUTER_LEN};
 use crate::buf::PacketBuf;
+use crate::checksum;
 use crate::drop::{DropCounts, DropReason};
 use crate::wire::geneve::opt;
 use std::fmt;
@@ -109,6 +110,9 @@ struct Out {
     next_hop: Ipv4Addr,
     port: u16,
     id: u8,
+    /// The outer header checksum's change from the set's first live path to this one (RFC 1624): a
+    /// copy of a packet stamped for the first path gets its checksum without reading its header back.
+    from_first: u32,
 }
 
 /// The replicate stage: path sets per destination index (as in [`super::encap::AppRoute::dest`] and
@@ -129,6 +133,18 @@ fn stamp<B: PacketBuf>(pkt: &mut B, p: &Out) -> bool {
     }
     d[OPT_OFF + opt::PATH] = p.id;
     set_outer_dst(d, p.relay);
+    true
+}
+
+/// Stamps a copy of a packet stamped for its set's first path, whose outer checksum was `csum`.
+#[inline]
+fn restamp<B: PacketBuf>(pkt: &mut B, csum: u16, p: &Out) -> bool {
+    let Some(d) = pkt.data_mut() else { return false };
+    if d.len() < OPT_OFF + opt::PATH + 1 {
+        return false;
+    }
+    d[OPT_OFF + opt::PATH] = p.id;
+    write_outer_dst(d, p.relay, checksum::adjust(csum, p.from_first));
     true
 }
 
@@ -164,16 +180,32 @@ impl Replicate {
         }
     }
 
+    /// The path a packet to destination `dest` takes first (the original buffer's; copies take the
+    /// others): what encap writes into the outer header when it is given this stage
+    /// ([`super::encap::Encap::run_toward`]).
+    #[inline]
+    pub fn first_hop(&self, dest: u16) -> Option<(u8, Ipv4Addr)> {
+        match self.live.get(dest as usize) {
+            Some(&(s, l)) if l > 0 => {
+                let o = &self.outs[s as usize];
+                Some((o.id, o.relay))
+            }
+            _ => None,
+        }
+    }
+
     fn rebuild(&mut self) {
         self.outs.clear();
         self.live.clear();
         for set in &self.sets {
             let start = self.outs.len() as u32;
+            let first = set.live().next().map_or(0, |p| u32::from(p.relay));
             self.outs.extend(set.live().map(|p| Out {
                 relay: p.relay,
                 next_hop: p.next_hop,
                 port: p.port,
                 id: p.id,
+                from_first: checksum::delta32(first, u32::from(p.relay)),
             }));
             self.live.push((start, self.outs.len() as u32 - start));
         }
@@ -202,12 +234,15 @@ impl Replicate {
                 }
             };
             let first = &self.outs[start];
-            // Stamped before it is copied: copies then only change the path id and outer destination.
-            if !stamp(&mut burst.pkts[i], first) {
+            // Stamped before it is copied (unless encap did it, from this table): copies then only change
+            // the path id and outer destination.
+            let done = burst.meta[i].stamped && burst.meta[i].path == first.id;
+            if !done && !stamp(&mut burst.pkts[i], first) {
                 burst.meta[i].verdict = Verdict::Drop(DropReason::MultiSegment);
                 continue;
             }
             burst.meta[i].path = first.id;
+            burst.meta[i].stamped = true;
             burst.meta[i].verdict = Verdict::Forward {
                 port: first.port,
                 next_hop: first.next_hop,
@@ -236,11 +271,15 @@ impl Replicate {
         let base = burst.pkts.len();
         let made = B::replicate_into(&mut burst.pkts, &from[..want]);
         drops.add(DropReason::ReplicaNoBuffer, (want - made) as u64);
+        let (orig, copies) = burst.pkts.split_at_mut(base);
         for (k, (&src, &v)) in from[..made].iter().zip(&via[..made]).enumerate() {
             let p = &self.outs[v as usize];
             let mut m = burst.meta[src as usize];
             m.path = p.id;
-            m.verdict = if stamp(&mut burst.pkts[base + k], p) {
+            // The source carries the first path: the copy's checksum follows from the source's, and
+            // nothing is read back from the copy (its bytes may still be on their way to the cache).
+            let csum = orig[src as usize].data().get(..OUTER_LEN).map(outer_csum);
+            m.verdict = if csum.is_some_and(|c| restamp(&mut copies[k], c, p)) {
                 Verdict::Forward {
                     port: p.port,
                     next_hop: p.next_hop,

@@ -32,7 +32,7 @@ impl EdgeOut {
     pub fn run<B: PacketBuf>(&mut self, b: &mut Burst<B>, drops: &mut DropCounts, now_ns: u64) {
         self.classify.run(b);
         self.mtu.run(b);
-        self.encap.run(b, now_ns);
+        self.encap.run_toward(b, now_ns, &self.replicate);
         self.replicate.run(b, drops);
     }
 }
@@ -125,12 +125,9 @@ impl GatewayOut {
                 vni: m.app as u32,
                 dest,
             };
-            match self.encap.encap_to(p, route, m.stream as u32, now_ns) {
-                Ok((stream, _)) => {
-                    m.stream = stream;
-                    m.sender = self.encap.node;
-                    m.dest = dest;
-                }
+            let first = self.replicate.first_hop(dest);
+            match self.encap.encap_to(p, route, m.stream as u32, now_ns, first) {
+                Ok((stream, _)) => m.mark(self.encap.node, stream, dest, first),
                 Err(r) => m.verdict = Verdict::Drop(r),
             }
         }
