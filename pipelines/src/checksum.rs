@@ -21,7 +21,7 @@ pub fn sum(data: &[u8], initial: u32) -> u32 {
 /// Folds a one's-complement sum to 16 bits, without branches: 32-bit halves first (2^32 = 1 modulo
 /// 0xffff), then three 16-bit folds, which bring any sum below 2^33 to at most 0xffff.
 #[inline(always)]
-fn fold(acc: u64) -> u32 {
+pub fn fold(acc: u64) -> u32 {
     let a = (acc & 0xffff_ffff) + (acc >> 32);
     let a = (a & 0xffff) + (a >> 16);
     let a = (a & 0xffff) + (a >> 16);

@@ -1,13 +1,18 @@
 //! Edge (and gateway on the way back): puts the outer headers in front of the inner IPv4 packet. The
 //! stream is `worker << 8 | flow hash & 0xff`, so a flow keeps its stream and a stream belongs to one
-//! worker; sequence numbers count per (destination node, stream) and never leave their worker. The
-//! per-path fields (path id, outer destination, MACs) are written by [`super::replicate`].
+//! worker; sequence numbers count per (destination node, stream) and never leave their worker. Each
+//! destination has a template of the outer headers, built once by [`OuterRepr::emit`]; a packet's
+//! headers are the template copied and its own fields patched in (the IPv4 checksum computed from the
+//! template's sum). The per-path fields (path id, outer destination) are the first live path's when encap
+//! is given the path table ([`Encap::run_toward`]), else zero and left to [`super::replicate`]; the MACs
+//! are the worker's.
 use super::replicate::Replicate;
 use super::{Burst, OuterRepr, Verdict, OUTER_LEN};
 use crate::buf::PacketBuf;
+use crate::checksum;
 use crate::drop::DropReason;
 use crate::wire::geneve::OptRepr;
-use crate::wire::{ethernet, ipv4, MacAddr};
+use crate::wire::{ethernet, geneve, ipv4, udp, MacAddr};
 use std::net::Ipv4Addr;
 
 /// Where an application's packets go.
@@ -30,6 +35,103 @@ pub struct Encap {
     apps: Vec<AppRoute>,
     /// Next sequence number per destination and stream bucket.
     seq: Vec<[u32; 256]>,
+    /// Per destination index: the outer headers with every field that is the same for all its packets,
+    /// written once by [`OuterRepr::emit`]; a packet's own fields are patched in.
+    templates: Vec<Template>,
+}
+
+/// An outer header to copy and patch: the per-packet fields (lengths, checksum, outer destination, UDP
+/// source port, VNI, path, stream, sequence number, timestamp) are zero in `bytes`, and `ip_sum` is the
+/// one's-complement sum of the IPv4 header as it stands.
+#[derive(Debug, Clone, Copy)]
+struct Template {
+    bytes: [u8; OUTER_LEN],
+    ip_sum: u32,
+}
+
+/// Offsets in the outer headers (Ethernet, IPv4 without options, UDP, Geneve, option).
+mod at {
+    use crate::wire::{ethernet, geneve, ipv4, udp};
+    pub const IP: usize = ethernet::HEADER_LEN;
+    pub const IP_TOTAL: usize = IP + ipv4::field::TOTAL_LEN;
+    pub const IP_CSUM: usize = IP + ipv4::field::CHECKSUM;
+    pub const IP_DST: usize = IP + ipv4::field::DST;
+    pub const UDP: usize = IP + ipv4::MIN_HEADER_LEN;
+    pub const UDP_SRC: usize = UDP + udp::field::SRC_PORT;
+    pub const UDP_LEN: usize = UDP + udp::field::LENGTH;
+    /// VNI (3 bytes) and the reserved byte after it.
+    pub const VNI: usize = UDP + udp::HEADER_LEN + 4;
+    pub const OPT: usize = super::super::OPT_OFF;
+    pub const PATH: usize = OPT + geneve::opt::PATH;
+    pub const STREAM: usize = OPT + geneve::opt::STREAM;
+    pub const SEQ: usize = OPT + geneve::opt::SEQ;
+    pub const TSTAMP: usize = OPT + geneve::opt::TSTAMP;
+}
+
+/// A packet's own outer fields.
+struct Fields {
+    inner_len: usize,
+    dst: Ipv4Addr,
+    path: u8,
+    udp_src: u16,
+    vni: u32,
+    stream: u16,
+    seq: u32,
+    tstamp: u64,
+}
+
+impl Template {
+    fn new(node: u16, addr: Ipv4Addr, hops: u8, dest: u16) -> Template {
+        let mut bytes = [0u8; OUTER_LEN];
+        OuterRepr {
+            eth_src: MacAddr::ZERO,
+            eth_dst: MacAddr::ZERO,
+            ip_src: addr,
+            ip_dst: Ipv4Addr::UNSPECIFIED,
+            udp_src: 0,
+            vni: 0,
+            opt: OptRepr {
+                flags: 0,
+                hops,
+                path: 0,
+                sender: node,
+                dest,
+                stream: 0,
+                key: 0,
+                seq: 0,
+                tstamp: 0,
+            },
+        }
+        .emit(&mut bytes, 0);
+        // Lengths and checksum zeroed: they are the packet's.
+        for i in [at::IP_TOTAL, at::IP_CSUM, at::UDP_LEN] {
+            bytes[i..i + 2].fill(0);
+        }
+        let ip_sum = checksum::sum(&bytes[at::IP..at::UDP], 0);
+        Template { bytes, ip_sum }
+    }
+
+    /// Writes a packet's outer headers: the template, then its own fields (the IPv4 checksum from the
+    /// template's sum, nothing read back).
+    #[inline(always)]
+    fn write(&self, f: &mut [u8; OUTER_LEN], p: &Fields) {
+        *f = self.bytes;
+        let udp_len = (udp::HEADER_LEN + geneve::OVERLAY_GENEVE_LEN + p.inner_len) as u16;
+        let ip_total = udp_len + ipv4::MIN_HEADER_LEN as u16;
+        let d = u32::from(p.dst);
+        let sum = self.ip_sum as u64 + ip_total as u64 + (d >> 16) as u64 + (d & 0xffff) as u64;
+        let csum = !(checksum::fold(sum) as u16);
+        f[at::IP_TOTAL..at::IP_TOTAL + 2].copy_from_slice(&ip_total.to_be_bytes());
+        f[at::IP_CSUM..at::IP_CSUM + 2].copy_from_slice(&csum.to_be_bytes());
+        f[at::IP_DST..at::IP_DST + 4].copy_from_slice(&d.to_be_bytes());
+        f[at::UDP_SRC..at::UDP_SRC + 2].copy_from_slice(&p.udp_src.to_be_bytes());
+        f[at::UDP_LEN..at::UDP_LEN + 2].copy_from_slice(&udp_len.to_be_bytes());
+        f[at::VNI..at::VNI + 4].copy_from_slice(&(p.vni << 8).to_be_bytes());
+        f[at::PATH] = p.path;
+        f[at::STREAM..at::STREAM + 2].copy_from_slice(&p.stream.to_be_bytes());
+        f[at::SEQ..at::SEQ + 4].copy_from_slice(&p.seq.to_be_bytes());
+        f[at::TSTAMP..at::TSTAMP + 8].copy_from_slice(&p.tstamp.to_be_bytes());
+    }
 }
 
 impl Encap {
@@ -43,7 +145,7 @@ impl Encap {
         apps: Vec<AppRoute>,
     ) -> Self {
         let seq = vec![[0u32; 256]; dests.len()];
-        Encap {
+        let mut e = Encap {
             node,
             addr,
             udp_base,
@@ -52,7 +154,18 @@ impl Encap {
             dests,
             apps,
             seq,
-        }
+            templates: Vec::new(),
+        };
+        e.build_templates();
+        e
+    }
+
+    fn build_templates(&mut self) {
+        self.templates = self
+            .dests
+            .iter()
+            .map(|&d| Template::new(self.node, self.addr, self.hops, d))
+            .collect();
     }
 
     /// New destinations and application routes (a reload). Sequence counters of destinations that stay
@@ -68,6 +181,7 @@ impl Encap {
         self.dests = dests;
         self.apps = apps;
         self.seq = seq;
+        self.build_templates();
     }
 
     pub fn stream_of(&self, flow_hash: u32) -> u16 {
@@ -109,7 +223,9 @@ impl Encap {
         now_ns: u64,
         first: Option<(u8, Ipv4Addr)>,
     ) -> Result<(u16, u32), DropReason> {
-        let dest = *self.dests.get(route.dest as usize).ok_or(DropReason::NoPath)?;
+        if route.dest as usize >= self.templates.len() {
+            return Err(DropReason::NoPath);
+        }
         // Drop Ethernet padding: the inner packet is exactly its IPv4 total length.
         let total = {
             let l3 = pkt.data().get(ethernet::HEADER_LEN..).ok_or(DropReason::EthTruncated)?;
@@ -133,27 +249,23 @@ impl Encap {
         let slot = &mut self.seq[route.dest as usize][bucket];
         let seq = *slot;
         *slot = seq.wrapping_add(1);
-        let outer = OuterRepr {
-            eth_src: MacAddr::ZERO,
-            eth_dst: MacAddr::ZERO,
-            ip_src: self.addr,
-            ip_dst: first.map_or(Ipv4Addr::UNSPECIFIED, |f| f.1),
+        let (path, dst) = first.unwrap_or((0, Ipv4Addr::UNSPECIFIED));
+        let fields = Fields {
+            inner_len: total,
+            dst,
+            path,
             udp_src: self.udp_base.wrapping_add(stream),
             vni: route.vni,
-            opt: OptRepr {
-                flags: 0,
-                hops: self.hops,
-                path: first.map_or(0, |f| f.0),
-                sender: self.node,
-                dest,
-                stream,
-                key: 0,
-                seq,
-                tstamp: now_ns,
-            },
+            stream,
+            seq,
+            tstamp: now_ns,
         };
         let frame = pkt.data_mut().ok_or(DropReason::MultiSegment)?;
-        outer.emit(frame, total);
+        let f: &mut [u8; OUTER_LEN] = frame
+            .get_mut(..OUTER_LEN)
+            .and_then(|f| f.try_into().ok())
+            .ok_or(DropReason::NoHeadroom)?;
+        self.templates[route.dest as usize].write(f, &fields);
         Ok((stream, seq))
     }
 
@@ -185,6 +297,46 @@ impl Encap {
                 Ok((route, stream, first)) => m.mark(self.node, stream, route.dest, first),
                 Err(r) => m.verdict = Verdict::Drop(r),
             }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        /// The template and its patches give, byte for byte, what `OuterRepr::emit` writes.
+        #[test]
+        fn template_writes_what_emit_writes(
+            node: u16, addr: u32, hops: u8, dest: u16, dst: u32, path: u8, udp_src: u16,
+            vni in 0u32..1 << 24, stream: u16, seq: u32, tstamp: u64, inner_len in 20usize..9000,
+        ) {
+            let tpl = Template::new(node, Ipv4Addr::from(addr), hops, dest);
+            let mut got = [0xa5u8; OUTER_LEN];
+            tpl.write(&mut got, &Fields {
+                inner_len,
+                dst: Ipv4Addr::from(dst),
+                path,
+                udp_src,
+                vni,
+                stream,
+                seq,
+                tstamp,
+            });
+            let mut want = [0u8; OUTER_LEN];
+            OuterRepr {
+                eth_src: MacAddr::ZERO,
+                eth_dst: MacAddr::ZERO,
+                ip_src: Ipv4Addr::from(addr),
+                ip_dst: Ipv4Addr::from(dst),
+                udp_src,
+                vni,
+                opt: OptRepr { flags: 0, hops, path, sender: node, dest, stream, key: 0, seq, tstamp },
+            }
+            .emit(&mut want, inner_len);
+            prop_assert_eq!(&got[..], &want[..]);
         }
     }
 }
