@@ -21,15 +21,18 @@ pub trait PacketBuf: Sized {
     fn replica(&self) -> Option<Self>;
 
     /// Appends to `pkts` a replica of `pkts[i]` for each `i` in `from`, in that order, and returns how many
-    /// it made: it stops at the first that finds no buffer. The caller leaves room in `pkts` for all of
-    /// them. The default makes them one by one with [`PacketBuf::replica`]; an implementation may take
-    /// the buffers in bulk (the mbuf does, one mempool get per call).
-    fn replicate_into(pkts: &mut Vec<Self>, from: &[u16]) -> usize {
-        for (made, &i) in from.iter().enumerate() {
-            match pkts[i as usize].replica() {
-                Some(c) => pkts.push(c),
-                None => return made,
-            }
+    /// it made: it stops at the first that finds no buffer. Each replica's bytes go through
+    /// `patch(k, bytes)` (`k`: its position in `from`) as soon as it is made, while they are in cache (an
+    /// empty slice for a replica that cannot be written in place). The caller leaves room in `pkts` for
+    /// all of them. The default makes them one by one with [`PacketBuf::replica`]; an implementation may
+    /// take the buffers in bulk (the mbuf does, one mempool get per call).
+    fn replicate_into(pkts: &mut Vec<Self>, from: &[u16], mut patch: impl FnMut(usize, &mut [u8])) -> usize {
+        for (k, &i) in from.iter().enumerate() {
+            let Some(mut c) = pkts[i as usize].replica() else {
+                return k;
+            };
+            patch(k, c.data_mut().unwrap_or(&mut []));
+            pkts.push(c);
         }
         from.len()
     }

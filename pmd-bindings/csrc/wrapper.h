@@ -7,7 +7,6 @@
 #include <rte_cycles.h>
 #include <rte_mempool.h>
 #include <rte_mbuf.h>
-#include <rte_memcpy.h>
 #include <rte_ethdev.h>
 #include <rte_version.h>
 
@@ -17,7 +16,7 @@ uint16_t shim_tx_burst(uint16_t port, uint16_t queue, struct rte_mbuf **pkts, ui
 struct rte_mbuf *shim_pktmbuf_alloc(struct rte_mempool *mp);
 int shim_pktmbuf_alloc_bulk(struct rte_mempool *mp, struct rte_mbuf **mbufs, unsigned int n);
 void shim_pktmbuf_free(struct rte_mbuf *m);
-int shim_copy_bulk(struct rte_mempool *mp, struct rte_mbuf *const *src, struct rte_mbuf **out, unsigned int n);
+int shim_mempool_get_bulk(struct rte_mempool *mp, void **out, unsigned int n);
 struct rte_mbuf *shim_pktmbuf_clone(struct rte_mbuf *m, struct rte_mempool *mp);
 char *shim_pktmbuf_prepend(struct rte_mbuf *m, uint16_t len);
 char *shim_pktmbuf_append(struct rte_mbuf *m, uint16_t len);

@@ -466,40 +466,64 @@ impl pipelines::buf::PacketBuf for Mbuf {
         self.copy_from_pool(pool)
     }
 
-    /// Replicas in bulk: each run of sources that are one segment from the same pool is copied by one
-    /// C call that takes all their buffers in one mempool get ([`ffi::shim_copy_bulk`]); other sources,
-    /// and a run the pool cannot serve whole, go one by one through [`Mbuf::replica`].
-    fn replicate_into(pkts: &mut Vec<Self>, from: &[u16]) -> usize {
+    /// Replicas in bulk: for each run of sources that are one segment from the same pool, the buffers
+    /// come from one mempool get ([`ffi::shim_mempool_get_bulk`]); each is filled and patched before the
+    /// next. Other sources, and a run the pool cannot serve whole, go one by one through
+    /// [`Mbuf::replica`].
+    fn replicate_into(pkts: &mut Vec<Self>, from: &[u16], mut patch: impl FnMut(usize, &mut [u8])) -> usize {
         const CHUNK: usize = 64;
         let mut made = 0;
         while made < from.len() {
             let pool = pkts[from[made] as usize].raw().pool;
-            let mut src = [std::ptr::null_mut::<ffi::rte_mbuf>(); CHUNK];
-            let mut run = 0;
-            for &i in &from[made..from.len().min(made + CHUNK)] {
-                let m = pkts[i as usize].raw();
-                if m.nb_segs != 1 || m.pool != pool {
-                    break;
-                }
-                src[run] = pkts[i as usize].0.as_ptr();
-                run += 1;
-            }
-            let mut out = [std::ptr::null_mut::<ffi::rte_mbuf>(); CHUNK];
-            // SAFETY: pool is the valid mempool src[0] came from; src[..run] are valid single-segment mbufs
-            // of that pool (checked above), so every copy fits its new buffer; out has room for run
-            // pointers, which on success are fresh mbufs we then own.
-            if run > 0 && unsafe { ffi::shim_copy_bulk(pool, src.as_ptr(), out.as_mut_ptr(), run as u32) } == 0 {
-                for &p in &out[..run] {
-                    // SAFETY: shim_copy_bulk returned 0, so each out pointer is a valid mbuf owned by us.
-                    pkts.push(Mbuf(unsafe { NonNull::new_unchecked(p) }));
+            let run = from[made..from.len().min(made + CHUNK)]
+                .iter()
+                .take_while(|&&i| {
+                    let m = pkts[i as usize].raw();
+                    m.nb_segs == 1 && m.pool == pool
+                })
+                .count();
+            let mut out = [std::ptr::null_mut::<std::ffi::c_void>(); CHUNK];
+            // SAFETY: pool is the valid mempool the sources came from; out has room for run pointers, which
+            // on success are mbufs we then own.
+            if run > 0 && unsafe { ffi::shim_mempool_get_bulk(pool, out.as_mut_ptr(), run as u32) } == 0 {
+                for (k, &p) in out[..run].iter().enumerate() {
+                    let src = pkts[from[made + k] as usize].raw();
+                    let d = p.cast::<ffi::rte_mbuf>();
+                    // SAFETY: d is a mbuf taken raw from `pool`, owned by us: refcnt 1, nb_segs 1, next NULL
+                    // (rte_mbuf_raw_alloc's guarantees); only the first cache line of its header is set,
+                    // as PMDs do on receive (the second is read only when ol_flags asks for an offload,
+                    // and ol_flags is cleared). The source is one segment of the same pool, so
+                    // data_off + data_len fits the copy's buffer; the two buffers do not overlap.
+                    let bytes = unsafe {
+                        let m = &mut *d;
+                        m.data_off = src.data_off;
+                        m.port = src.port;
+                        m.ol_flags &= 1u64 << 61; // RTE_MBUF_F_EXTERNAL stays
+                        m.__bindgen_anon_1.packet_type = 0;
+                        m.pkt_len = src.data_len as u32;
+                        m.data_len = src.data_len;
+                        m.vlan_tci = 0;
+                        m.vlan_tci_outer = 0;
+                        let to = (m.buf_addr as *mut u8).add(m.data_off as usize);
+                        std::ptr::copy_nonoverlapping(
+                            (src.buf_addr as *const u8).add(src.data_off as usize),
+                            to,
+                            src.data_len as usize,
+                        );
+                        std::slice::from_raw_parts_mut(to, src.data_len as usize)
+                    };
+                    patch(made + k, bytes);
+                    // SAFETY: non-null (the get succeeded), a valid mbuf owned by us from here on.
+                    pkts.push(Mbuf(unsafe { NonNull::new_unchecked(d) }));
                 }
                 made += run;
                 continue;
             }
-            match pkts[from[made] as usize].replica() {
-                Some(c) => pkts.push(c),
-                None => return made,
-            }
+            let Some(mut c) = pkts[from[made] as usize].replica() else {
+                return made;
+            };
+            patch(made, c.data_mut().unwrap_or(&mut []));
+            pkts.push(c);
             made += 1;
         }
         made

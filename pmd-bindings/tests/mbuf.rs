@@ -78,18 +78,26 @@ fn mbufs_ports_and_the_eal_on_a_real_dpdk() {
         pkts.push(p);
     }
     let from = [0u16, 1, 3, 1, 2];
-    assert_eq!(<Mbuf as PacketBuf>::replicate_into(&mut pkts, &from), 5);
+    // Each copy is handed to the patch as it is made: here its first byte becomes 0x80 + its position.
+    let made = <Mbuf as PacketBuf>::replicate_into(&mut pkts, &from, |k, d| d[0] = 0x80 + k as u8);
+    assert_eq!(made, 5);
     for (k, &s) in from.iter().enumerate() {
         let (c, o) = (&pkts[4 + k], &pkts[s as usize]);
-        assert_eq!(PacketBuf::data(c), PacketBuf::data(o), "copy {k} of packet {s}");
+        assert_eq!(PacketBuf::data(c)[0], 0x80 + k as u8, "copy {k} patched");
+        assert_eq!(PacketBuf::data(o)[0], s as u8 + 1, "its source untouched");
+        assert_eq!(
+            PacketBuf::data(c)[1..],
+            PacketBuf::data(o)[1..],
+            "copy {k} of packet {s}"
+        );
         assert_eq!(PacketBuf::headroom(c), PacketBuf::headroom(o));
         assert!(c.is_writable());
     }
-    pkts[4].data_mut().unwrap()[0] = 0xee;
-    assert_eq!(PacketBuf::data(&pkts[0])[0], 1, "a bulk replica never shares bytes");
+    pkts[4].data_mut().unwrap()[5] = 0xee;
+    assert_eq!(PacketBuf::data(&pkts[0])[5], 1, "a bulk replica never shares bytes");
     assert_eq!(small.available(), 6);
     assert_eq!(
-        <Mbuf as PacketBuf>::replicate_into(&mut pkts, &[0; 8]),
+        <Mbuf as PacketBuf>::replicate_into(&mut pkts, &[0; 8], |_, _| {}),
         6,
         "eight asked of a pool with six left: six made, one by one"
     );

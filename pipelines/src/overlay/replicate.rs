@@ -125,22 +125,23 @@ pub struct Replicate {
     outs: Vec<Out>,
 }
 
+/// Stamps a packet for path `p`; returns its new outer checksum, None when it cannot be written.
 #[inline]
-fn stamp<B: PacketBuf>(pkt: &mut B, p: &Out) -> bool {
-    let Some(d) = pkt.data_mut() else { return false };
-    if d.len() < OPT_OFF + opt::PATH + 1 {
-        return false;
+fn stamp<B: PacketBuf>(pkt: &mut B, p: &Out) -> Option<u16> {
+    let d = pkt.data_mut()?;
+    if d.len() < OUTER_LEN {
+        return None;
     }
     d[OPT_OFF + opt::PATH] = p.id;
     set_outer_dst(d, p.relay);
-    true
+    Some(outer_csum(d))
 }
 
-/// Stamps a copy of a packet stamped for its set's first path, whose outer checksum was `csum`.
-#[inline]
-fn restamp<B: PacketBuf>(pkt: &mut B, csum: u16, p: &Out) -> bool {
-    let Some(d) = pkt.data_mut() else { return false };
-    if d.len() < OPT_OFF + opt::PATH + 1 {
+/// Stamps the bytes of a copy of a packet stamped for its set's first path, whose outer checksum was
+/// `csum`: writes only, nothing is read back.
+#[inline(always)]
+fn restamp(d: &mut [u8], csum: u16, p: &Out) -> bool {
+    if d.len() < OUTER_LEN {
         return false;
     }
     d[OPT_OFF + opt::PATH] = p.id;
@@ -150,6 +151,15 @@ fn restamp<B: PacketBuf>(pkt: &mut B, csum: u16, p: &Out) -> bool {
 
 /// Copies are made in chunks of this many (one bulk buffer allocation per chunk).
 const CHUNK: usize = 64;
+
+/// The copies a pass over the burst found to make: source index, the source's outer checksum (stamped
+/// for the first path), and the path (index in `outs`).
+struct Copies {
+    from: [u16; CHUNK],
+    csum: [u16; CHUNK],
+    via: [u32; CHUNK],
+    len: usize,
+}
 
 impl Replicate {
     pub fn new(sets: Vec<PathSet>) -> Replicate {
@@ -218,10 +228,13 @@ impl Replicate {
     /// `drops`. Bursts hold at most 65536 packets (indices are 16-bit).
     pub fn run<B: PacketBuf>(&self, burst: &mut Burst<B>, drops: &mut DropCounts) {
         let n = burst.len();
-        // The copies to make: source index, and the path (index in `outs`).
-        let mut from = [0u16; CHUNK];
-        let mut via = [0u32; CHUNK];
-        let mut c = 0;
+        // The copies to make: source index, its outer checksum, and the path (index in `outs`).
+        let mut todo = Copies {
+            from: [0; CHUNK],
+            csum: [0; CHUNK],
+            via: [0; CHUNK],
+            len: 0,
+        };
         for i in 0..n {
             if !burst.meta[i].is_next() {
                 continue;
@@ -236,50 +249,54 @@ impl Replicate {
             let first = &self.outs[start];
             // Stamped before it is copied (unless encap did it, from this table): copies then only change
             // the path id and outer destination.
-            let done = burst.meta[i].stamped && burst.meta[i].path == first.id;
-            if !done && !stamp(&mut burst.pkts[i], first) {
+            let m = &burst.meta[i];
+            let csum = if m.stamped && m.path == first.id {
+                burst.pkts[i].data().get(..OUTER_LEN).map(outer_csum)
+            } else {
+                stamp(&mut burst.pkts[i], first)
+            };
+            let Some(csum) = csum else {
                 burst.meta[i].verdict = Verdict::Drop(DropReason::MultiSegment);
                 continue;
-            }
-            burst.meta[i].path = first.id;
-            burst.meta[i].stamped = true;
-            burst.meta[i].verdict = Verdict::Forward {
+            };
+            let m = &mut burst.meta[i];
+            m.path = first.id;
+            m.stamped = true;
+            m.verdict = Verdict::Forward {
                 port: first.port,
                 next_hop: first.next_hop,
             };
             for k in start + 1..start + len {
-                if c == CHUNK {
-                    self.copies(burst, &from, &via, drops);
-                    c = 0;
+                if todo.len == CHUNK {
+                    self.copies(burst, &todo, drops);
+                    todo.len = 0;
                 }
-                from[c] = i as u16;
-                via[c] = k as u32;
-                c += 1;
+                let c = todo.len;
+                (todo.from[c], todo.csum[c], todo.via[c]) = (i as u16, csum, k as u32);
+                todo.len += 1;
             }
         }
-        self.copies(burst, &from[..c], &via[..c], drops);
+        self.copies(burst, &todo, drops);
     }
 
-    /// Appends a copy of `burst.pkts[from[k]]` for path `outs[via[k]]`, stamped, for each `k` that finds
-    /// room and a buffer.
-    fn copies<B: PacketBuf>(&self, burst: &mut Burst<B>, from: &[u16], via: &[u32], drops: &mut DropCounts) {
-        let want = from.len().min(burst.capacity().saturating_sub(burst.len()));
-        drops.add(DropReason::BurstFull, (from.len() - want) as u64);
+    /// Appends a copy of `burst.pkts[from[k]]` for path `outs[via[k]]`, stamped as it is made, for each
+    /// `k` that finds room and a buffer.
+    fn copies<B: PacketBuf>(&self, burst: &mut Burst<B>, todo: &Copies, drops: &mut DropCounts) {
+        let want = todo.len.min(burst.capacity().saturating_sub(burst.len()));
+        drops.add(DropReason::BurstFull, (todo.len - want) as u64);
         if want == 0 {
             return;
         }
-        let base = burst.pkts.len();
-        let made = B::replicate_into(&mut burst.pkts, &from[..want]);
+        let mut ok = [false; CHUNK];
+        let made = B::replicate_into(&mut burst.pkts, &todo.from[..want], |k, d| {
+            ok[k] = restamp(d, todo.csum[k], &self.outs[todo.via[k] as usize]);
+        });
         drops.add(DropReason::ReplicaNoBuffer, (want - made) as u64);
-        let (orig, copies) = burst.pkts.split_at_mut(base);
-        for (k, (&src, &v)) in from[..made].iter().zip(&via[..made]).enumerate() {
+        for ((&src, &v), &ok) in todo.from[..made].iter().zip(&todo.via).zip(&ok) {
             let p = &self.outs[v as usize];
             let mut m = burst.meta[src as usize];
             m.path = p.id;
-            // The source carries the first path: the copy's checksum follows from the source's, and
-            // nothing is read back from the copy (its bytes may still be on their way to the cache).
-            let csum = orig[src as usize].data().get(..OUTER_LEN).map(outer_csum);
-            m.verdict = if csum.is_some_and(|c| restamp(&mut copies[k], c, p)) {
+            m.verdict = if ok {
                 Verdict::Forward {
                     port: p.port,
                     next_hop: p.next_hop,
