@@ -2,7 +2,8 @@
 //! - `new_sessions`: every packet opens a session (UDP, distinct clients); criterion's elements/s is the
 //!   new-session rate of one core. The table is replaced, untimed, before it fills.
 //! - `established_*`: translation of packets of live sessions, client -> target (`out`) and target ->
-//!   client (`in`), for one hot flow and for 1 million live sessions hit at random.
+//!   client (`in`), for one hot flow and for 1 million live sessions hit at random (another count with
+//!   `NAT_BENCH_SESSIONS=N`, e.g. 65536 to see a table that fits the last-level cache).
 //!
 //! Only the stage call is timed (`iter_custom`); building the burst is not. `scripts/bench-table.sh nat`
 //! turns the estimates into the README table.
@@ -15,7 +16,15 @@ use std::time::{Duration, Instant};
 const N: usize = 32;
 const VIP: [u8; 4] = [100, 64, 0, 1];
 const APP: u16 = 1;
-const LIVE: usize = 1 << 20;
+/// Live sessions of the established benchmarks (and the table size of new_sessions): 2^20, or
+/// `NAT_BENCH_SESSIONS` (then the benchmarks are named after it).
+fn live_sessions() -> usize {
+    std::env::var("NAT_BENCH_SESSIONS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .filter(|&n| n >= 1)
+        .unwrap_or(1 << 20)
+}
 
 /// A 64-byte-class UDP frame from client number `c` to the VIP.
 fn client(c: u32) -> Vec<u8> {
@@ -52,19 +61,25 @@ fn timed(iters: u64, mut next: impl FnMut() -> Burst<VecBuf>, mut stage: impl Fn
 }
 
 fn bench(c: &mut Criterion) {
+    let sessions = live_sessions();
+    let many = if sessions == 1 << 20 {
+        "1M_sessions".to_string()
+    } else {
+        format!("{sessions}_sessions")
+    };
     let mut g = c.benchmark_group("nat");
     g.throughput(Throughput::Elements(N as u64));
 
     // New sessions: fresh clients until the table is nearly full, then a fresh table (untimed).
-    let fresh: Vec<Vec<u8>> = (0..LIVE as u32).map(client).collect();
+    let fresh: Vec<Vec<u8>> = (0..sessions as u32).map(client).collect();
     g.bench_function("new_sessions", |b| {
-        let mut n = sample::nat(APP, LIVE);
+        let mut n = sample::nat(APP, sessions);
         let mut at = 0usize;
         b.iter_custom(|iters| {
             let mut total = Duration::ZERO;
             for _ in 0..iters {
                 if at + N > fresh.len() {
-                    n = sample::nat(APP, LIVE);
+                    n = sample::nat(APP, sessions);
                     at = 0;
                 }
                 let refs: Vec<&[u8]> = fresh[at..at + N].iter().map(|v| v.as_slice()).collect();
@@ -76,8 +91,8 @@ fn bench(c: &mut Criterion) {
     });
 
     // 1 M live sessions, and their translated replies.
-    let mut live = sample::nat(APP, LIVE);
-    let mut replies = Vec::with_capacity(LIVE);
+    let mut live = sample::nat(APP, sessions);
+    let mut replies = Vec::with_capacity(sessions);
     for f in &fresh {
         let mut f = f.clone();
         live.outbound(
@@ -97,7 +112,7 @@ fn bench(c: &mut Criterion) {
         r[36..38].copy_from_slice(&f[34..36]);
         replies.push(r);
     }
-    assert_eq!(live.live()[1], LIVE as u64);
+    assert_eq!(live.live()[1], sessions as u64);
     let hot_out = vec![fresh[7].as_slice(); N];
     let hot_in = vec![replies[7].as_slice(); N];
     let mut rng = 0x9e37_79b9_7f4a_7c15u64;
@@ -105,7 +120,7 @@ fn bench(c: &mut Criterion) {
         rng ^= rng << 13;
         rng ^= rng >> 7;
         rng ^= rng << 17;
-        (rng % LIVE as u64) as usize
+        (rng % sessions as u64) as usize
     };
 
     g.bench_function("established_out/hot_flow", |b| {
@@ -114,7 +129,7 @@ fn bench(c: &mut Criterion) {
     g.bench_function("established_in/hot_flow", |b| {
         b.iter_custom(|iters| timed(iters, || burst(&hot_in), |bu| live.run_inbound(bu, 1)))
     });
-    g.bench_function("established_out/1M_sessions", |b| {
+    g.bench_function(format!("established_out/{many}"), |b| {
         b.iter_custom(|iters| {
             timed(
                 iters,
@@ -126,7 +141,7 @@ fn bench(c: &mut Criterion) {
             )
         })
     });
-    g.bench_function("established_in/1M_sessions", |b| {
+    g.bench_function(format!("established_in/{many}"), |b| {
         b.iter_custom(|iters| {
             timed(
                 iters,

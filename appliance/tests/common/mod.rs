@@ -166,7 +166,9 @@ pub fn metric(text: &str, name: &str, want: &[(&str, &str)]) -> Option<f64> {
         if line.starts_with('#') {
             continue;
         }
-        let (series, value) = line.rsplit_once(' ')?;
+        let Some((series, value)) = line.rsplit_once(' ') else {
+            continue;
+        };
         let (n, labels) = match series.split_once('{') {
             Some((n, l)) => (n, l.trim_end_matches('}')),
             None => (series, ""),
@@ -178,7 +180,9 @@ pub fn metric(text: &str, name: &str, want: &[(&str, &str)]) -> Option<f64> {
             .iter()
             .all(|(k, v)| labels.split(',').any(|kv| kv == format!("{k}=\"{v}\"")))
         {
-            *found.get_or_insert(0.0) += value.parse::<f64>().ok()?;
+            if let Ok(v) = value.parse::<f64>() {
+                *found.get_or_insert(0.0) += v;
+            }
         }
     }
     found
