@@ -4,6 +4,7 @@
 pub mod buf;
 pub mod checksum;
 pub mod drop;
+pub mod fixed;
 pub mod handoff;
 pub mod hold;
 pub mod huge;

@@ -1,10 +1,11 @@
 //! Relay: validates the outer headers and the option of packets addressed to it, checks that they come
 //! from a configured overlay peer, looks up the next hop by (destination node, path id), rewrites the outer
 //! addresses (relay -> next), decrements the hop count (dropped at 0) and forwards. Stateless.
-use super::{parse_outer, Burst, PeerSet, Verdict};
+use super::{parse_outer, Burst, Verdict};
 use crate::buf::PacketBuf;
 use crate::checksum;
 use crate::drop::DropReason;
+use crate::fixed::FixedMap;
 use crate::wire::geneve::opt;
 use crate::wire::{ethernet, ipv4, udp};
 use std::collections::HashMap;
@@ -23,9 +24,10 @@ pub struct Hop {
 #[derive(Debug, Clone)]
 pub struct Relay {
     pub addr: Ipv4Addr,
-    peers: PeerSet,
+    /// The peers' addresses.
+    peers: FixedMap<()>,
     /// Keyed by `destination node << 8 | path id`.
-    hops: HashMap<u32, Hop, ahash::RandomState>,
+    hops: FixedMap<Hop>,
 }
 
 #[inline(always)]
@@ -37,11 +39,8 @@ impl Relay {
     pub fn new(addr: Ipv4Addr, peers: impl IntoIterator<Item = Ipv4Addr>, hops: HashMap<(u16, u8), Hop>) -> Self {
         Relay {
             addr,
-            peers: peers.into_iter().collect(),
-            hops: hops
-                .into_iter()
-                .map(|((dest, path), h)| (hop_key(dest, path), h))
-                .collect(),
+            peers: FixedMap::new(peers.into_iter().map(|a| (u32::from(a), ()))),
+            hops: FixedMap::new(hops.into_iter().map(|((dest, path), h)| (hop_key(dest, path), h))),
         }
     }
 
@@ -55,13 +54,13 @@ impl Relay {
         if o.ip_dst != self.addr {
             return Verdict::Drop(DropReason::NotForUs);
         }
-        if !self.peers.contains(&o.ip_src) {
+        if !self.peers.contains(u32::from(o.ip_src)) {
             return Verdict::Drop(DropReason::NotAPeer);
         }
         if o.opt.hops <= 1 {
             return Verdict::Drop(DropReason::HopLimit);
         }
-        let Some(hop) = self.hops.get(&hop_key(o.opt.dest, o.opt.path)) else {
+        let Some(hop) = self.hops.get(hop_key(o.opt.dest, o.opt.path)) else {
             return Verdict::Drop(DropReason::NoOverlayRoute);
         };
         let Some(d) = pkt.data_mut() else {
