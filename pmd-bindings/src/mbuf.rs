@@ -402,6 +402,38 @@ impl<const N: usize> TxBuffer<N> {
     }
 }
 
+/// Makes `d` a copy of the one-segment mbuf `src`: same headroom, length and port, the bytes copied;
+/// offload flags, packet type and VLAN tags cleared. Only the first cache line of `d`'s header is
+/// written, as PMDs do on receive: the second (tx_offload and the like) is read only when ol_flags asks
+/// for an offload, and ol_flags is cleared. Returns `d`'s data.
+///
+/// # Safety
+/// `d` must be a valid mbuf owned by the caller with refcnt 1, one segment and `next` NULL (as
+/// `rte_mbuf_raw_alloc` and `rte_pktmbuf_alloc` give them), from a pool with `src`'s buffer size (so
+/// `src.data_off + src.data_len` fits), and `src` must be one segment.
+#[inline(always)]
+unsafe fn copy_one_segment<'a>(d: *mut ffi::rte_mbuf, src: &ffi::rte_mbuf) -> &'a mut [u8] {
+    // SAFETY: the caller's contract: d is valid and ours, the buffers are distinct and the copy fits.
+    unsafe {
+        let m = &mut *d;
+        m.data_off = src.data_off;
+        m.port = src.port;
+        m.ol_flags &= 1u64 << 61; // RTE_MBUF_F_EXTERNAL stays
+        m.__bindgen_anon_1.packet_type = 0;
+        m.pkt_len = src.data_len as u32;
+        m.data_len = src.data_len;
+        m.vlan_tci = 0;
+        m.vlan_tci_outer = 0;
+        let to = (m.buf_addr as *mut u8).add(m.data_off as usize);
+        std::ptr::copy_nonoverlapping(
+            (src.buf_addr as *const u8).add(src.data_off as usize),
+            to,
+            src.data_len as usize,
+        );
+        std::slice::from_raw_parts_mut(to, src.data_len as usize)
+    }
+}
+
 impl pipelines::buf::PacketBuf for Mbuf {
     #[inline(always)]
     fn data(&self) -> &[u8] {
@@ -440,30 +472,15 @@ impl pipelines::buf::PacketBuf for Mbuf {
     #[inline]
     fn replica(&self) -> Option<Self> {
         let src = self.raw();
-        let pool = src.pool;
         if src.nb_segs == 1 {
             // SAFETY: pool is the valid mempool this mbuf came from; alloc returns NULL or a fresh mbuf we
-            // own, reset (one segment, default headroom).
-            let m = NonNull::new(unsafe { ffi::shim_pktmbuf_alloc(pool) })?;
-            let copy = Mbuf(m);
-            // SAFETY: both mbufs come from the same pool, so they have the same buffer length and
-            // data_off + data_len of the source fits the new buffer too; the regions are in different
-            // buffers (no overlap); we own the new mbuf exclusively.
-            unsafe {
-                let d = &mut *m.as_ptr();
-                d.data_off = src.data_off;
-                d.data_len = src.data_len;
-                d.pkt_len = src.pkt_len;
-                d.port = src.port;
-                std::ptr::copy_nonoverlapping(
-                    (src.buf_addr as *const u8).add(src.data_off as usize),
-                    (d.buf_addr as *mut u8).add(d.data_off as usize),
-                    src.data_len as usize,
-                );
-            }
-            return Some(copy);
+            // own (one segment).
+            let m = NonNull::new(unsafe { ffi::shim_pktmbuf_alloc(src.pool) })?;
+            // SAFETY: m is a fresh one-segment mbuf of the source's pool, owned by us.
+            unsafe { copy_one_segment(m.as_ptr(), src) };
+            return Some(Mbuf(m));
         }
-        self.copy_from_pool(pool)
+        self.copy_from_pool(src.pool)
     }
 
     /// Replicas in bulk: for each run of sources that are one segment from the same pool, the buffers
@@ -487,31 +504,11 @@ impl pipelines::buf::PacketBuf for Mbuf {
             // on success are mbufs we then own.
             if run > 0 && unsafe { ffi::shim_mempool_get_bulk(pool, out.as_mut_ptr(), run as u32) } == 0 {
                 for (k, &p) in out[..run].iter().enumerate() {
-                    let src = pkts[from[made + k] as usize].raw();
                     let d = p.cast::<ffi::rte_mbuf>();
-                    // SAFETY: d is a mbuf taken raw from `pool`, owned by us: refcnt 1, nb_segs 1, next NULL
-                    // (rte_mbuf_raw_alloc's guarantees); only the first cache line of its header is set,
-                    // as PMDs do on receive (the second is read only when ol_flags asks for an offload,
-                    // and ol_flags is cleared). The source is one segment of the same pool, so
-                    // data_off + data_len fits the copy's buffer; the two buffers do not overlap.
-                    let bytes = unsafe {
-                        let m = &mut *d;
-                        m.data_off = src.data_off;
-                        m.port = src.port;
-                        m.ol_flags &= 1u64 << 61; // RTE_MBUF_F_EXTERNAL stays
-                        m.__bindgen_anon_1.packet_type = 0;
-                        m.pkt_len = src.data_len as u32;
-                        m.data_len = src.data_len;
-                        m.vlan_tci = 0;
-                        m.vlan_tci_outer = 0;
-                        let to = (m.buf_addr as *mut u8).add(m.data_off as usize);
-                        std::ptr::copy_nonoverlapping(
-                            (src.buf_addr as *const u8).add(src.data_off as usize),
-                            to,
-                            src.data_len as usize,
-                        );
-                        std::slice::from_raw_parts_mut(to, src.data_len as usize)
-                    };
+                    // SAFETY: d is a mbuf taken raw from the source's pool and owned by us, with refcnt 1,
+                    // nb_segs 1 and next NULL (rte_mbuf_raw_alloc's guarantees); the source is one segment
+                    // (checked above).
+                    let bytes = unsafe { copy_one_segment(d, pkts[from[made + k] as usize].raw()) };
                     patch(made + k, bytes);
                     // SAFETY: non-null (the get succeeded), a valid mbuf owned by us from here on.
                     pkts.push(Mbuf(unsafe { NonNull::new_unchecked(d) }));

@@ -24,12 +24,13 @@ pub struct AppRoute {
     pub dest: u16,
 }
 
+/// The fields are set when it is made (the templates are built from them).
 pub struct Encap {
-    pub node: u16,
-    pub addr: Ipv4Addr,
-    pub udp_base: u16,
-    pub hops: u8,
-    pub worker: u8,
+    node: u16,
+    addr: Ipv4Addr,
+    udp_base: u16,
+    hops: u8,
+    worker: u8,
     /// Node ids of the destinations, by index.
     dests: Vec<u16>,
     apps: Vec<AppRoute>,
@@ -182,6 +183,11 @@ impl Encap {
         self.apps = apps;
         self.seq = seq;
         self.build_templates();
+    }
+
+    /// This node's id (the sender of what it encapsulates).
+    pub fn node(&self) -> u16 {
+        self.node
     }
 
     pub fn stream_of(&self, flow_hash: u32) -> u16 {

@@ -97,9 +97,9 @@ impl Meta {
         self.sender = node;
         self.stream = stream;
         self.dest = dest;
+        self.stamped = first.is_some();
         if let Some((id, _)) = first {
             self.path = id;
-            self.stamped = true;
         }
     }
 }

@@ -1,6 +1,6 @@
 //! One copy of each encapsulated packet per path of its destination's path set. The first copy is the
-//! original buffer; every other copy is a full copy ([`PacketBuf::replica`]), so no copy writes into a
-//! segment another shares (ARCHITECTURE.md "Replicas"). Each copy gets its path id, the outer destination
+//! original buffer; every other copy is a full copy ([`PacketBuf::replicate_into`]: in bulk for mbufs),
+//! so no copy writes into a segment another shares (ARCHITECTURE.md "Replicas"). Each copy gets its path id, the outer destination
 //! (the path's relay) and the underlay next hop to send it to.
 use super::{outer_csum, set_outer_dst, write_outer_dst, Burst, Verdict, OPT_OFF, OUTER_LEN};
 use crate::buf::PacketBuf;

@@ -127,7 +127,7 @@ impl GatewayOut {
             };
             let first = self.replicate.first_hop(dest);
             match self.encap.encap_to(p, route, m.stream as u32, now_ns, first) {
-                Ok((stream, _)) => m.mark(self.encap.node, stream, dest, first),
+                Ok((stream, _)) => m.mark(self.encap.node(), stream, dest, first),
                 Err(r) => m.verdict = Verdict::Drop(r),
             }
         }
