@@ -7,7 +7,7 @@
 //! is given the path table ([`Encap::run_toward`]), else zero and left to [`super::replicate`]; the MACs
 //! are the worker's.
 use super::replicate::Replicate;
-use super::{Burst, OuterRepr, Verdict, OUTER_LEN};
+use super::{at, Burst, OuterRepr, Verdict, OUTER_LEN};
 use crate::buf::PacketBuf;
 use crate::checksum;
 use crate::drop::DropReason;
@@ -48,25 +48,6 @@ pub struct Encap {
 struct Template {
     bytes: [u8; OUTER_LEN],
     ip_sum: u32,
-}
-
-/// Offsets in the outer headers (Ethernet, IPv4 without options, UDP, Geneve, option).
-mod at {
-    use crate::wire::{ethernet, geneve, ipv4, udp};
-    pub const IP: usize = ethernet::HEADER_LEN;
-    pub const IP_TOTAL: usize = IP + ipv4::field::TOTAL_LEN;
-    pub const IP_CSUM: usize = IP + ipv4::field::CHECKSUM;
-    pub const IP_DST: usize = IP + ipv4::field::DST;
-    pub const UDP: usize = IP + ipv4::MIN_HEADER_LEN;
-    pub const UDP_SRC: usize = UDP + udp::field::SRC_PORT;
-    pub const UDP_LEN: usize = UDP + udp::field::LENGTH;
-    /// VNI (3 bytes) and the reserved byte after it.
-    pub const VNI: usize = UDP + udp::HEADER_LEN + 4;
-    pub const OPT: usize = super::super::OPT_OFF;
-    pub const PATH: usize = OPT + geneve::opt::PATH;
-    pub const STREAM: usize = OPT + geneve::opt::STREAM;
-    pub const SEQ: usize = OPT + geneve::opt::SEQ;
-    pub const TSTAMP: usize = OPT + geneve::opt::TSTAMP;
 }
 
 /// A packet's own outer fields.

@@ -328,29 +328,53 @@ impl OuterRepr {
     }
 }
 
+/// Offsets in the outer headers (Ethernet, IPv4 without options, UDP, Geneve, option).
+pub(crate) mod at {
+    use crate::wire::{ethernet, geneve, ipv4, udp};
+    pub const IP: usize = ethernet::HEADER_LEN;
+    pub const IP_TOTAL: usize = IP + ipv4::field::TOTAL_LEN;
+    pub const IP_CSUM: usize = IP + ipv4::field::CHECKSUM;
+    pub const IP_DST: usize = IP + ipv4::field::DST;
+    pub const UDP: usize = IP + ipv4::MIN_HEADER_LEN;
+    pub const UDP_SRC: usize = UDP + udp::field::SRC_PORT;
+    pub const UDP_LEN: usize = UDP + udp::field::LENGTH;
+    /// VNI (3 bytes) and the reserved byte after it.
+    pub const VNI: usize = UDP + udp::HEADER_LEN + 4;
+    pub const OPT: usize = super::OPT_OFF;
+    pub const PATH: usize = OPT + geneve::opt::PATH;
+    pub const STREAM: usize = OPT + geneve::opt::STREAM;
+    pub const SEQ: usize = OPT + geneve::opt::SEQ;
+    pub const TSTAMP: usize = OPT + geneve::opt::TSTAMP;
+}
+
 /// Sets the outer IPv4 destination of a frame this project built, patching the header checksum
-/// incrementally (RFC 1624) so the header is not read back right after it is written.
+/// incrementally (RFC 1624) so the header is not read back right after it is written; returns the new
+/// checksum.
 #[inline]
-pub(crate) fn set_outer_dst(frame: &mut [u8], dst: Ipv4Addr) {
-    let h = &frame[ethernet::HEADER_LEN..ethernet::HEADER_LEN + ipv4::MIN_HEADER_LEN];
-    let old = u32::from_be_bytes([h[16], h[17], h[18], h[19]]);
-    let csum = outer_csum(frame);
-    write_outer_dst(frame, dst, crate::checksum::update32(csum, old, u32::from(dst)));
+pub(crate) fn set_outer_dst(frame: &mut [u8], dst: Ipv4Addr) -> u16 {
+    let old = u32::from_be_bytes([
+        frame[at::IP_DST],
+        frame[at::IP_DST + 1],
+        frame[at::IP_DST + 2],
+        frame[at::IP_DST + 3],
+    ]);
+    let csum = crate::checksum::update32(outer_csum(frame), old, u32::from(dst));
+    write_outer_dst(frame, dst, csum);
+    csum
 }
 
 /// The outer IPv4 header checksum of a frame this project built (`frame` holds at least the outer
 /// Ethernet and IPv4 headers).
 #[inline]
 pub(crate) fn outer_csum(frame: &[u8]) -> u16 {
-    u16::from_be_bytes([frame[ethernet::HEADER_LEN + 10], frame[ethernet::HEADER_LEN + 11]])
+    u16::from_be_bytes([frame[at::IP_CSUM], frame[at::IP_CSUM + 1]])
 }
 
 /// Writes the outer IPv4 destination and the header checksum that goes with it, reading nothing.
 #[inline]
 pub(crate) fn write_outer_dst(frame: &mut [u8], dst: Ipv4Addr, csum: u16) {
-    let h = &mut frame[ethernet::HEADER_LEN..ethernet::HEADER_LEN + ipv4::MIN_HEADER_LEN];
-    h[10..12].copy_from_slice(&csum.to_be_bytes());
-    h[16..20].copy_from_slice(&dst.octets());
+    frame[at::IP_CSUM..at::IP_CSUM + 2].copy_from_slice(&csum.to_be_bytes());
+    frame[at::IP_DST..at::IP_DST + 4].copy_from_slice(&dst.octets());
 }
 
 /// A 32-bit hash of a flow's 5-tuple (for stream buckets and target choice); not for security.

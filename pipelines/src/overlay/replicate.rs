@@ -133,8 +133,7 @@ fn stamp<B: PacketBuf>(pkt: &mut B, p: &Out) -> Option<u16> {
         return None;
     }
     d[OPT_OFF + opt::PATH] = p.id;
-    set_outer_dst(d, p.relay);
-    Some(outer_csum(d))
+    Some(set_outer_dst(d, p.relay))
 }
 
 /// Stamps the bytes of a copy of a packet stamped for its set's first path, whose outer checksum was
@@ -170,10 +169,6 @@ impl Replicate {
         };
         r.rebuild();
         r
-    }
-
-    pub fn sets(&self) -> &[PathSet] {
-        &self.sets
     }
 
     /// Replaces the path sets (a reload or a new selection).

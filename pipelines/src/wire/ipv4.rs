@@ -254,11 +254,8 @@ impl Repr {
             (d >> 16) as u16,
             d as u16,
         ];
-        let mut acc: u32 = words.iter().map(|&w| w as u32).sum();
-        while acc > 0xffff {
-            acc = (acc & 0xffff) + (acc >> 16);
-        }
-        let csum = !(acc as u16);
+        let acc: u64 = words.iter().map(|&w| w as u64).sum();
+        let csum = !(crate::checksum::fold(acc) as u16);
         let h = &mut buf[..MIN_HEADER_LEN];
         h[field::VER_IHL] = 0x45;
         h[field::DSCP_ECN] = self.dscp_ecn;
