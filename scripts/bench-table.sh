@@ -19,12 +19,16 @@ for a in "$@"; do
         *) echo "usage: $0 [nat] [--quick]" >&2; exit 2 ;;
     esac
 done
+started=$(date +%s)
 cargo bench -q -p pipelines --bench "$bench" -- "${args[@]}" >/dev/null
-BENCH="$bench" python3 - <<'PY'
+STARTED="$started" BENCH="$bench" python3 - <<'PY'
 import json, glob, os, subprocess
 def load(group):
     out = {}
     for d in sorted(glob.glob(f"target/criterion/{group}/*/new") + glob.glob(f"target/criterion/{group}/*/*/new")):
+        # Only what this run measured (earlier runs, e.g. with NAT_BENCH_SESSIONS, leave other rows).
+        if os.path.getmtime(os.path.join(d, "estimates.json")) < int(os.environ["STARTED"]):
+            continue
         b = json.load(open(os.path.join(d, "benchmark.json")))
         e = json.load(open(os.path.join(d, "estimates.json")))
         n = b["throughput"]["Elements"]

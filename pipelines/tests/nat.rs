@@ -737,3 +737,46 @@ proptest! {
         let _ = n.inbound(&mut v, 0);
     }
 }
+
+proptest! {
+    /// The session's precomputed changes of sum (folded, as a session keeps them) rewrite a packet exactly
+    /// as computing them from the packet does, for TCP, UDP (a zero checksum included) and ICMP echo
+    /// requests and replies.
+    #[test]
+    fn kept_checksum_changes_rewrite_as_computed_ones(
+        proto in 0u8..5,
+        src in any::<[u8; 4]>(),
+        sport in 1u16..,
+        new in (any::<u32>(), any::<u32>(), any::<u16>(), any::<u16>()),
+        payload in proptest::collection::vec(any::<u8>(), 0..40),
+    ) {
+        use pipelines::checksum::fold;
+        use pipelines::nat::packet::{deltas, parse, rewrite, rewrite_plain, Tuple};
+        let mut f = match proto {
+            0 => tcp(src, VIP, sport, 80, "A", &payload),
+            1 => udp(src, VIP, sport, 53, &payload),
+            2 => {
+                let mut f = udp(src, VIP, sport, 53, &payload);
+                f[40] = 0; // no UDP checksum
+                f[41] = 0;
+                f
+            }
+            3 => echo(src, VIP, sport, true),
+            _ => echo(src, VIP, sport, false),
+        };
+        let p = parse(&f).unwrap();
+        let t = p.tuple;
+        let (s, d, sp, dp) = new;
+        // ICMP echo keeps its shape: a request's id is its source "port", a reply's its destination.
+        let to = match (proto, t.sport, t.dport) {
+            (3 | 4, 0, _) => Tuple { src: s, dst: d, sport: 0, dport: dp.max(1), proto: t.proto },
+            (3 | 4, _, _) => Tuple { src: s, dst: d, sport: sp.max(1), dport: 0, proto: t.proto },
+            _ => Tuple { src: s, dst: d, sport: sp, dport: dp, proto: t.proto },
+        };
+        let mut want = f.clone();
+        rewrite(&mut want, &p, &to, to.src, to.dst);
+        let (ip, l4) = deltas(&t, &to, proto == 3);
+        rewrite_plain(&mut f, &p, &to, fold(ip as u64), fold(l4 as u64));
+        prop_assert_eq!(f, want);
+    }
+}

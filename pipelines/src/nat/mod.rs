@@ -384,6 +384,7 @@ impl Nat {
             live: true,
             pool_ref,
             deadline: 0,
+            deltas: [0; 4],
         });
         match r {
             Ok(slot) => {
@@ -443,7 +444,11 @@ impl Nat {
         }
         let s = self.table.get(slot);
         let new = s.rev.reversed();
-        packet::rewrite(frame, &pre.p, &new, s.rev.dst, s.rev.src);
+        if pre.p.kind == Kind::IcmpError {
+            packet::rewrite(frame, &pre.p, &new, s.rev.dst, s.rev.src);
+        } else {
+            packet::rewrite_plain(frame, &pre.p, &new, s.deltas[0] as u32, s.deltas[1] as u32);
+        }
         self.stats.translated_out += 1;
         Ok(Ipv4Addr::from(s.rev.src))
     }
@@ -466,7 +471,11 @@ impl Nat {
         }
         let s = self.table.get(slot);
         let new = s.fwd.reversed();
-        packet::rewrite(frame, &pre.p, &new, s.fwd.dst, s.fwd.src);
+        if pre.p.kind == Kind::IcmpError {
+            packet::rewrite(frame, &pre.p, &new, s.fwd.dst, s.fwd.src);
+        } else {
+            packet::rewrite_plain(frame, &pre.p, &new, s.deltas[2] as u32, s.deltas[3] as u32);
+        }
         self.stats.translated_in += 1;
         Ok(Origin {
             app: s.app,

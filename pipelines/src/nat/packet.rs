@@ -227,23 +227,46 @@ fn parse_error(d: &[u8], p: &mut Parsed, end: usize) -> Result<(), DropReason> {
 /// latter only when its bytes are present, as in a quoted packet).
 #[inline(always)]
 fn rewrite_headers(d: &mut [u8], l3: usize, l4: usize, len: usize, old: &Tuple, new: &Tuple) {
-    // One change of sum for the addresses (IPv4 header and pseudo header), one more for the ports.
-    let addrs = delta32(old.src, new.src) + delta32(old.dst, new.dst);
+    let request = old.proto == ipv4::protocol::ICMP && d.get(l4) == Some(&icmpv4::TYPE_ECHO_REQUEST);
+    let (ip, l4_delta) = deltas(old, new, request);
+    rewrite_with(d, l3, l4, len, old.proto, new, ip, l4_delta);
+}
+
+/// The changes of sum when a packet's tuple goes from `old` to `new` (RFC 1624): of the IPv4 header (the
+/// addresses), and of the transport checksum (TCP and UDP: addresses, for the pseudo header, and ports;
+/// ICMP echo: the query id, the source "port" of a request, else the destination one). They depend on the
+/// two tuples only, so a session can keep them.
+#[inline(always)]
+pub fn deltas(old: &Tuple, new: &Tuple, request: bool) -> (u32, u32) {
+    let ip = delta32(old.src, new.src) + delta32(old.dst, new.dst);
+    let l4 = match old.proto {
+        ipv4::protocol::TCP | ipv4::protocol::UDP => ip + delta16(old.sport, new.sport) + delta16(old.dport, new.dport),
+        _ if request => delta16(old.sport, new.sport),
+        _ => delta16(old.dport, new.dport),
+    };
+    (ip, l4)
+}
+
+/// Writes tuple `new` into the headers at `l3` and `l4` (`len` transport bytes present), adjusting the
+/// checksums by the changes [`deltas`] gave.
+#[allow(clippy::too_many_arguments)]
+#[inline(always)]
+fn rewrite_with(d: &mut [u8], l3: usize, l4: usize, len: usize, proto: u8, new: &Tuple, ip: u32, l4_delta: u32) {
     put16(
         d,
         l3 + ipv4::field::CHECKSUM,
-        adjust(be16(d, l3 + ipv4::field::CHECKSUM), addrs),
+        adjust(be16(d, l3 + ipv4::field::CHECKSUM), ip),
     );
     put32(d, l3 + ipv4::field::SRC, new.src);
     put32(d, l3 + ipv4::field::DST, new.dst);
-    match old.proto {
+    match proto {
         ipv4::protocol::TCP | ipv4::protocol::UDP => {
-            let tcp = old.proto == ipv4::protocol::TCP;
+            let tcp = proto == ipv4::protocol::TCP;
             let at = l4 + if tcp { 16 } else { 6 };
             if at + 2 <= l4 + len {
                 let c = be16(d, at);
                 if tcp || c != 0 {
-                    let mut n = adjust(c, addrs + delta16(old.sport, new.sport) + delta16(old.dport, new.dport));
+                    let mut n = adjust(c, l4_delta);
                     if !tcp && n == 0 {
                         n = 0xffff;
                     }
@@ -255,17 +278,26 @@ fn rewrite_headers(d: &mut [u8], l3: usize, l4: usize, len: usize, old: &Tuple, 
         }
         _ => {
             // ICMP echo: the id is the non-zero "port"; no pseudo header.
-            let (old_id, new_id) = if d[l4] == icmpv4::TYPE_ECHO_REQUEST {
-                (old.sport, new.sport)
+            let new_id = if d[l4] == icmpv4::TYPE_ECHO_REQUEST {
+                new.sport
             } else {
-                (old.dport, new.dport)
+                new.dport
             };
             let at = l4 + icmpv4::field::CHECKSUM;
-            let c = update16(be16(d, at), old_id, new_id);
+            let c = adjust(be16(d, at), l4_delta);
             put16(d, at, c);
             put16(d, l4 + icmpv4::field::IDENT, new_id);
         }
     }
+}
+
+/// [`rewrite`] for a packet that is not an ICMP error, with the changes of sum [`deltas`] gave for its
+/// tuple and `new`.
+#[inline(always)]
+pub fn rewrite_plain(d: &mut [u8], p: &Parsed, new: &Tuple, ip: u32, l4_delta: u32) {
+    let l4 = p.l4 as usize;
+    let len = d.len() - l4;
+    rewrite_with(d, ethernet::HEADER_LEN, l4, len, p.tuple.proto, new, ip, l4_delta);
 }
 
 /// Rewrites a parsed frame. Plain packets: its tuple becomes `new`. ICMP errors: the embedded packet's

@@ -1,7 +1,8 @@
 //! One core's NAT sessions: a fixed slab of sessions, an index holding each session under both of its
 //! tuples (client side and target side), and per-protocol FIFOs of free pool (address, port) pairs from
 //! this core's slice. Everything is sized when the table is made; nothing allocates afterwards.
-use super::packet::{Tuple, ICMP, TCP, UDP};
+use super::packet::{deltas, Tuple, ICMP, TCP, UDP};
+use crate::checksum;
 use crate::index::Index;
 use crate::prefetch::prefetch;
 use std::collections::VecDeque;
@@ -48,6 +49,10 @@ pub struct Session {
     pub live: bool,
     /// Pool address index << 16 | port (or ICMP id).
     pub pool_ref: u32,
+    /// How the IPv4 and the transport checksums change when a client packet is translated, then a
+    /// target's ([`super::packet::deltas`], folded): fixed for a session, so kept rather than computed
+    /// per packet.
+    pub deltas: [u16; 4],
     /// When the session expires, ns of the caller's clock.
     pub deadline: u64,
 }
@@ -172,9 +177,14 @@ impl Table {
         let slot = self.free_slots.pop().ok_or(true)?;
         let s = build(pool_ref);
         let rev_tag = self.tag(&s.rev, REV, 0);
+        // Client packets of an ICMP session are echo requests, the target's are replies.
+        let (fi, fl) = deltas(&s.fwd, &s.rev.reversed(), true);
+        let (ri, rl) = deltas(&s.rev, &s.fwd.reversed(), false);
+        let f = |d: u32| checksum::fold(d as u64) as u16;
         self.slots[slot as usize] = Session {
             live: true,
             pool_ref,
+            deltas: [f(fi), f(fl), f(ri), f(rl)],
             ..s
         };
         // The index has room for two entries per slot, so both inserts succeed.
