@@ -126,6 +126,9 @@ pub struct SelectCfg {
     /// A healthy set is replaced only by one scoring better by this fraction.
     #[serde(default = "d_hysteresis")]
     pub hysteresis: f64,
+    /// ...and by at least this much, in microseconds of summed RTT and jitter.
+    #[serde(default = "d_min_gain_us")]
+    pub min_gain_us: u32,
     /// A path whose loss average passes this is replaced.
     #[serde(default = "d_max_loss")]
     pub max_loss: f64,
@@ -207,6 +210,9 @@ fn d_k() -> u32 {
 }
 fn d_hysteresis() -> f64 {
     0.2
+}
+fn d_min_gain_us() -> u32 {
+    1000
 }
 fn d_max_loss() -> f64 {
     0.1
@@ -501,6 +507,12 @@ fn sender(o: &OverlayCfg, ports: &[ValidPort], peers: PeerSet, errs: &mut Vec<Pr
         if !(0.0..1.0).contains(&c.hysteresis) {
             errs.push(problem("overlay.select.hysteresis", "must be from 0 to below 1"));
         }
+        if c.min_gain_us > 60_000_000 {
+            errs.push(problem(
+                "overlay.select.min_gain_us",
+                "must be at most 60000000 (a minute)",
+            ));
+        }
         if !(c.max_loss > 0.0 && c.max_loss < 1.0) {
             errs.push(problem("overlay.select.max_loss", "must be above 0 and below 1"));
         }
@@ -516,6 +528,7 @@ fn sender(o: &OverlayCfg, ports: &[ValidPort], peers: PeerSet, errs: &mut Vec<Pr
         pipelines::paths::SelectConfig {
             k: c.k as usize,
             hysteresis: c.hysteresis,
+            min_gain_ns: c.min_gain_us as f64 * 1000.0,
             max_loss: c.max_loss,
             silent_ns: c.silent_ms as u64 * 1_000_000,
             ..Default::default()

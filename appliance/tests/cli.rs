@@ -211,6 +211,8 @@ fn example_overlay_configurations_pass_check_and_broken_ones_name_the_field() {
                 "overlay.apps[0].gateway",
                 "no path in overlay.paths leads to node 5",
             );
+            let bad = text.clone() + "\n[overlay.select]\nmin_gain_us = 99999999\n";
+            refused("ovs", eal, &bad, "overlay.select.min_gain_us", "at most 60000000");
         }
         if file == "gateway.toml" {
             let bad = text.replace("[nat]", "[nat_off]");

@@ -109,8 +109,12 @@ pub struct Candidate {
 pub struct SelectConfig {
     /// Paths in a set.
     pub k: usize,
-    /// A new set replaces a healthy current one only if its score is lower by this fraction (0.2: 20 %).
+    /// A new set replaces a healthy current one only if its score is lower by this fraction (0.2: 20 %)
+    /// and by at least `min_gain_ns`.
     pub hysteresis: f64,
+    /// ...and by at least this much (ns of summed RTT + jitter): paths a fraction of a millisecond apart
+    /// on a short, noisy link do not trade places back and forth.
+    pub min_gain_ns: f64,
     /// A path whose loss average passes this is failed and replaced.
     pub max_loss: f64,
     /// A path without a reply for this long is failed (its probes stopped).
@@ -124,6 +128,7 @@ impl Default for SelectConfig {
         SelectConfig {
             k: 2,
             hysteresis: 0.2,
+            min_gain_ns: 1_000_000.0,
             max_loss: 0.1,
             silent_ns: 1_000_000_000,
             loss_penalty_ns: 100_000_000.0,
@@ -160,7 +165,7 @@ impl SelectConfig {
     }
 
     /// The path set to use: `current` (ids) when all its paths are fit, pairwise disjoint and no set of
-    /// the same size scores better by more than the hysteresis; otherwise the best set of up to k fit
+    /// the same size scores better by more than the hysteresis and the minimum gain; otherwise the best set of up to k fit
     /// paths through pairwise different regions (fewer when fewer regions are fit; empty only when no path
     /// is). The result is ordered by score.
     pub fn select(&self, current: &[u8], candidates: &[Candidate], now: u64) -> Vec<u8> {
@@ -177,7 +182,7 @@ impl SelectConfig {
             && total(current).is_some();
         if cur_ok {
             let (c, b) = (total(current).unwrap_or(f64::MAX), total(&best).unwrap_or(f64::MAX));
-            if b >= c * (1.0 - self.hysteresis) {
+            if b >= c * (1.0 - self.hysteresis) || c - b < self.min_gain_ns {
                 let mut keep = current.to_vec();
                 keep.sort_by(|a, b| {
                     let s = |id: &u8| {
@@ -351,6 +356,27 @@ mod tests {
         ];
         // Set {3, x} scores 25 vs 40: more than 20 % better, so the set moves.
         assert_eq!(cfg.select(&[1, 2], &cs, now), vec![3, 1]);
+    }
+
+    #[test]
+    fn a_gain_under_the_minimum_does_not_move_a_healthy_set() {
+        let now = 10_000 * MS;
+        let cfg = SelectConfig::default();
+        let us = |id: u8, region: &str, rtt_us: u64| {
+            let mut c = probed(id, region, 0, 0, now);
+            c.stats.rtt_ns = Some((rtt_us * 1000) as f64);
+            c
+        };
+        // Sub-millisecond paths: {3, x} is 40 % better (0.9 ms vs 1.5 ms) but gains only 0.6 ms.
+        let cs = vec![us(1, "eu", 700), us(2, "us", 800), us(3, "ap", 200)];
+        assert_eq!(cfg.select(&[1, 2], &cs, now), vec![1, 2]);
+        // The same fraction with a gain over 1 ms moves it.
+        let cs = vec![us(1, "eu", 1400), us(2, "us", 1600), us(3, "ap", 400)];
+        assert_eq!(cfg.select(&[1, 2], &cs, now), vec![3, 1]);
+        // A failed path is replaced whatever the gain.
+        let mut cs = vec![us(1, "eu", 700), us(2, "us", 800), us(3, "ap", 750)];
+        cs[1].stats.loss = 0.5;
+        assert_eq!(cfg.select(&[1, 2], &cs, now), vec![1, 3]);
     }
 
     #[test]
