@@ -165,9 +165,9 @@ impl SelectConfig {
     }
 
     /// The path set to use: `current` (ids) when all its paths are fit, pairwise disjoint and no set of
-    /// the same size scores better by more than the hysteresis and the minimum gain; otherwise the best set of up to k fit
-    /// paths through pairwise different regions (fewer when fewer regions are fit; empty only when no path
-    /// is). The result is ordered by score.
+    /// the same size scores better by more than both the hysteresis and the minimum gain; otherwise the
+    /// best set of up to k fit paths through pairwise different regions (fewer when fewer regions are fit;
+    /// empty only when no path is). The result is ordered by score.
     pub fn select(&self, current: &[u8], candidates: &[Candidate], now: u64) -> Vec<u8> {
         let fit: Vec<&Candidate> = candidates.iter().filter(|c| self.fitness(c, now).is_ok()).collect();
         let best = best_disjoint(&fit, self.k, |c| self.score(c));

@@ -444,11 +444,7 @@ impl Nat {
         }
         let s = self.table.get(slot);
         let new = s.rev.reversed();
-        if pre.p.kind == Kind::IcmpError {
-            packet::rewrite(frame, &pre.p, &new, s.rev.dst, s.rev.src);
-        } else {
-            packet::rewrite_plain(frame, &pre.p, &new, s.deltas[0] as u32, s.deltas[1] as u32);
-        }
+        packet::rewrite_kept(frame, &pre.p, &new, s.rev.dst, s.rev.src, [s.deltas[0], s.deltas[1]]);
         self.stats.translated_out += 1;
         Ok(Ipv4Addr::from(s.rev.src))
     }
@@ -471,11 +467,7 @@ impl Nat {
         }
         let s = self.table.get(slot);
         let new = s.fwd.reversed();
-        if pre.p.kind == Kind::IcmpError {
-            packet::rewrite(frame, &pre.p, &new, s.fwd.dst, s.fwd.src);
-        } else {
-            packet::rewrite_plain(frame, &pre.p, &new, s.deltas[2] as u32, s.deltas[3] as u32);
-        }
+        packet::rewrite_kept(frame, &pre.p, &new, s.fwd.dst, s.fwd.src, [s.deltas[2], s.deltas[3]]);
         self.stats.translated_in += 1;
         Ok(Origin {
             app: s.app,

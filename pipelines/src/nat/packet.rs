@@ -300,6 +300,18 @@ pub fn rewrite_plain(d: &mut [u8], p: &Parsed, new: &Tuple, ip: u32, l4_delta: u
     rewrite_with(d, ethernet::HEADER_LEN, l4, len, p.tuple.proto, new, ip, l4_delta);
 }
 
+/// [`rewrite`] with a session's kept changes of sum (`kept`: IPv4, transport, as [`deltas`] gives them
+/// for the packet's tuple and `new`): used for plain packets; an ICMP error, whose quoted packet changes
+/// too, is rewritten the general way.
+#[inline(always)]
+pub fn rewrite_kept(d: &mut [u8], p: &Parsed, new: &Tuple, outer_src: u32, outer_dst: u32, kept: [u16; 2]) {
+    if p.kind == Kind::IcmpError {
+        rewrite(d, p, new, outer_src, outer_dst);
+    } else {
+        rewrite_plain(d, p, new, kept[0] as u32, kept[1] as u32);
+    }
+}
+
 /// Rewrites a parsed frame. Plain packets: its tuple becomes `new`. ICMP errors: the embedded packet's
 /// tuple becomes `new.reversed()` (the error's flow is `new`) and the outer addresses become
 /// `outer_src` -> `outer_dst`.
