@@ -24,11 +24,16 @@ pub mod table;
 use crate::drop::DropReason;
 use crate::overlay::{Burst, Verdict};
 use crate::wire::{ipv4, tcp};
-use packet::{Kind, Parsed, Tuple};
+use packet::{Kind, Parsed};
 use std::fmt;
 use std::net::Ipv4Addr;
 use std::sync::Arc;
-use table::{Session, Table, TcpState, FWD, REV};
+use table::{deadline_after, is_past, Place, Session, Table, TcpState};
+
+/// Which way a packet travels: from the client (its tuple is the session's client side) or from the
+/// target.
+const FWD: u32 = 0;
+const REV: u32 = 1;
 
 /// Idle timeouts in seconds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -182,21 +187,6 @@ impl Pool {
     pub fn contains(&self, a: Ipv4Addr) -> bool {
         self.addrs.contains(&a)
     }
-
-    /// Worker `w`'s pool pairs (address index << 16 | port), at most `max`, interleaving the addresses so
-    /// that a cap still uses all of them.
-    fn pairs(&self, w: u16, max: usize) -> Vec<u32> {
-        let mut v = Vec::with_capacity(max.min(self.per_worker as usize * self.addrs.len()));
-        'out: for port in self.slice(w) {
-            for a in 0..self.addrs.len() as u32 {
-                if v.len() >= max {
-                    break 'out;
-                }
-                v.push(a << 16 | port as u32);
-            }
-        }
-        v
-    }
 }
 
 /// Where a flow came from over the overlay (and where its replies go back to).
@@ -239,17 +229,20 @@ pub struct Nat {
     pub stats: NatStats,
 }
 
-/// A packet prepared for a lookup: parsed, tagged, its index bucket prefetched.
+/// A packet prepared for a lookup: parsed, and the slot it leads to found and prefetched (client side:
+/// the first slot of its home line, `at.home`; target side: the slot its pool pair names, [`NO_SLOT`] if
+/// none).
 #[derive(Debug, Clone, Copy, Default)]
 struct Pre {
     p: Parsed,
-    tag: u32,
-    bucket: usize,
+    at: Place,
+    slot: u32,
 }
+
+const NO_SLOT: u32 = u32::MAX;
 
 impl Nat {
     pub fn new(cfg: &NatConfig, worker: u16, apps: Arc<NatApps>) -> Nat {
-        let pairs = cfg.pool.pairs(worker, cfg.max_sessions.max(1));
         let ns = |s: u32| s as u64 * 1_000_000_000;
         let t = cfg.timeouts;
         Nat {
@@ -258,9 +251,15 @@ impl Nat {
             apps,
             pool: cfg.pool.clone(),
             tmo: [ns(t.tcp_established), ns(t.tcp_transitory), ns(t.udp), ns(t.icmp)],
-            table: Table::new(cfg.max_sessions, [pairs.clone(), pairs.clone(), pairs]),
+            table: Table::new(cfg.max_sessions, cfg.pool.addrs(), cfg.pool.slice(worker)),
             stats: NatStats::default(),
         }
+    }
+
+    /// This NAT with fixed keys for the hash that picks a new session's pool pair ([`Table::set_keys`]).
+    pub fn with_hash_keys(mut self, keys: [u64; 2]) -> Nat {
+        self.table.set_keys(keys);
+        self
     }
 
     pub fn worker(&self) -> u16 {
@@ -297,7 +296,7 @@ impl Nat {
 
     #[inline(always)]
     fn timeout(tmo: &[u64; 4], s: &Session) -> u64 {
-        match s.fwd.proto {
+        match s.proto {
             ipv4::protocol::TCP => match s.tcp {
                 TcpState::Established => tmo[0],
                 _ => tmo[1],
@@ -307,21 +306,43 @@ impl Nat {
         }
     }
 
+    /// Parses a packet and finds the slot it leads to (then prefetched).
     #[inline(always)]
     fn prepare(&self, frame: &[u8], dir: u32, app: u16, pre: &mut Pre) -> Result<(), DropReason> {
-        packet::parse_into(frame, &mut pre.p)?;
-        let app = if dir == FWD { app } else { 0 };
-        pre.tag = self.table.tag(&pre.p.tuple, dir, app);
-        pre.bucket = self.table.bucket(pre.tag);
+        // Parsed into a local (kept in registers) rather than into `pre`: the tag reads the ports as one
+        // word, which the CPU cannot forward from the two separate stores the parser makes.
+        let mut p = Parsed::default();
+        packet::parse_into(frame, &mut p)?;
+        let t = &p.tuple;
+        let (at, slot) = if dir == FWD {
+            let at = self.table.place(t, app, t.proto_index());
+            (at, at.home)
+        } else {
+            (
+                Place::default(),
+                self.table.reply_slot(t, t.proto_index()).unwrap_or(NO_SLOT),
+            )
+        };
+        if slot != NO_SLOT {
+            self.table.prefetch(slot);
+        }
+        *pre = Pre { p, at, slot };
         Ok(())
     }
 
     /// The live session for a prepared packet; an expired one found on the way is ended.
     #[inline(always)]
     fn lookup(&mut self, pre: &Pre, dir: u32, app: u16, now: u64) -> Option<u32> {
-        let slot = self.table.find(&pre.p.tuple, dir, app, pre.tag, pre.bucket)?;
-        if self.table.get(slot).deadline <= now {
-            self.stats.expired[pre.p.tuple.proto_index()] += 1;
+        let t = &pre.p.tuple;
+        let slot = if dir == FWD {
+            self.table.find_client(t, app, &pre.at)?
+        } else if pre.slot == NO_SLOT {
+            return None;
+        } else {
+            self.table.find_reply(t, pre.slot)?
+        };
+        if is_past(self.table.get(slot).deadline, now) {
+            self.stats.expired[t.proto_index()] += 1;
             self.table.remove(slot);
             return None;
         }
@@ -338,59 +359,37 @@ impl Nat {
             Kind::EchoRequest => return Err(DropReason::NoApplication),
             _ => app.rule(t.proto, t.dport).ok_or(DropReason::NoApplication)?,
         };
-        Ok((u32::from(app.pick(pre.tag).ok_or(DropReason::NatNoTarget)?), port))
-    }
-
-    /// The target-side tuple of a session for client tuple `t`, target and pool pair: a TCP/UDP reply
-    /// comes from the target port to the pool port, an echo reply with (0, id).
-    #[inline(always)]
-    fn rev_tuple(pool: &Pool, t: &Tuple, (target, tport): (u32, u16), pool_ref: u32) -> Tuple {
-        Tuple {
-            src: target,
-            dst: u32::from(pool.addrs[(pool_ref >> 16) as usize]),
-            sport: tport,
-            dport: pool_ref as u16,
-            proto: t.proto,
-        }
-    }
-
-    /// Prefetches the index bucket that the target-side entry of a new session would go to, if `pre`
-    /// opens the `nth` new session of its protocol in this burst (a guess: a wrong one costs a prefetch).
-    #[inline(always)]
-    fn prefetch_new(&self, pre: &Pre, app: u16, nth: usize) {
-        let t = &pre.p.tuple;
-        let (Ok(target), Some(pool_ref)) = (self.dnat(pre, app), self.table.peek_port(t.proto_index(), nth)) else {
-            return;
-        };
-        let tag = self
-            .table
-            .tag(&Self::rev_tuple(&self.pool, t, target, pool_ref), REV, 0);
-        self.table.prefetch_bucket(self.table.bucket(tag));
+        Ok((u32::from(app.pick(pre.at.tag).ok_or(DropReason::NatNoTarget)?), port))
     }
 
     /// Opens a session for a client packet that matched none; the caller checked it may open one.
     fn create(&mut self, pre: &Pre, o: Origin, now: u64) -> Result<u32, DropReason> {
         let t = pre.p.tuple;
-        let target = self.dnat(pre, o.app)?;
+        let (target, tport) = self.dnat(pre, o.app)?;
         let proto = t.proto_index();
-        let pool = &self.pool;
-        let r = self.table.insert(proto, pre.tag, |pool_ref| Session {
-            fwd: t,
-            rev: Self::rev_tuple(pool, &t, target, pool_ref),
-            app: o.app,
-            edge: o.edge,
-            stream: o.stream,
-            tcp: TcpState::SynSent,
-            live: true,
-            pool_ref,
-            deadline: 0,
-            deltas: [0; 4],
-        });
+        let stats = &mut self.stats;
+        let r = self.table.insert(
+            proto,
+            &pre.at,
+            now,
+            |p| stats.expired[p] += 1,
+            |_, _| Session {
+                client: t.src,
+                vip: t.dst,
+                target,
+                cport: t.sport,
+                vport: t.dport,
+                tport,
+                app: o.app,
+                edge: o.edge,
+                stream: o.stream,
+                proto: t.proto,
+                ..Session::default()
+            },
+        );
         match r {
             Ok(slot) => {
                 self.stats.created[proto] += 1;
-                let s = self.table.get_mut(slot);
-                s.deadline = now + Self::timeout(&self.tmo, s);
                 Ok(slot)
             }
             Err(true) => Err(DropReason::NatTableFull),
@@ -421,7 +420,7 @@ impl Nat {
                 s.tcp
             };
         }
-        s.deadline = now + Self::timeout(&self.tmo, s);
+        s.deadline = deadline_after(now, Self::timeout(&self.tmo, s));
     }
 
     /// Translates a prepared client-side packet; returns the target's address.
@@ -442,11 +441,10 @@ impl Nat {
         if pre.p.kind != Kind::IcmpError {
             self.touch(slot, pre.p.kind, true, now);
         }
-        let s = self.table.get(slot);
-        let new = s.rev.reversed();
-        packet::rewrite_kept(frame, &pre.p, &new, s.rev.dst, s.rev.src, [s.deltas[0], s.deltas[1]]);
+        let rev = self.table.rev(slot, pre.p.tuple.proto_index());
+        packet::rewrite(frame, &pre.p, &rev.reversed(), rev.dst, rev.src);
         self.stats.translated_out += 1;
-        Ok(Ipv4Addr::from(s.rev.src))
+        Ok(Ipv4Addr::from(rev.src))
     }
 
     /// Translates a prepared target-side packet; returns where it goes back to.
@@ -466,8 +464,8 @@ impl Nat {
             self.touch(slot, pre.p.kind, false, now);
         }
         let s = self.table.get(slot);
-        let new = s.fwd.reversed();
-        packet::rewrite_kept(frame, &pre.p, &new, s.fwd.dst, s.fwd.src, [s.deltas[2], s.deltas[3]]);
+        let fwd = s.fwd();
+        packet::rewrite(frame, &pre.p, &fwd.reversed(), fwd.dst, fwd.src);
         self.stats.translated_in += 1;
         Ok(Origin {
             app: s.app,
@@ -503,7 +501,7 @@ impl Nat {
         self.in_one(frame, &pre, now).map(Ok)
     }
 
-    /// Ends expired sessions among the next [`EXPIRE_BUDGET`] slots; a bounded slice per call.
+    /// Ends expired sessions among the next [`EXPIRE_BUDGET`] live ones; a bounded slice per call.
     pub fn expire_slice(&mut self, now: u64) {
         self.expire(now, EXPIRE_BUDGET)
     }
@@ -515,8 +513,8 @@ impl Nat {
 
     /// The burst form of [`Nat::outbound`] for packets whose verdict is still Next: `meta.app`,
     /// `meta.sender` (the edge) and `meta.stream` give the origin. A translated packet keeps Next (routing
-    /// to the target follows); others get Drop. Lookups go in three passes so that the index bucket, then
-    /// the session, are fetched while other packets are worked on.
+    /// to the target follows); others get Drop. Every packet's session line is prefetched in a first pass,
+    /// so that the lines come in while the others are parsed and translated.
     pub fn run_outbound<B: crate::buf::PacketBuf>(&mut self, burst: &mut Burst<B>, now: u64) {
         self.run(burst, now, FWD);
     }
@@ -553,48 +551,55 @@ impl Nat {
                         continue;
                     }
                 }
-                self.table.prefetch_bucket(p.bucket);
                 ready |= 1 << (i - start);
             }
-            let mut bits = ready;
-            let mut new = [0usize; 3];
-            while bits != 0 {
-                let k = bits.trailing_zeros() as usize;
-                bits &= bits - 1;
-                let found = self.table.prefetch_sessions(pre[k].tag, pre[k].bucket);
-                if !found && dir == FWD {
-                    let p = pre[k].p.tuple.proto_index();
-                    self.prefetch_new(&pre[k], burst.meta[start + k].app, new[p]);
-                    new[p] += 1;
+            // Client side: a packet whose home line sent sessions away may need its second line or the
+            // overflow index; they are prefetched and the packet translated after the others, while they
+            // come in. Packets of one flow share their home line, so they keep their order.
+            let mut later = 0u32;
+            for round in 0..2 {
+                let mut bits = if round == 0 { ready } else { later };
+                if round == 1 {
+                    // The overflow index's buckets came in behind the others: hint the sessions they name.
+                    let mut b = later;
+                    while b != 0 {
+                        let k = b.trailing_zeros() as usize;
+                        b &= b - 1;
+                        self.table.prefetch_overflow(&pre[k].at);
+                    }
                 }
-            }
-            let mut bits = ready;
-            while bits != 0 {
-                let k = bits.trailing_zeros() as usize;
-                bits &= bits - 1;
-                let i = start + k;
-                let p = &pre[k];
-                let m = &mut burst.meta[i];
-                let Some(d) = burst.pkts[i].data_mut() else {
-                    m.verdict = Verdict::Drop(DropReason::MultiSegment);
-                    continue;
-                };
-                let r = if dir == FWD {
-                    let o = Origin {
-                        app: m.app,
-                        edge: m.sender,
-                        stream: m.stream,
+                while bits != 0 {
+                    let k = bits.trailing_zeros() as usize;
+                    bits &= bits - 1;
+                    if dir == FWD && round == 0 && self.table.spills(pre[k].at.home) {
+                        self.table.prefetch_away(&pre[k].at);
+                        later |= 1 << k;
+                        continue;
+                    }
+                    let i = start + k;
+                    let p = &pre[k];
+                    let m = &mut burst.meta[i];
+                    let Some(d) = burst.pkts[i].data_mut() else {
+                        m.verdict = Verdict::Drop(DropReason::MultiSegment);
+                        continue;
                     };
-                    self.out_one(d, p, o, now).map(|_| ())
-                } else {
-                    self.in_one(d, p, now).map(|o| {
-                        m.app = o.app;
-                        m.sender = o.edge;
-                        m.stream = o.stream;
-                    })
-                };
-                if let Err(r) = r {
-                    m.verdict = Verdict::Drop(r);
+                    let r = if dir == FWD {
+                        let o = Origin {
+                            app: m.app,
+                            edge: m.sender,
+                            stream: m.stream,
+                        };
+                        self.out_one(d, p, o, now).map(|_| ())
+                    } else {
+                        self.in_one(d, p, now).map(|o| {
+                            m.app = o.app;
+                            m.sender = o.edge;
+                            m.stream = o.stream;
+                        })
+                    };
+                    if let Err(r) = r {
+                        m.verdict = Verdict::Drop(r);
+                    }
                 }
             }
             start = end;

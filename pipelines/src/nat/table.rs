@@ -1,11 +1,47 @@
-//! One core's NAT sessions: a fixed slab of sessions, an index holding each session under both of its
-//! tuples (client side and target side), and per-protocol FIFOs of free pool (address, port) pairs from
-//! this core's slice. Everything is sized when the table is made; nothing allocates afterwards.
-use super::packet::{deltas, Tuple, ICMP, TCP, UDP};
-use crate::checksum;
+//! One core's NAT sessions, stored by their pool pair: the session that holds pool address `a`, port (or
+//! ICMP id) `p` of protocol `proto` lives in slot `(p - first port) * addresses + a` of that protocol's
+//! region. So a reply (target -> pool address:port) finds its session with no index at all, in one cache
+//! line, and a client's packet finds it in one line too: a new session takes the pair of a slot on the
+//! line its client-side tuple hashes to (a keyed hash, so the pool port is as unpredictable as RFC 6056's
+//! hash-based selection makes it). Sessions are 32 bytes, two to a line.
+//!
+//! When both slots of that home line are taken, the session goes to a second line the tuple hashes to,
+//! or, when that is full too, to the nearest free slot, which an overflow index (client-side tag -> slot)
+//! remembers. The home line counts the sessions it sent away (`spill`), so a lookup that misses its home
+//! line reads further only when the count says it may help. Sessions never move (their slot is their pool
+//! pair), so removal needs no rehash.
+//!
+//! Each protocol has as many slots as this core has pool pairs, up to [`PAIRS_PER_SESSION`] times the
+//! session limit: with the pool that large, at most about 3 % of sessions miss their home line when the
+//! table is full (a line holds 2, filled to 1/2 on average: a Poisson tail), and far fewer below that. A
+//! pool near the session count fills lines up and spills more; lookups stay correct, only slower.
+//! Everything is sized when the table is made; nothing allocates afterwards.
+use super::packet::{Tuple, ICMP, TCP, UDP};
 use crate::index::Index;
 use crate::prefetch::prefetch;
-use std::collections::VecDeque;
+use crate::wire::ipv4;
+use std::net::Ipv4Addr;
+
+/// Slots per protocol are at most this many times the session limit (see the module doc).
+pub const PAIRS_PER_SESSION: usize = 4;
+
+/// Deadlines count ticks of 2^24 ns (16.8 ms) in a u32 (2.2 years before it wraps; compared with
+/// wrapping arithmetic, so only a session left unvisited for over a year could be misjudged). A session
+/// lives at least its timeout and at most one tick longer.
+pub const TICK_SHIFT: u32 = 24;
+pub const TICK_NS: u64 = 1 << TICK_SHIFT;
+
+/// The first tick at or after `now + timeout` (ns).
+#[inline(always)]
+pub fn deadline_after(now: u64, timeout: u64) -> u32 {
+    (now.wrapping_add(timeout).wrapping_add(TICK_NS - 1) >> TICK_SHIFT) as u32
+}
+
+/// Whether `deadline` has come at `now` (ns).
+#[inline(always)]
+pub fn is_past(deadline: u32, now: u64) -> bool {
+    ((now >> TICK_SHIFT) as u32).wrapping_sub(deadline) as i32 >= 0
+}
 
 /// TCP state as far as timeouts need it (RFC 5382: "established" vs "transitory").
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -33,209 +69,532 @@ impl TcpState {
     }
 }
 
-/// One cache line: a lookup that prefetched it touches nothing else.
-#[derive(Debug, Clone, Copy, Default)]
-#[repr(align(64))]
+/// Half a cache line. The pool side of the session is its slot; the rest is here.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[repr(C, align(32))]
 pub struct Session {
-    /// Client -> VIP, as the client's packets arrive.
-    pub fwd: Tuple,
-    /// Target -> pool, as the target's packets arrive.
-    pub rev: Tuple,
+    /// Client -> VIP, as the client's packets arrive: addresses and ports (ICMP echo: the query id as
+    /// `cport`, `vport` 0).
+    /// (The client-side key, client to proto, is the first 15 bytes, in the order [`Session::key`] packs.)
+    pub client: u32,
+    pub vip: u32,
+    pub cport: u16,
+    pub vport: u16,
     pub app: u16,
+    /// The IP protocol number; 0: the slot is free.
+    pub proto: u8,
+    pub tcp: TcpState,
+    /// Where the client's packets go (the target's replies come from there); `tport` 0 for ICMP.
+    pub target: u32,
+    pub tport: u16,
     /// The edge node and stream the flow came from: replies go back to that edge.
     pub edge: u16,
     pub stream: u16,
-    pub tcp: TcpState,
-    pub live: bool,
-    /// Pool address index << 16 | port (or ICMP id).
-    pub pool_ref: u32,
-    /// How the IPv4 and the transport checksums change when a client packet is translated, then a
-    /// target's ([`super::packet::deltas`], folded): fixed for a session, so kept rather than computed
-    /// per packet.
-    pub deltas: [u16; 4],
-    /// When the session expires, ns of the caller's clock.
-    pub deadline: u64,
+    /// Meaningful on the first slot of a line only: live sessions whose home is this line, kept elsewhere.
+    pub(super) spill: u16,
+    /// When the session expires ([`deadline_after`]).
+    pub deadline: u32,
 }
 
-/// Which of a session's tuples an index entry is for.
-pub const FWD: u32 = 0;
-pub const REV: u32 = 1;
+impl Session {
+    #[inline(always)]
+    pub fn is_live(&self) -> bool {
+        self.proto != 0
+    }
+
+    /// The client-side tuple (as the client's packets arrive).
+    #[inline(always)]
+    pub fn fwd(&self) -> Tuple {
+        Tuple {
+            src: self.client,
+            dst: self.vip,
+            sport: self.cport,
+            dport: self.vport,
+            proto: self.proto,
+        }
+    }
+
+    /// A client-side key as two words, packed in the order the session's first bytes hold it (so that
+    /// the compiler can read each word of a session with one load).
+    #[inline(always)]
+    pub fn key(t: &Tuple, app: u16) -> [u64; 2] {
+        [
+            (t.dst as u64) << 32 | t.src as u64,
+            (t.proto as u64) << 48 | (app as u64) << 32 | (t.dport as u64) << 16 | t.sport as u64,
+        ]
+    }
+
+    #[inline(always)]
+    fn is_fwd(&self, key: &[u64; 2]) -> bool {
+        Self::key(&self.fwd(), self.app) == *key
+    }
+}
+
+/// Pool pairs of one core and their slot numbers: slot `s` is port `first + s / addresses`, address
+/// `s % addresses` (addresses interleaved, so a limit on slots still uses all of them).
+#[derive(Debug, Clone)]
+struct Pairs {
+    addrs: Vec<u32>,
+    /// Address -> its index + 1 (0: empty), for replies: open addressing over a power of two of at least
+    /// twice the addresses, probed from the top `bits` bits of a multiplicative hash.
+    index: Vec<(u32, u32)>,
+    bits: u32,
+    first: u16,
+    /// Slots per protocol.
+    n: u32,
+    /// ceil(2^64 / addresses), for the division (0 for one address).
+    magic: u64,
+}
+
+impl Pairs {
+    fn new(addrs: &[Ipv4Addr], ports: std::ops::RangeInclusive<u16>, limit: usize) -> Pairs {
+        let addrs: Vec<u32> = addrs.iter().map(|&a| u32::from(a)).collect();
+        let k = addrs.len().max(1) as u64;
+        let all = (*ports.end() as u64 + 1).saturating_sub(*ports.start() as u64) * k;
+        let bits = (2 * addrs.len()).next_power_of_two().trailing_zeros().max(1);
+        let mut index = vec![(0u32, 0u32); 1 << bits];
+        for (i, &a) in addrs.iter().enumerate() {
+            let mut at = Self::probe(a, bits);
+            while index[at].1 != 0 && index[at].0 != a {
+                at = (at + 1) & (index.len() - 1);
+            }
+            if index[at].1 == 0 {
+                index[at] = (a, i as u32 + 1); // a repeated address keeps its first index
+            }
+        }
+        Pairs {
+            magic: if k == 1 { 0 } else { u64::MAX / k + 1 },
+            addrs,
+            index,
+            bits,
+            first: *ports.start(),
+            n: all.min(limit as u64).clamp(1, u32::MAX as u64 / 4) as u32,
+        }
+    }
+
+    #[inline(always)]
+    fn probe(addr: u32, bits: u32) -> usize {
+        (addr.wrapping_mul(0x9e37_79b1) >> (32 - bits)) as usize
+    }
+
+    /// The index of pool address `addr`.
+    #[inline(always)]
+    fn addr_index(&self, addr: u32) -> Option<u32> {
+        let mask = self.index.len() - 1;
+        let mut at = Self::probe(addr, self.bits);
+        loop {
+            let (a, i) = self.index[at];
+            if i == 0 {
+                return None;
+            }
+            if a == addr {
+                return Some(i - 1);
+            }
+            at = (at + 1) & mask;
+        }
+    }
+
+    /// (address, port) of slot `s` (< n).
+    #[inline(always)]
+    fn of(&self, s: u32) -> (u32, u16) {
+        let (q, a) = if self.magic == 0 {
+            (s, 0)
+        } else {
+            // s < 2^32 and addresses < 2^32: the high half of s * ceil(2^64 / k) is s / k exactly.
+            let q = ((s as u128 * self.magic as u128) >> 64) as u32;
+            (q, s - q * self.addrs.len() as u32)
+        };
+        (self.addrs[a as usize], self.first.wrapping_add(q as u16))
+    }
+
+    /// The slot of pool address `addr`, port `port`, if it is one of this core's pairs.
+    #[inline(always)]
+    fn slot(&self, addr: u32, port: u16) -> Option<u32> {
+        let a = self.addr_index(addr)?;
+        let off = port.checked_sub(self.first)? as u64;
+        let s = off * self.addrs.len() as u64 + a as u64;
+        (s < self.n as u64).then_some(s as u32)
+    }
+}
+
+/// Where a client-side tuple's session is looked for: the first slots of its home line and of its second
+/// line, and its tag in the overflow index.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Place {
+    pub tag: u32,
+    pub home: u32,
+    pub alt: u32,
+}
 
 pub struct Table {
-    /// On huge pages when large (a million sessions are 64 MB).
+    /// Three regions (TCP, UDP, ICMP) of `region` slots; on huge pages when large.
     slots: crate::huge::HugeSlice<Session>,
-    free_slots: Vec<u32>,
-    index: Index,
+    /// One bit per slot: taken (a live session, or the odd slot that ends a region of odd size).
+    taken: Vec<u64>,
+    /// Client-side tag -> slot, for sessions off their home line.
+    overflow: Index,
+    pairs: Pairs,
+    region: u32,
+    lines: u32,
     /// Random per-table keys of the tag hash.
     keys: [u64; 2],
-    free_ports: [VecDeque<u32>; 3],
+    max: u64,
     cursor: usize,
+    /// Live sessions off their home line.
+    away: u64,
     pub live: [u64; 3],
 }
 
 impl Table {
-    /// Room for `max` sessions; `ports[p]` lists the pool (address index << 16 | port) pairs protocol `p`
-    /// may use, in the order they are handed out.
-    pub fn new(max: usize, ports: [Vec<u32>; 3]) -> Table {
+    /// Room for `max` sessions on the pool pairs of `addrs` x `ports` (this core's slice).
+    pub fn new(max: usize, addrs: &[Ipv4Addr], ports: std::ops::RangeInclusive<u16>) -> Table {
         let max = max.max(1);
-        let [t, u, i] = ports;
+        let pairs = Pairs::new(addrs, ports, max.saturating_mul(PAIRS_PER_SESSION));
+        let region = pairs.n + (pairs.n & 1);
+        let total = 3 * region as usize;
+        let mut taken = vec![0u64; total.div_ceil(64)];
+        if pairs.n & 1 == 1 {
+            for p in 0..3 {
+                let s = p * region as usize + pairs.n as usize;
+                taken[s / 64] |= 1 << (s % 64);
+            }
+        }
+        let n = pairs.n as usize;
         Table {
-            slots: crate::huge::HugeSlice::filled(max, Session::default()),
-            free_slots: (0..max as u32).rev().collect(),
-            index: Index::prehashed(2 * max),
+            slots: crate::huge::HugeSlice::filled(total, Session::default()),
+            taken,
+            // Every session but two per line could be off its line in a tiny table; in a large one, far
+            // fewer than half (see the module doc).
+            overflow: Index::prehashed(if n <= 1024 { n } else { n / 2 }),
+            pairs,
+            region,
+            lines: region / 2,
             keys: {
                 // ahash's random source seeds the keys (per process and table).
                 let r = ahash::RandomState::new();
                 [r.hash_one(1u64) | 1, r.hash_one(2u64) | 1]
             },
-            free_ports: [VecDeque::from(t), VecDeque::from(u), VecDeque::from(i)],
+            max: max as u64,
             cursor: 0,
+            away: 0,
             live: [0; 3],
         }
     }
 
-    /// The index tag of a tuple in direction `dir` (the application is part of the client-side key only:
-    /// two applications may share addresses).
-    #[inline]
-    pub fn tag(&self, t: &Tuple, dir: u32, app: u16) -> u32 {
+    /// Replaces the random keys of the tag hash (which decides the pool pair a new session gets): two
+    /// tables with the same keys give the same flows the same pairs, which tests and reproducible runs
+    /// want. Only before the first session.
+    pub fn set_keys(&mut self, keys: [u64; 2]) {
+        assert!(self.live == [0; 3], "keys change only on an empty table");
+        self.keys = [keys[0] | 1, keys[1] | 1];
+    }
+
+    /// Live sessions kept off their home line (their client-side lookups read a second line).
+    pub fn spilled(&self) -> u64 {
+        self.away
+    }
+
+    /// Slots per protocol (the pool pairs this core uses).
+    pub fn pairs(&self) -> u32 {
+        self.pairs.n
+    }
+
+    /// Where the session of a client-side tuple of application `app` is looked for (two applications may
+    /// share addresses), in protocol `proto`'s region.
+    #[inline(always)]
+    pub fn place(&self, t: &Tuple, app: u16, proto: usize) -> Place {
+        let h = self.hash(t, app);
+        let base = proto as u32 * self.region;
+        let line = |x: u32| base + 2 * ((x as u64 * self.lines as u64) >> 32) as u32;
+        Place {
+            tag: h as u32,
+            home: line(h as u32),
+            alt: line((h >> 32) as u32),
+        }
+    }
+
+    #[inline(always)]
+    fn hash(&self, t: &Tuple, app: u16) -> u64 {
         let a = (t.src as u64) << 32 | t.dst as u64;
-        let b =
-            (t.sport as u64) << 48 | (t.dport as u64) << 32 | (t.proto as u64) << 24 | (dir as u64) << 16 | app as u64;
+        let b = (t.sport as u64) << 48 | (t.dport as u64) << 32 | (t.proto as u64) << 24 | app as u64;
         // A keyed folded multiply (the core of ahash and wyhash): one 64 x 64 -> 128-bit product of the
         // two keyed halves, high and low halves mixed. Keys are random, so crafted tuples cannot aim at one
-        // probe run.
+        // line.
         let p = ((a ^ self.keys[0]) as u128).wrapping_mul((b ^ self.keys[1]) as u128);
-        let h = (p as u64) ^ ((p >> 64) as u64);
-        (h ^ (h >> 32)) as u32
+        (p as u64) ^ ((p >> 64) as u64)
     }
 
-    #[inline]
-    pub fn bucket(&self, tag: u32) -> usize {
-        self.index.bucket(tag)
+    /// The slot a reply's tuple (target -> pool address:port) names, if its pool pair is this core's.
+    #[inline(always)]
+    pub fn reply_slot(&self, t: &Tuple, proto: usize) -> Option<u32> {
+        Some(proto as u32 * self.region + self.pairs.slot(t.dst, t.dport)?)
     }
 
-    #[inline]
-    pub fn prefetch_bucket(&self, bucket: usize) {
-        self.index.prefetch(bucket);
+    /// Hints the line of `slot`.
+    #[inline(always)]
+    pub fn prefetch(&self, slot: u32) {
+        prefetch(self.slots.as_ptr().wrapping_add(slot as usize));
     }
 
-    /// Hints the sessions stored under `tag` (read from the index's cells, which should be cached by now);
-    /// false when there is none (the packet probably opens a session).
-    #[inline]
-    pub fn prefetch_sessions(&self, tag: u32, bucket: usize) -> bool {
-        let mut any = false;
-        self.index.find_at(tag, bucket, |v| {
-            prefetch(self.slots.as_ptr().wrapping_add((v >> 1) as usize));
-            any = true;
+    /// Whether sessions whose home is the line at `home` are kept elsewhere too (a lookup that misses the
+    /// home line then reads the second line, or the overflow index).
+    #[inline(always)]
+    pub fn spills(&self, home: u32) -> bool {
+        self.slots[home as usize].spill != 0
+    }
+
+    /// Hints the lines a lookup that misses its home line reads next: the second line and the overflow
+    /// index's bucket.
+    #[inline(always)]
+    pub fn prefetch_away(&self, at: &Place) {
+        self.prefetch(at.alt);
+        self.overflow.prefetch(self.overflow.bucket(at.tag));
+    }
+
+    /// Hints the slots the overflow index holds under `at`'s tag (its bucket should be cached by now).
+    #[inline(always)]
+    pub fn prefetch_overflow(&self, at: &Place) {
+        self.overflow.find_at(at.tag, self.overflow.bucket(at.tag), |s| {
+            self.prefetch(s);
             false
         });
-        any
     }
 
-    /// The pool pair the `nth` next session of protocol `proto` would get.
-    #[inline]
-    pub fn peek_port(&self, proto: usize, nth: usize) -> Option<u32> {
-        self.free_ports[proto].get(nth).copied()
+    /// The session of client-side tuple `t` (application `app`) at place `at`.
+    #[inline(always)]
+    pub fn find_client(&self, t: &Tuple, app: u16, at: &Place) -> Option<u32> {
+        let key = Session::key(t, app);
+        let h = at.home as usize;
+        let line = &self.slots[h..h + 2];
+        // Both compared, then one branch: which of the two holds a flow is a coin toss the branch
+        // predictor would lose half the time.
+        let (first, second) = (line[0].is_fwd(&key), line[1].is_fwd(&key));
+        if first | second {
+            return Some(at.home + second as u32);
+        }
+        if line[0].spill == 0 {
+            return None;
+        }
+        self.find_away(&key, at)
     }
 
-    /// The session whose `dir` tuple is `t` (and, client side, whose application is `app`).
-    #[inline]
-    pub fn find(&self, t: &Tuple, dir: u32, app: u16, tag: u32, bucket: usize) -> Option<u32> {
-        self.index
-            .find_at(tag, bucket, |v| {
-                if v & 1 != dir {
-                    return false;
-                }
-                let s = &self.slots[(v >> 1) as usize];
-                if dir == FWD {
-                    s.fwd == *t && s.app == app
-                } else {
-                    s.rev == *t
-                }
-            })
-            .map(|v| v >> 1)
+    /// The second line, then the overflow index.
+    #[inline(never)]
+    fn find_away(&self, key: &[u64; 2], at: &Place) -> Option<u32> {
+        for s in [at.alt, at.alt + 1] {
+            if self.slots[s as usize].is_fwd(key) {
+                return Some(s);
+            }
+        }
+        self.overflow.find_at(at.tag, self.overflow.bucket(at.tag), |s| {
+            self.slots[s as usize].is_fwd(key)
+        })
     }
 
-    #[inline]
+    /// The session at `slot` if a reply with tuple `t` belongs to it.
+    #[inline(always)]
+    pub fn find_reply(&self, t: &Tuple, slot: u32) -> Option<u32> {
+        let s = &self.slots[slot as usize];
+        (s.proto == t.proto && s.target == t.src && s.tport == t.sport).then_some(slot)
+    }
+
+    #[inline(always)]
     pub fn get(&self, slot: u32) -> &Session {
         &self.slots[slot as usize]
     }
 
-    #[inline]
+    #[inline(always)]
     pub fn get_mut(&mut self, slot: u32) -> &mut Session {
         &mut self.slots[slot as usize]
     }
 
-    /// Makes a session for protocol `proto` with the next free pool pair (address index << 16 | port),
-    /// which `build` turns into the session; `fwd_tag` is its client-side tag. Err(true): no free slot;
+    /// The pool (address, port or ICMP id) of the session at `slot` of protocol `proto`.
+    #[inline(always)]
+    pub fn pool_pair(&self, slot: u32, proto: usize) -> (u32, u16) {
+        self.pairs.of(slot - proto as u32 * self.region)
+    }
+
+    /// The target-side tuple of the session at `slot` (as the target's packets arrive).
+    #[inline(always)]
+    pub fn rev(&self, slot: u32, proto: usize) -> Tuple {
+        let s = self.get(slot);
+        let (addr, port) = self.pool_pair(slot, proto);
+        Tuple {
+            src: s.target,
+            dst: addr,
+            sport: s.tport,
+            dport: port,
+            proto: s.proto,
+        }
+    }
+
+    #[inline(always)]
+    fn is_taken(&self, slot: u32) -> bool {
+        self.taken[slot as usize / 64] & 1 << (slot % 64) != 0
+    }
+
+    /// The first free slot in `from..to`.
+    fn first_free(&self, from: usize, to: usize) -> Option<u32> {
+        let mut i = from;
+        while i < to {
+            let free = !self.taken[i / 64] >> (i % 64);
+            if free != 0 {
+                let k = i + free.trailing_zeros() as usize;
+                return (k < to).then_some(k as u32);
+            }
+            i = (i / 64 + 1) * 64;
+        }
+        None
+    }
+
+    /// Makes a session of protocol `proto` for a client-side tuple at place `at`: on its home line if a
+    /// slot is free there (a session past its deadline at `now` gives way, reported to `expired`), else
+    /// on its second line, else at the nearest free slot (then in the overflow index). `build` gets the
+    /// slot's pool (address, port) and makes the session. Err(true): the session limit is reached;
     /// Err(false): no free pool pair.
-    pub fn insert(&mut self, proto: usize, fwd_tag: u32, build: impl FnOnce(u32) -> Session) -> Result<u32, bool> {
-        if self.free_slots.is_empty() {
+    pub fn insert(
+        &mut self,
+        proto: usize,
+        at: &Place,
+        now: u64,
+        mut expired: impl FnMut(usize),
+        build: impl FnOnce(u32, u16) -> Session,
+    ) -> Result<u32, bool> {
+        let home = at.home;
+        for s in [home, home + 1] {
+            let x = self.slots[s as usize];
+            if x.is_live() && is_past(x.deadline, now) {
+                expired(proto);
+                self.remove(s);
+            }
+        }
+        if self.live.iter().sum::<u64>() >= self.max {
             return Err(true);
         }
-        let pool_ref = self.free_ports[proto].pop_front().ok_or(false)?;
-        let slot = self.free_slots.pop().ok_or(true)?;
-        let s = build(pool_ref);
-        let rev_tag = self.tag(&s.rev, REV, 0);
-        // Client packets of an ICMP session are echo requests, the target's are replies.
-        let (fi, fl) = deltas(&s.fwd, &s.rev.reversed(), true);
-        let (ri, rl) = deltas(&s.rev, &s.fwd.reversed(), false);
-        let f = |d: u32| checksum::fold(d as u64) as u16;
-        self.slots[slot as usize] = Session {
-            live: true,
-            pool_ref,
-            deltas: [f(fi), f(fl), f(ri), f(rl)],
-            ..s
+        let slot = if let Some(s) = [home, home + 1].into_iter().find(|&s| !self.is_taken(s)) {
+            s
+        } else if let Some(s) = [at.alt, at.alt + 1].into_iter().find(|&s| !self.is_taken(s)) {
+            self.slots[home as usize].spill += 1;
+            self.away += 1;
+            s
+        } else {
+            let (lo, hi) = (proto * self.region as usize, (proto + 1) * self.region as usize);
+            let Some(s) = self
+                .first_free(at.alt as usize, hi)
+                .or_else(|| self.first_free(lo, at.alt as usize))
+            else {
+                return Err(false);
+            };
+            if !self.overflow.insert_at(at.tag, s, self.overflow.bucket(at.tag)) {
+                return Err(false);
+            }
+            self.slots[home as usize].spill += 1;
+            self.away += 1;
+            s
         };
-        // The index has room for two entries per slot, so both inserts succeed.
-        let ok = self
-            .index
-            .insert_at(fwd_tag, slot << 1 | FWD, self.index.bucket(fwd_tag))
-            && self
-                .index
-                .insert_at(rev_tag, slot << 1 | REV, self.index.bucket(rev_tag));
-        debug_assert!(ok);
+        let (addr, port) = self.pool_pair(slot, proto);
+        let spill = self.slots[slot as usize].spill;
+        self.slots[slot as usize] = Session {
+            spill,
+            ..build(addr, port)
+        };
+        self.taken[slot as usize / 64] |= 1 << (slot % 64);
         self.live[proto] += 1;
         Ok(slot)
     }
 
-    /// Ends a session: its index entries, slot and pool pair are freed.
+    /// Ends the session at `slot` (its pool pair becomes free).
     pub fn remove(&mut self, slot: u32) {
         let s = self.slots[slot as usize];
-        if !s.live {
+        if !s.is_live() {
             return;
         }
-        let ft = self.tag(&s.fwd, FWD, s.app);
-        let rt = self.tag(&s.rev, REV, 0);
-        self.index.remove_if(ft, |v| v == slot << 1 | FWD);
-        self.index.remove_if(rt, |v| v == slot << 1 | REV);
-        let p = s.fwd.proto_index();
-        self.free_ports[p].push_back(s.pool_ref);
-        self.slots[slot as usize].live = false;
-        self.free_slots.push(slot);
+        let p = s.fwd().proto_index();
+        let at = self.place(&s.fwd(), s.app, p);
+        let line = slot & !1;
+        if line != at.home {
+            if line != at.alt {
+                self.overflow.remove_if(at.tag, |v| v == slot);
+            }
+            self.slots[at.home as usize].spill -= 1;
+            self.away -= 1;
+        }
+        self.slots[slot as usize] = Session {
+            spill: s.spill,
+            ..Session::default()
+        };
+        self.taken[slot as usize / 64] &= !(1 << (slot % 64));
         self.live[p] -= 1;
     }
 
-    /// Looks at the next `budget` slots (round robin) and ends the live sessions whose deadline has passed;
-    /// calls `expired` with the protocol index of each.
+    /// Looks at up to `budget` live sessions after the last one looked at (round robin, skipping free
+    /// slots 64 at a time, at most `budget` times) and ends those whose deadline has passed; calls
+    /// `expired` with the protocol index of each.
     pub fn expire(&mut self, now: u64, budget: usize, mut expired: impl FnMut(usize)) {
-        let n = self.slots.len();
-        for _ in 0..budget.min(n) {
+        let total = self.slots.len();
+        let (mut seen, mut skips) = (0, 0);
+        while seen < budget && skips < budget {
             let i = self.cursor;
-            self.cursor = if i + 1 == n { 0 } else { i + 1 };
-            let s = &self.slots[i];
-            if s.live && s.deadline <= now {
-                expired(s.fwd.proto_index());
-                self.remove(i as u32);
+            let bits = self.taken[i / 64] >> (i % 64);
+            if bits == 0 {
+                let next = (i / 64 + 1) * 64;
+                self.cursor = if next >= total { 0 } else { next };
+                skips += 1;
+                continue;
+            }
+            let k = i + bits.trailing_zeros() as usize;
+            self.cursor = if k + 1 >= total { 0 } else { k + 1 };
+            let s = self.slots[k];
+            if s.is_live() {
+                seen += 1;
+                if is_past(s.deadline, now) {
+                    expired(s.fwd().proto_index());
+                    self.remove(k as u32);
+                }
             }
         }
     }
 
     /// Live sessions, for the state endpoint (not for the hot path).
     pub fn iter(&self) -> impl Iterator<Item = &Session> {
-        self.slots.iter().filter(|s| s.live)
+        self.slots.iter().filter(|s| s.is_live())
     }
 }
 
 const _: () = assert!(TCP == 0 && UDP == 1 && ICMP == 2);
-const _: () = assert!(std::mem::size_of::<Session>() == 64);
+const _: () = assert!(std::mem::size_of::<Session>() == 32);
+const _: () = assert!(ipv4::protocol::TCP != 0 && ipv4::protocol::UDP != 0 && ipv4::protocol::ICMP != 0);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pairs_and_slots_are_inverse() {
+        for k in [1usize, 2, 3, 17, 64] {
+            let addrs: Vec<Ipv4Addr> = (0..k as u32).map(|i| Ipv4Addr::from(0x0a00_0000 + i * 7)).collect();
+            let p = Pairs::new(&addrs, 1000..=1099, usize::MAX);
+            assert_eq!(p.n as usize, 100 * k);
+            for s in 0..p.n {
+                let (a, port) = p.of(s);
+                assert_eq!(p.slot(a, port), Some(s), "{k} addresses, slot {s}");
+            }
+            assert_eq!(p.slot(u32::from(addrs[0]), 999), None);
+            assert_eq!(p.slot(u32::from(addrs[0]), 1100), None);
+            assert_eq!(p.slot(1, 1000), None);
+        }
+        // A limit keeps the first ports of every address.
+        let p = Pairs::new(&[Ipv4Addr::new(1, 1, 1, 1), Ipv4Addr::new(2, 2, 2, 2)], 1..=100, 5);
+        assert_eq!((p.n, p.of(4)), (5, (0x0101_0101, 3)));
+        assert_eq!(p.slot(0x0202_0202, 3), None, "slot 5 is past the limit");
+    }
+
+    #[test]
+    fn deadlines_round_up_to_a_tick_and_survive_the_wrap() {
+        let d = deadline_after(0, 10 * TICK_NS + 1);
+        assert!(!is_past(d, 10 * TICK_NS + 1) && !is_past(d, 11 * TICK_NS - 1) && is_past(d, 11 * TICK_NS));
+        let near = ((u32::MAX as u64) << TICK_SHIFT) - 5;
+        let d = deadline_after(near, 3 * TICK_NS);
+        assert!(!is_past(d, near + TICK_NS) && is_past(d, near + 4 * TICK_NS));
+    }
+}

@@ -65,9 +65,15 @@ pub fn replicate() -> Replicate {
 }
 
 /// One worker's gateway NAT with room for `sessions` sessions: application `app` maps UDP 53 to
-/// [`TARGET`] port 5353; the pool has enough 10.30.0.x addresses (64 512 ports each) for every session.
+/// [`TARGET`] port 5353; the pool has enough 10.30.0.x addresses (64 512 ports each) for
+/// [`crate::nat::table::PAIRS_PER_SESSION`] pairs per session (where lookups are fastest).
 pub fn nat(app: u16, sessions: usize) -> Nat {
-    let n = (sessions / 64_512 + 1) as u32;
+    nat_with_pool(app, sessions, sessions * crate::nat::table::PAIRS_PER_SESSION)
+}
+
+/// [`nat`] with a pool of at least `pairs` (address, port) pairs (whole addresses of 64 512 ports).
+pub fn nat_with_pool(app: u16, sessions: usize, pairs: usize) -> Nat {
+    let n = (pairs / 64_512 + 1) as u32;
     let addrs = (1..=n)
         .map(|i| Ipv4Addr::from(u32::from(Ipv4Addr::new(10, 30, 0, 0)) + i))
         .collect();
