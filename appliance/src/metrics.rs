@@ -71,6 +71,22 @@ fn nat_families(fs: &mut Families, snaps: &[crate::stats::Snapshot]) {
         per_proto(|s| s.nat_live),
     );
     fs.add(
+        "appliance_nat_sessions_away",
+        "Live NAT sessions kept off their home line, by worker: their client-side lookups read a second \
+         line (many mean the pool has few pairs per session).",
+        MetricType::GAUGE,
+        snaps
+            .iter()
+            .enumerate()
+            .map(|(i, s)| {
+                (
+                    vec![("worker", i.to_string()), ("lcore", s.lcore.to_string())],
+                    s.nat_away as f64,
+                )
+            })
+            .collect(),
+    );
+    fs.add(
         "appliance_nat_sessions_created_total",
         "NAT sessions opened.",
         MetricType::COUNTER,

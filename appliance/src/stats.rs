@@ -24,6 +24,8 @@ pub struct Local {
     pub nat: NatStats,
     /// Live NAT sessions by protocol (tcp, udp, icmp).
     pub nat_live: [u64; 3],
+    /// Live NAT sessions kept off their home line (a pool close to the session count makes many).
+    pub nat_away: u64,
     /// Path probes answered for other nodes, and probe replies handed to the control thread.
     pub probes_answered: u64,
     pub probe_replies: u64,
@@ -46,6 +48,7 @@ pub struct WorkerShared {
     nat_created: [AtomicU64; 3],
     nat_expired: [AtomicU64; 3],
     nat_live: [AtomicU64; 3],
+    nat_away: AtomicU64,
     nat_out: AtomicU64,
     nat_in: AtomicU64,
     /// TSC at the worker's last completed loop iteration (published on its tick).
@@ -77,6 +80,7 @@ impl WorkerShared {
             nat_created: Default::default(),
             nat_expired: Default::default(),
             nat_live: Default::default(),
+            nat_away: AtomicU64::new(0),
             nat_out: AtomicU64::new(0),
             nat_in: AtomicU64::new(0),
             heartbeat: AtomicU64::new(now_tsc),
@@ -146,6 +150,7 @@ impl WorkerShared {
             self.nat_expired[p].store(l.nat.expired[p], Relaxed);
             self.nat_live[p].store(l.nat_live[p], Relaxed);
         }
+        self.nat_away.store(l.nat_away, Relaxed);
         self.nat_out.store(l.nat.translated_out, Relaxed);
         self.nat_in.store(l.nat.translated_in, Relaxed);
         self.heartbeat.store(now_tsc, Relaxed);
@@ -172,6 +177,7 @@ impl WorkerShared {
                 translated_in: self.nat_in.load(Relaxed),
             },
             nat_live: std::array::from_fn(|p| self.nat_live[p].load(Relaxed)),
+            nat_away: self.nat_away.load(Relaxed),
         }
     }
 }
@@ -193,6 +199,7 @@ pub struct Snapshot {
     pub handoff_in: u64,
     pub nat: NatStats,
     pub nat_live: [u64; 3],
+    pub nat_away: u64,
 }
 
 /// Counters of the control thread (neighbour resolution).

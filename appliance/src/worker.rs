@@ -121,9 +121,10 @@ impl State {
     }
 
     fn publish_nat(&mut self) {
-        if let Some((stats, live)) = self.nat_ref().map(|n| (n.stats, n.live())) {
+        if let Some((stats, live, away)) = self.nat_ref().map(|n| (n.stats, n.live(), n.table().spilled())) {
             self.l.nat = stats;
             self.l.nat_live = live;
+            self.l.nat_away = away;
         }
     }
 }
