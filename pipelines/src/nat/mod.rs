@@ -28,7 +28,7 @@ use packet::{Kind, Parsed};
 use std::fmt;
 use std::net::Ipv4Addr;
 use std::sync::Arc;
-use table::{deadline_after, is_past, Place, Session, Table, TcpState};
+use table::{deadline_after, is_past, Home, Place, Session, Table, TcpState};
 
 /// Which way a packet travels: from the client (its tuple is the session's client side) or from the
 /// target.
@@ -334,15 +334,22 @@ impl Nat {
     #[inline(always)]
     fn lookup(&mut self, pre: &Pre, dir: u32, app: u16, now: u64) -> Option<u32> {
         let t = &pre.p.tuple;
-        let slot = if dir == FWD {
-            self.table.find_client(t, app, &pre.at)?
+        let found = if dir == FWD {
+            self.table.find_client(t, app, &pre.at)
         } else if pre.slot == NO_SLOT {
-            return None;
+            None
         } else {
-            self.table.find_reply(t, pre.slot)?
+            self.table.find_reply(t, pre.slot)
         };
+        self.alive(found, t.proto_index(), now)
+    }
+
+    /// `found` unless its session has expired by `now` (then it is ended).
+    #[inline(always)]
+    fn alive(&mut self, found: Option<u32>, proto: usize, now: u64) -> Option<u32> {
+        let slot = found?;
         if is_past(self.table.get(slot).deadline, now) {
-            self.stats.expired[t.proto_index()] += 1;
+            self.stats.expired[proto] += 1;
             self.table.remove(slot);
             return None;
         }
@@ -423,10 +430,18 @@ impl Nat {
         s.deadline = deadline_after(now, Self::timeout(&self.tmo, s));
     }
 
-    /// Translates a prepared client-side packet; returns the target's address.
+    /// Translates a prepared client-side packet; returns the target's address. `found`: what the lookup
+    /// found (the session may have expired since).
     #[inline(always)]
-    fn out_one(&mut self, frame: &mut [u8], pre: &Pre, o: Origin, now: u64) -> Result<Ipv4Addr, DropReason> {
-        let slot = match (self.lookup(pre, FWD, o.app, now), pre.p.kind) {
+    fn out_one(
+        &mut self,
+        frame: &mut [u8],
+        pre: &Pre,
+        o: Origin,
+        found: Option<u32>,
+        now: u64,
+    ) -> Result<Ipv4Addr, DropReason> {
+        let slot = match (self.alive(found, pre.p.tuple.proto_index(), now), pre.p.kind) {
             (Some(s), _) => s,
             (None, Kind::IcmpError) => return Err(DropReason::NatIcmpNoSession),
             (None, Kind::Tcp { flags })
@@ -479,7 +494,8 @@ impl Nat {
     pub fn outbound(&mut self, frame: &mut [u8], o: Origin, now: u64) -> Result<Ipv4Addr, DropReason> {
         let mut pre = Pre::default();
         self.prepare(frame, FWD, o.app, &mut pre)?;
-        self.out_one(frame, &pre, o, now)
+        let found = self.table.find_client(&pre.p.tuple, o.app, &pre.at);
+        self.out_one(frame, &pre, o, found, now)
     }
 
     /// Target -> client: a frame to a pool address owned by this worker. Rewrites it in place and returns
@@ -571,10 +587,22 @@ impl Nat {
                 while bits != 0 {
                     let k = bits.trailing_zeros() as usize;
                     bits &= bits - 1;
-                    if dir == FWD && round == 0 && self.table.spills(pre[k].at.home) {
-                        self.table.prefetch_away(&pre[k].at);
-                        later |= 1 << k;
-                        continue;
+                    let mut found = None;
+                    if dir == FWD {
+                        let (t, app, at) = (&pre[k].p.tuple, burst.meta[start + k].app, &pre[k].at);
+                        found = if round == 0 {
+                            match self.table.find_home(t, app, at) {
+                                Home::At(s) => Some(s),
+                                Home::Absent => None,
+                                Home::Away(spill) => {
+                                    self.table.prefetch_away(at, spill);
+                                    later |= 1 << k;
+                                    continue;
+                                }
+                            }
+                        } else {
+                            self.table.find_client(t, app, at)
+                        };
                     }
                     let i = start + k;
                     let p = &pre[k];
@@ -589,7 +617,7 @@ impl Nat {
                             edge: m.sender,
                             stream: m.stream,
                         };
-                        self.out_one(d, p, o, now).map(|_| ())
+                        self.out_one(d, p, o, found, now).map(|_| ())
                     } else {
                         self.in_one(d, p, now).map(|o| {
                             m.app = o.app;

@@ -90,7 +90,8 @@ pub struct Session {
     /// The edge node and stream the flow came from: replies go back to that edge.
     pub edge: u16,
     pub stream: u16,
-    /// Meaningful on the first slot of a line only: live sessions whose home is this line, kept elsewhere.
+    /// Meaningful on the first slot of a line only: live sessions whose home is this line, kept elsewhere:
+    /// on their second line (low 2 bits: at most 2), behind the overflow index (the 14 bits above).
     pub(super) spill: u16,
     /// When the session expires ([`deadline_after`]).
     pub deadline: u32,
@@ -217,6 +218,22 @@ impl Pairs {
     }
 }
 
+/// What a client-side lookup found on its home line.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Home {
+    /// The session, at this slot.
+    At(u32),
+    /// No session (the line sent none away).
+    Absent,
+    /// Not here, but the line sent sessions away ([`Session`]'s `spill`).
+    Away(u16),
+}
+
+/// `spill` counts: sessions on the second line (low 2 bits), behind the overflow index (above).
+const ALT_ONE: u16 = 1;
+const ALT_MASK: u16 = 3;
+const OVER_ONE: u16 = 4;
+
 /// Where a client-side tuple's session is looked for: the first slots of its home line and of its second
 /// line, and its tag in the overflow index.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -336,24 +353,42 @@ impl Table {
         prefetch(self.slots.as_ptr().wrapping_add(slot as usize));
     }
 
-    /// Whether sessions whose home is the line at `home` are kept elsewhere too (a lookup that misses the
-    /// home line then reads the second line, or the overflow index).
+    /// What the home line of `at` says about the session of client-side tuple `t` (application `app`).
     #[inline(always)]
-    pub fn spills(&self, home: u32) -> bool {
-        self.slots[home as usize].spill != 0
+    pub fn find_home(&self, t: &Tuple, app: u16, at: &Place) -> Home {
+        let key = Session::key(t, app);
+        let h = at.home as usize;
+        let line = &self.slots[h..h + 2];
+        // Both compared, then one branch: which of the two holds a flow is a coin toss the branch
+        // predictor would lose half the time.
+        let (first, second) = (line[0].is_fwd(&key), line[1].is_fwd(&key));
+        if first | second {
+            return Home::At(at.home + second as u32);
+        }
+        match line[0].spill {
+            0 => Home::Absent,
+            spill => Home::Away(spill),
+        }
     }
 
-    /// Hints the lines a lookup that misses its home line reads next: the second line and the overflow
-    /// index's bucket.
+    /// Hints what a lookup told [`Home::Away`] reads next: the second line, the overflow index's bucket.
     #[inline(always)]
-    pub fn prefetch_away(&self, at: &Place) {
-        self.prefetch(at.alt);
-        self.overflow.prefetch(self.overflow.bucket(at.tag));
+    pub fn prefetch_away(&self, at: &Place, spill: u16) {
+        if spill & ALT_MASK != 0 {
+            self.prefetch(at.alt);
+        }
+        if spill >= OVER_ONE {
+            self.overflow.prefetch(self.overflow.bucket(at.tag));
+        }
     }
 
-    /// Hints the slots the overflow index holds under `at`'s tag (its bucket should be cached by now).
+    /// Hints the slots the overflow index holds under `at`'s tag, if its home line sent sessions there
+    /// (the index's bucket should be cached by now).
     #[inline(always)]
     pub fn prefetch_overflow(&self, at: &Place) {
+        if self.slots[at.home as usize].spill < OVER_ONE {
+            return;
+        }
         self.overflow.find_at(at.tag, self.overflow.bucket(at.tag), |s| {
             self.prefetch(s);
             false
@@ -363,31 +398,29 @@ impl Table {
     /// The session of client-side tuple `t` (application `app`) at place `at`.
     #[inline(always)]
     pub fn find_client(&self, t: &Tuple, app: u16, at: &Place) -> Option<u32> {
-        let key = Session::key(t, app);
-        let h = at.home as usize;
-        let line = &self.slots[h..h + 2];
-        // Both compared, then one branch: which of the two holds a flow is a coin toss the branch
-        // predictor would lose half the time.
-        let (first, second) = (line[0].is_fwd(&key), line[1].is_fwd(&key));
-        if first | second {
-            return Some(at.home + second as u32);
+        match self.find_home(t, app, at) {
+            Home::At(s) => Some(s),
+            Home::Absent => None,
+            Home::Away(spill) => self.find_away(t, app, at, spill),
         }
-        if line[0].spill == 0 {
-            return None;
-        }
-        self.find_away(&key, at)
     }
 
-    /// The second line, then the overflow index.
+    /// The second line, then the overflow index, as far as the home line's `spill` says they may help.
     #[inline(never)]
-    fn find_away(&self, key: &[u64; 2], at: &Place) -> Option<u32> {
-        for s in [at.alt, at.alt + 1] {
-            if self.slots[s as usize].is_fwd(key) {
-                return Some(s);
+    pub fn find_away(&self, t: &Tuple, app: u16, at: &Place, spill: u16) -> Option<u32> {
+        let key = Session::key(t, app);
+        if spill & ALT_MASK != 0 {
+            for s in [at.alt, at.alt + 1] {
+                if self.slots[s as usize].is_fwd(&key) {
+                    return Some(s);
+                }
             }
         }
+        if spill < OVER_ONE {
+            return None;
+        }
         self.overflow.find_at(at.tag, self.overflow.bucket(at.tag), |s| {
-            self.slots[s as usize].is_fwd(key)
+            self.slots[s as usize].is_fwd(&key)
         })
     }
 
@@ -474,7 +507,7 @@ impl Table {
         let slot = if let Some(s) = [home, home + 1].into_iter().find(|&s| !self.is_taken(s)) {
             s
         } else if let Some(s) = [at.alt, at.alt + 1].into_iter().find(|&s| !self.is_taken(s)) {
-            self.slots[home as usize].spill += 1;
+            self.slots[home as usize].spill += ALT_ONE;
             self.away += 1;
             s
         } else {
@@ -485,10 +518,14 @@ impl Table {
             else {
                 return Err(false);
             };
-            if !self.overflow.insert_at(at.tag, s, self.overflow.bucket(at.tag)) {
+            // (A home line with 16383 sessions in the index already: only crafted keys could do that,
+            // and the keys are random.)
+            if self.slots[home as usize].spill >= u16::MAX - OVER_ONE + 1
+                || !self.overflow.insert_at(at.tag, s, self.overflow.bucket(at.tag))
+            {
                 return Err(false);
             }
-            self.slots[home as usize].spill += 1;
+            self.slots[home as usize].spill += OVER_ONE;
             self.away += 1;
             s
         };
@@ -513,10 +550,12 @@ impl Table {
         let at = self.place(&s.fwd(), s.app, p);
         let line = slot & !1;
         if line != at.home {
-            if line != at.alt {
+            if line == at.alt {
+                self.slots[at.home as usize].spill -= ALT_ONE;
+            } else {
                 self.overflow.remove_if(at.tag, |v| v == slot);
+                self.slots[at.home as usize].spill -= OVER_ONE;
             }
-            self.slots[at.home as usize].spill -= 1;
             self.away -= 1;
         }
         self.slots[slot as usize] = Session {
