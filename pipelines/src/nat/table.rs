@@ -91,7 +91,7 @@ pub struct Session {
     pub edge: u16,
     pub stream: u16,
     /// Meaningful on the first slot of a line only: live sessions whose home is this line, kept elsewhere:
-    /// on their second line (low 2 bits: at most 2), behind the overflow index (the 14 bits above).
+    /// on their second lines (low byte), behind the overflow index (high byte).
     pub(super) spill: u16,
     /// When the session expires ([`deadline_after`]).
     pub deadline: u32,
@@ -229,10 +229,12 @@ pub enum Home {
     Away(u16),
 }
 
-/// `spill` counts: sessions on the second line (low 2 bits), behind the overflow index (above).
+/// `spill` counts: sessions on their second lines (low byte; each session of a home line has its own
+/// second line, so there may be many), behind the overflow index (high byte). A full count closes that
+/// way for the home line's next sessions (255 sessions of one line away: with random keys, not seen).
 const ALT_ONE: u16 = 1;
-const ALT_MASK: u16 = 3;
-const OVER_ONE: u16 = 4;
+const ALT_MASK: u16 = 0xff;
+const OVER_ONE: u16 = 0x100;
 
 /// Where a client-side tuple's session is looked for: the first slots of its home line and of its second
 /// line, and its tag in the overflow index.
@@ -506,7 +508,10 @@ impl Table {
         }
         let slot = if let Some(s) = [home, home + 1].into_iter().find(|&s| !self.is_taken(s)) {
             s
-        } else if let Some(s) = [at.alt, at.alt + 1].into_iter().find(|&s| !self.is_taken(s)) {
+        } else if let Some(s) = [at.alt, at.alt + 1]
+            .into_iter()
+            .find(|&s| !self.is_taken(s) && self.slots[home as usize].spill & ALT_MASK != ALT_MASK)
+        {
             self.slots[home as usize].spill += ALT_ONE;
             self.away += 1;
             s
@@ -518,9 +523,7 @@ impl Table {
             else {
                 return Err(false);
             };
-            // (A home line with 16383 sessions in the index already: only crafted keys could do that,
-            // and the keys are random.)
-            if self.slots[home as usize].spill >= u16::MAX - OVER_ONE + 1
+            if self.slots[home as usize].spill > u16::MAX - OVER_ONE
                 || !self.overflow.insert_at(at.tag, s, self.overflow.bucket(at.tag))
             {
                 return Err(false);
@@ -626,6 +629,77 @@ mod tests {
         let p = Pairs::new(&[Ipv4Addr::new(1, 1, 1, 1), Ipv4Addr::new(2, 2, 2, 2)], 1..=100, 5);
         assert_eq!((p.n, p.of(4)), (5, (0x0101_0101, 3)));
         assert_eq!(p.slot(0x0202_0202, 3), None, "slot 5 is past the limit");
+    }
+
+    proptest::proptest! {
+        /// Any sequence of opens and ends on a small, crowded table (so home lines fill and sessions go
+        /// to second lines and the overflow index) behaves like a map: every live session is found from
+        /// its client tuple and from its pool pair, no pair is held twice, and the home lines' counts of
+        /// sessions sent away add up.
+        #[test]
+        fn a_crowded_table_finds_every_session_both_ways(
+            ops in proptest::collection::vec((proptest::bool::weighted(0.7), 0u16..48), 1..300),
+            pairs in 6u16..40,
+        ) {
+            use std::collections::HashMap;
+            let addrs = [Ipv4Addr::new(10, 0, 0, 1), Ipv4Addr::new(10, 0, 0, 2)];
+            let mut t = Table::new(1000, &addrs, 1000..=999 + pairs / 2);
+            let tuple = |c: u16| Tuple {
+                src: 0x0a00_0100 + c as u32 % 7,
+                dst: 0x6440_0001,
+                sport: c,
+                dport: 53,
+                proto: 17,
+            };
+            let mut model: HashMap<u16, u32> = HashMap::new();
+            for (open, c) in ops {
+                let tu = tuple(c);
+                let at = t.place(&tu, 1, UDP);
+                let found = t.find_client(&tu, 1, &at);
+                proptest::prop_assert_eq!(found, model.get(&c).copied());
+                if open && found.is_none() {
+                    let session = Session {
+                        client: tu.src,
+                        vip: tu.dst,
+                        cport: tu.sport,
+                        vport: tu.dport,
+                        app: 1,
+                        proto: 17,
+                        deadline: deadline_after(0, 1 << 40),
+                        ..Session::default()
+                    };
+                    match t.insert(UDP, &at, 0, |_| {}, |_, _| session) {
+                        Ok(s) => {
+                            model.insert(c, s);
+                        }
+                        Err(full) => {
+                            proptest::prop_assert!(!full && model.len() as u32 == t.pairs(), "refused with room")
+                        }
+                    }
+                } else if !open {
+                    if let Some(s) = model.remove(&c) {
+                        t.remove(s);
+                    }
+                }
+                let mut away = 0u64;
+                for (&c, &s) in &model {
+                    let tu = tuple(c);
+                    let at = t.place(&tu, 1, UDP);
+                    proptest::prop_assert_eq!(t.find_client(&tu, 1, &at), Some(s));
+                    let rev = t.rev(s, UDP);
+                    let by_pair = t.reply_slot(&rev, UDP).and_then(|g| t.find_reply(&rev, g));
+                    proptest::prop_assert_eq!(by_pair, Some(s));
+                    away += (s & !1 != at.home) as u64;
+                }
+                let sent: u64 = t
+                    .slots
+                    .iter()
+                    .step_by(2)
+                    .map(|x| (x.spill & ALT_MASK) as u64 + (x.spill / OVER_ONE) as u64)
+                    .sum();
+                proptest::prop_assert_eq!((t.live[UDP], t.spilled(), sent), (model.len() as u64, away, away));
+            }
+        }
     }
 
     #[test]
