@@ -24,7 +24,7 @@ pub mod table;
 use crate::drop::DropReason;
 use crate::overlay::{Burst, Verdict};
 use crate::wire::{ipv4, tcp};
-use packet::{Kind, Parsed};
+use packet::{Kind, Parsed, Tuple};
 use std::fmt;
 use std::net::Ipv4Addr;
 use std::sync::Arc;
@@ -406,8 +406,7 @@ impl Nat {
 
     /// Updates TCP state and the deadline for a packet of the session (not for ICMP errors).
     #[inline(always)]
-    fn touch(&mut self, slot: u32, kind: Kind, to_target: bool, now: u64) {
-        let s = self.table.get_mut(slot);
+    fn touch(tmo: &[u64; 4], s: &mut Session, kind: Kind, to_target: bool, now: u64) {
         if let Kind::Tcp { flags } = kind {
             s.tcp = if flags & tcp::flags::RST != 0 {
                 TcpState::Closed
@@ -427,7 +426,7 @@ impl Nat {
                 s.tcp
             };
         }
-        s.deadline = deadline_after(now, Self::timeout(&self.tmo, s));
+        s.deadline = deadline_after(now, Self::timeout(tmo, s));
     }
 
     /// Translates a prepared client-side packet; returns the target's address. `found`: what the lookup
@@ -453,13 +452,21 @@ impl Nat {
             (None, Kind::Udp | Kind::EchoRequest) => self.create(pre, o, now)?,
             (None, _) => return Err(DropReason::NatNoSession),
         };
+        let (pool, pool_port) = self.table.pool_pair(slot, pre.p.tuple.proto_index());
+        let s = self.table.get_mut(slot);
         if pre.p.kind != Kind::IcmpError {
-            self.touch(slot, pre.p.kind, true, now);
+            Self::touch(&self.tmo, s, pre.p.kind, true, now);
         }
-        let rev = self.table.rev(slot, pre.p.tuple.proto_index());
-        packet::rewrite(frame, &pre.p, &rev.reversed(), rev.dst, rev.src);
+        let new = Tuple {
+            src: pool,
+            dst: s.target,
+            sport: pool_port,
+            dport: s.tport,
+            proto: s.proto,
+        };
+        packet::rewrite(frame, &pre.p, &new, pool, s.target);
         self.stats.translated_out += 1;
-        Ok(Ipv4Addr::from(rev.src))
+        Ok(Ipv4Addr::from(new.dst))
     }
 
     /// Translates a prepared target-side packet; returns where it goes back to.
@@ -475,10 +482,10 @@ impl Nat {
         if pre.p.kind == Kind::EchoRequest {
             return Err(DropReason::NatNoSession); // the target side never opens or pings through
         }
+        let s = self.table.get_mut(slot);
         if pre.p.kind != Kind::IcmpError {
-            self.touch(slot, pre.p.kind, false, now);
+            Self::touch(&self.tmo, s, pre.p.kind, false, now);
         }
-        let s = self.table.get(slot);
         let fwd = s.fwd();
         packet::rewrite(frame, &pre.p, &fwd.reversed(), fwd.dst, fwd.src);
         self.stats.translated_in += 1;
