@@ -9,9 +9,11 @@
 //!
 //! Only the stage call is timed (`iter_custom`); building the burst is not. `scripts/bench-table.sh nat`
 //! turns the estimates into the README table.
-use criterion::{criterion_group, criterion_main, Criterion, Throughput};
+use criterion::measurement::WallTime;
+use criterion::{criterion_group, criterion_main, BenchmarkGroup, Criterion, Throughput};
 use etherparse::PacketBuilder;
 use pipelines::buf::VecBuf;
+use pipelines::nat::Nat;
 use pipelines::overlay::{sample, Burst, Meta};
 use std::time::{Duration, Instant};
 
@@ -63,7 +65,7 @@ fn timed(iters: u64, mut next: impl FnMut() -> Burst<VecBuf>, mut stage: impl Fn
 }
 
 /// `nat` with a session for every client frame of `fresh`, and the target's reply to each.
-fn established(mut live: pipelines::nat::Nat, fresh: &[Vec<u8>]) -> (pipelines::nat::Nat, Vec<Vec<u8>>) {
+fn established(mut live: Nat, fresh: &[Vec<u8>]) -> (Nat, Vec<Vec<u8>>) {
     let sessions = fresh.len();
     let mut replies = Vec::with_capacity(sessions);
     for f in fresh {
@@ -93,6 +95,35 @@ fn established(mut live: pipelines::nat::Nat, fresh: &[Vec<u8>]) -> (pipelines::
         live.table().spilled()
     );
     (live, replies)
+}
+
+/// Benchmarks `name`: bursts of `frames` picked at random through `nat`, client side (`out`) or target side.
+fn random_flows(
+    g: &mut BenchmarkGroup<'_, WallTime>,
+    name: &str,
+    nat: &mut Nat,
+    frames: &[Vec<u8>],
+    out: bool,
+    pick: &mut impl FnMut() -> usize,
+) {
+    g.bench_function(name, |b| {
+        b.iter_custom(|iters| {
+            timed(
+                iters,
+                || {
+                    let refs: Vec<&[u8]> = (0..N).map(|_| frames[pick()].as_slice()).collect();
+                    burst(&refs)
+                },
+                |bu| {
+                    if out {
+                        nat.run_outbound(bu, 1)
+                    } else {
+                        nat.run_inbound(bu, 1)
+                    }
+                },
+            )
+        })
+    });
 }
 
 fn bench(c: &mut Criterion) {
@@ -143,54 +174,29 @@ fn bench(c: &mut Criterion) {
     g.bench_function("established_in/hot_flow", |b| {
         b.iter_custom(|iters| timed(iters, || burst(&hot_in), |bu| live.run_inbound(bu, 1)))
     });
-    g.bench_function(format!("established_out/{many}"), |b| {
-        b.iter_custom(|iters| {
-            timed(
-                iters,
-                || {
-                    let refs: Vec<&[u8]> = (0..N).map(|_| fresh[pick()].as_slice()).collect();
-                    burst(&refs)
-                },
-                |bu| live.run_outbound(bu, 1),
-            )
-        })
-    });
-    g.bench_function(format!("established_in/{many}"), |b| {
-        b.iter_custom(|iters| {
-            timed(
-                iters,
-                || {
-                    let refs: Vec<&[u8]> = (0..N).map(|_| replies[pick()].as_slice()).collect();
-                    burst(&refs)
-                },
-                |bu| live.run_inbound(bu, 1),
-            )
-        })
-    });
+    random_flows(
+        &mut g,
+        &format!("established_out/{many}"),
+        &mut live,
+        &fresh,
+        true,
+        &mut pick,
+    );
+    random_flows(
+        &mut g,
+        &format!("established_in/{many}"),
+        &mut live,
+        &replies,
+        false,
+        &mut pick,
+    );
     drop(live);
 
     // The same on a pool barely larger than the session count.
     let (mut tight, replies) = established(sample::nat_with_pool(APP, sessions, sessions), &fresh);
-    for (dir, frames) in [("out", &fresh), ("in", &replies)] {
-        g.bench_function(format!("established_{dir}/{many}_tight_pool"), |b| {
-            b.iter_custom(|iters| {
-                timed(
-                    iters,
-                    || {
-                        let refs: Vec<&[u8]> = (0..N).map(|_| frames[pick()].as_slice()).collect();
-                        burst(&refs)
-                    },
-                    |bu| {
-                        if dir == "out" {
-                            tight.run_outbound(bu, 1)
-                        } else {
-                            tight.run_inbound(bu, 1)
-                        }
-                    },
-                )
-            })
-        });
-    }
+    let name = |dir: &str| format!("established_{dir}/{many}_tight_pool");
+    random_flows(&mut g, &name("out"), &mut tight, &fresh, true, &mut pick);
+    random_flows(&mut g, &name("in"), &mut tight, &replies, false, &mut pick);
     g.finish();
 }
 

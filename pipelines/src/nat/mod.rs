@@ -330,16 +330,13 @@ impl Nat {
         Ok(())
     }
 
-    /// The live session for a prepared packet; an expired one found on the way is ended.
+    /// The live session of a prepared target-side packet; an expired one found on the way is ended.
     #[inline(always)]
-    fn lookup(&mut self, pre: &Pre, dir: u32, app: u16, now: u64) -> Option<u32> {
+    fn lookup_reply(&mut self, pre: &Pre, now: u64) -> Option<u32> {
         let t = &pre.p.tuple;
-        let found = if dir == FWD {
-            self.table.find_client(t, app, &pre.at)
-        } else if pre.slot == NO_SLOT {
-            None
-        } else {
-            self.table.find_reply(t, pre.slot)
+        let found = match pre.slot {
+            NO_SLOT => None,
+            slot => self.table.find_reply(t, slot),
         };
         self.alive(found, t.proto_index(), now)
     }
@@ -380,7 +377,7 @@ impl Nat {
             &pre.at,
             now,
             |p| stats.expired[p] += 1,
-            |_, _| Session {
+            Session {
                 client: t.src,
                 vip: t.dst,
                 target,
@@ -472,7 +469,7 @@ impl Nat {
     /// Translates a prepared target-side packet; returns where it goes back to.
     #[inline(always)]
     fn in_one(&mut self, frame: &mut [u8], pre: &Pre, now: u64) -> Result<Origin, DropReason> {
-        let Some(slot) = self.lookup(pre, REV, 0, now) else {
+        let Some(slot) = self.lookup_reply(pre, now) else {
             return Err(if pre.p.kind == Kind::IcmpError {
                 DropReason::NatIcmpNoSession
             } else {

@@ -484,16 +484,15 @@ impl Table {
 
     /// Makes a session of protocol `proto` for a client-side tuple at place `at`: on its home line if a
     /// slot is free there (a session past its deadline at `now` gives way, reported to `expired`), else
-    /// on its second line, else at the nearest free slot (then in the overflow index). `build` gets the
-    /// slot's pool (address, port) and makes the session. Err(true): the session limit is reached;
-    /// Err(false): no free pool pair.
+    /// on its second line, else at the nearest free slot (then in the overflow index); the slot is its
+    /// pool pair. Err(true): the session limit is reached; Err(false): no free pool pair.
     pub fn insert(
         &mut self,
         proto: usize,
         at: &Place,
         now: u64,
         mut expired: impl FnMut(usize),
-        build: impl FnOnce(u32, u16) -> Session,
+        session: Session,
     ) -> Result<u32, bool> {
         let home = at.home;
         for s in [home, home + 1] {
@@ -532,12 +531,8 @@ impl Table {
             self.away += 1;
             s
         };
-        let (addr, port) = self.pool_pair(slot, proto);
         let spill = self.slots[slot as usize].spill;
-        self.slots[slot as usize] = Session {
-            spill,
-            ..build(addr, port)
-        };
+        self.slots[slot as usize] = Session { spill, ..session };
         self.taken[slot as usize / 64] |= 1 << (slot % 64);
         self.live[proto] += 1;
         Ok(slot)
@@ -668,7 +663,7 @@ mod tests {
                         deadline: deadline_after(0, 1 << 40),
                         ..Session::default()
                     };
-                    match t.insert(UDP, &at, 0, |_| {}, |_, _| session) {
+                    match t.insert(UDP, &at, 0, |_| {}, session) {
                         Ok(s) => {
                             model.insert(c, s);
                         }
