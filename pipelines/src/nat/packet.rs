@@ -240,8 +240,7 @@ fn rewrite_headers(d: &mut [u8], l3: usize, l4: usize, len: usize, old: &Tuple, 
 
 /// The changes of sum when a packet's tuple goes from `old` to `new` (RFC 1624): of the IPv4 header (the
 /// addresses), and of the transport checksum (TCP and UDP: addresses, for the pseudo header, and ports;
-/// ICMP echo: the query id, the source "port" of a request, else the destination one). They depend on the
-/// two tuples only, so a session can keep them.
+/// ICMP echo: the query id, the source "port" of a request, else the destination one).
 #[inline(always)]
 pub fn deltas(old: &Tuple, new: &Tuple, request: bool) -> (u32, u32) {
     let ip = delta32(old.src, new.src) + delta32(old.dst, new.dst);
@@ -297,13 +296,6 @@ fn rewrite_with(d: &mut [u8], l3: usize, l4: usize, len: usize, proto: u8, new: 
     }
 }
 
-/// Folds a sum below 2^21 (a checksum's complement and up to six 16-bit changes) to 16 bits.
-#[inline(always)]
-fn fold21(x: u32) -> u16 {
-    let x = (x & 0xffff) + (x >> 16);
-    ((x & 0xffff) + (x >> 16)) as u16
-}
-
 /// The fast form of [`rewrite`] for a TCP or UDP packet that is not an ICMP error (most of the traffic):
 /// every byte it touches is checked in three slices up front, so the rewrite itself has no further bounds
 /// checks. Gives exactly what [`rewrite_general`] gives; false (nothing written) when the transport
@@ -318,15 +310,14 @@ fn rewrite_transport(d: &mut [u8], l4: usize, old: &Tuple, new: &Tuple) -> bool 
     let (head, tail) = d.split_at_mut(l4);
     let ip = &mut head[ethernet::HEADER_LEN..ethernet::HEADER_LEN + ipv4::MIN_HEADER_LEN];
     let t = &mut tail[..at + 2];
-    let ipd = delta32(old.src, new.src) + delta32(old.dst, new.dst);
+    let (ipd, l4d) = deltas(old, new, false);
     let c = u16::from_be_bytes([ip[10], ip[11]]);
-    ip[10..12].copy_from_slice(&(!fold21((!c) as u32 + ipd)).to_be_bytes());
+    ip[10..12].copy_from_slice(&adjust(c, ipd).to_be_bytes());
     ip[12..16].copy_from_slice(&new.src.to_be_bytes());
     ip[16..20].copy_from_slice(&new.dst.to_be_bytes());
     let c = u16::from_be_bytes([t[at], t[at + 1]]);
     if tcp || c != 0 {
-        let l4d = ipd + delta16(old.sport, new.sport) + delta16(old.dport, new.dport);
-        let mut n = !fold21((!c) as u32 + l4d);
+        let mut n = adjust(c, l4d);
         if !tcp && n == 0 {
             n = 0xffff;
         }

@@ -449,20 +449,6 @@ impl Table {
         self.pairs.of(slot - proto as u32 * self.region)
     }
 
-    /// The target-side tuple of the session at `slot` (as the target's packets arrive).
-    #[inline(always)]
-    pub fn rev(&self, slot: u32, proto: usize) -> Tuple {
-        let s = self.get(slot);
-        let (addr, port) = self.pool_pair(slot, proto);
-        Tuple {
-            src: s.target,
-            dst: addr,
-            sport: s.tport,
-            dport: port,
-            proto: s.proto,
-        }
-    }
-
     #[inline(always)]
     fn is_taken(&self, slot: u32) -> bool {
         self.taken[slot as usize / 64] & 1 << (slot % 64) != 0
@@ -681,7 +667,16 @@ mod tests {
                     let tu = tuple(c);
                     let at = t.place(&tu, 1, UDP);
                     proptest::prop_assert_eq!(t.find_client(&tu, 1, &at), Some(s));
-                    let rev = t.rev(s, UDP);
+                    // The target's reply: target -> pool pair.
+                    let (pool, port) = t.pool_pair(s, UDP);
+                    let x = t.get(s);
+                    let rev = Tuple {
+                        src: x.target,
+                        dst: pool,
+                        sport: x.tport,
+                        dport: port,
+                        proto: 17,
+                    };
                     let by_pair = t.reply_slot(&rev, UDP).and_then(|g| t.find_reply(&rev, g));
                     proptest::prop_assert_eq!(by_pair, Some(s));
                     away += (s & !1 != at.home) as u64;
