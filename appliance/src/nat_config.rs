@@ -121,6 +121,46 @@ fn d_true() -> bool {
     true
 }
 
+/// This machine's memory in bytes (`MemTotal` in /proc/meminfo), if it can be read.
+fn machine_memory() -> Option<u64> {
+    let text = std::fs::read_to_string("/proc/meminfo").ok()?;
+    let kb = text.lines().find_map(|l| l.strip_prefix("MemTotal:"))?;
+    kb.trim()
+        .trim_end_matches("kB")
+        .trim()
+        .parse::<u64>()
+        .ok()
+        .map(|k| k * 1024)
+}
+
+/// The workers' NAT session tables together may take at most this share of the machine's memory (the
+/// rest is for packet buffers and the system).
+const TABLE_SHARE: (u64, u64) = (3, 4);
+
+fn gib(bytes: u64) -> String {
+    format!("{:.1} GiB", bytes as f64 / (1u64 << 30) as f64)
+}
+
+/// Whether NAT session tables of `per_worker` bytes fit in `memory` bytes; if not, why.
+fn tables_fit(per_worker: &[u64], memory: u64) -> Result<(), String> {
+    let total: u64 = per_worker.iter().sum();
+    if total <= memory / TABLE_SHARE.1 * TABLE_SHARE.0 {
+        return Ok(());
+    }
+    Err(format!(
+        "the NAT session tables would take {} ({} per worker, {} workers), more than {}/{} of this machine's {}; \
+         lower it, or use a smaller pool (a worker's table holds one 32-byte slot per pool pair of its slice, \
+         at most {} per session, for each of TCP, UDP and ICMP)",
+        gib(total),
+        gib(per_worker.iter().copied().max().unwrap_or(0)),
+        per_worker.len(),
+        TABLE_SHARE.0,
+        TABLE_SHARE.1,
+        gib(memory),
+        pipelines::nat::table::PAIRS_PER_SESSION,
+    ))
+}
+
 /// The `[nat]` section, checked and turned into the dataplane's tables.
 #[derive(Debug, Clone)]
 pub struct ValidNat {
@@ -197,6 +237,13 @@ pub fn validate(
     };
     if !(1..=16 << 20).contains(&n.max_sessions) {
         errs.push(problem("nat.max_sessions", "must be from 1 to 16777216 per worker"));
+    } else if let (Some(p), Some(memory)) = (&pool, machine_memory()) {
+        let per_worker: Vec<u64> = (0..workers as u16)
+            .map(|w| pipelines::nat::table::Table::bytes(n.max_sessions as usize, p.addrs().len(), p.slice(w)))
+            .collect();
+        if let Err(m) = tables_fit(&per_worker, memory) {
+            errs.push(problem("nat.max_sessions", m));
+        }
     }
     if !(1..=65536).contains(&n.handoff_ring) {
         errs.push(problem("nat.handoff_ring", "must be from 1 to 65536"));
@@ -320,4 +367,22 @@ pub fn validate(
         classifier: Classifier::new(&services, &icmp),
         arp_extra,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tables_must_leave_a_quarter_of_memory() {
+        let g = 1u64 << 30;
+        assert!(tables_fit(&[6 * g, 6 * g, 6 * g], 24 * g).is_ok());
+        let e = tables_fit(&[6 * g, 6 * g, 6 * g + 1], 24 * g).unwrap_err();
+        assert!(
+            e.starts_with("the NAT session tables would take 18.0 GiB (6.0 GiB per worker, 3 workers)"),
+            "{e}"
+        );
+        assert!(e.contains("of this machine's 24.0 GiB"), "{e}");
+        assert!(machine_memory().is_some_and(|m| m > 1 << 20), "/proc/meminfo is read");
+    }
 }

@@ -238,10 +238,11 @@ pub fn run(v: Validated, eal_argv: Vec<String>, reloader: Reloader) -> Result<()
     }
     if let Some(n) = &shared.nat {
         log::info!(
-            "full NAT: pool {:?}, {} sessions per worker, port slices {:?}",
+            "full NAT: pool {:?}, {} sessions per worker, port slices {:?}, session tables {:.1} MiB per worker",
             n.pool.addrs(),
             n.max_sessions,
-            (0..nworkers).map(|w| n.pool.slice(w)).collect::<Vec<_>>()
+            (0..nworkers).map(|w| n.pool.slice(w)).collect::<Vec<_>>(),
+            n.table_bytes(0) as f64 / (1u64 << 20) as f64
         );
     }
 

@@ -20,9 +20,19 @@ pub struct Index {
 }
 
 impl Index {
+    /// Cells for `capacity` keys: a power of two, so that the table is never more than half full.
+    fn cells(capacity: usize) -> usize {
+        (capacity.max(1) * 2).next_power_of_two()
+    }
+
+    /// The bytes of the cells of an index with room for `capacity` keys.
+    pub fn bytes(capacity: usize) -> u64 {
+        Self::cells(capacity) as u64 * std::mem::size_of::<u64>() as u64
+    }
+
     /// Room for `capacity` keys; the table is sized so it is never more than half full.
     pub fn with_capacity(capacity: usize) -> Index {
-        let size = (capacity.max(1) * 2).next_power_of_two();
+        let size = Self::cells(capacity);
         Index {
             cells: crate::huge::HugeSlice::filled(size, EMPTY),
             mask: size - 1,
@@ -39,6 +49,11 @@ impl Index {
             hasher: None,
             ..Index::with_capacity(capacity)
         }
+    }
+
+    /// The bytes of this index's cells ([`Index::bytes`] of its capacity).
+    pub fn size_bytes(&self) -> u64 {
+        self.cells.len() as u64 * std::mem::size_of::<u64>() as u64
     }
 
     pub fn len(&self) -> usize {

@@ -213,6 +213,14 @@ pub struct NatConfig {
     pub pool: Pool,
 }
 
+impl NatConfig {
+    /// The bytes worker `w`'s session table takes ([`Table::bytes`]): it grows with `max_sessions` and
+    /// with the worker's pool pairs, up to [`table::PAIRS_PER_SESSION`] per session.
+    pub fn table_bytes(&self, w: u16) -> u64 {
+        Table::bytes(self.max_sessions, self.pool.addrs().len(), self.pool.slice(w))
+    }
+}
+
 /// Sessions examined per [`Nat::expire_slice`] call (one per burst).
 pub const EXPIRE_BUDGET: usize = 64;
 

@@ -148,10 +148,16 @@ struct Pairs {
 }
 
 impl Pairs {
+    /// Slots per protocol for `addrs` addresses x `ports`, at most `limit`.
+    fn count(addrs: usize, ports: &std::ops::RangeInclusive<u16>, limit: usize) -> u32 {
+        let all = (*ports.end() as u64 + 1).saturating_sub(*ports.start() as u64) * addrs.max(1) as u64;
+        all.min(limit as u64).clamp(1, u32::MAX as u64 / 4) as u32
+    }
+
     fn new(addrs: &[Ipv4Addr], ports: std::ops::RangeInclusive<u16>, limit: usize) -> Pairs {
+        let n = Self::count(addrs.len(), &ports, limit);
         let addrs: Vec<u32> = addrs.iter().map(|&a| u32::from(a)).collect();
         let k = addrs.len().max(1) as u64;
-        let all = (*ports.end() as u64 + 1).saturating_sub(*ports.start() as u64) * k;
         let bits = (2 * addrs.len()).next_power_of_two().trailing_zeros().max(1);
         let mut index = vec![(0u32, 0u32); 1 << bits];
         for (i, &a) in addrs.iter().enumerate() {
@@ -169,7 +175,7 @@ impl Pairs {
             index,
             bits,
             first: *ports.start(),
-            n: all.min(limit as u64).clamp(1, u32::MAX as u64 / 4) as u32,
+            n,
         }
     }
 
@@ -264,12 +270,32 @@ pub struct Table {
     pub live: [u64; 3],
 }
 
+/// How a table is sized: slots per protocol (pool pairs used), slots per region (even), and the capacity
+/// of the overflow index.
+fn sizing(max: usize, addrs: usize, ports: &std::ops::RangeInclusive<u16>) -> (u32, u32, usize) {
+    let n = Pairs::count(addrs, ports, max.max(1).saturating_mul(PAIRS_PER_SESSION));
+    // Every session but two per line could be off its line in a tiny table; in a large one, far fewer
+    // than half (see the module doc).
+    let overflow = if n <= 1024 { n } else { n / 2 };
+    (n, n + (n & 1), overflow as usize)
+}
+
 impl Table {
+    /// The bytes a table for `max` sessions on `addrs` pool addresses x `ports` takes (what [`Table::new`]
+    /// allocates, to within a few hundred bytes): its slots for three protocols, their bitmap and the
+    /// overflow index. For a configuration check before anything is allocated.
+    pub fn bytes(max: usize, addrs: usize, ports: std::ops::RangeInclusive<u16>) -> u64 {
+        let (_, region, overflow) = sizing(max, addrs, &ports);
+        let total = 3 * region as u64;
+        total * std::mem::size_of::<Session>() as u64 + total.div_ceil(64) * 8 + Index::bytes(overflow)
+    }
+
     /// Room for `max` sessions on the pool pairs of `addrs` x `ports` (this core's slice).
     pub fn new(max: usize, addrs: &[Ipv4Addr], ports: std::ops::RangeInclusive<u16>) -> Table {
         let max = max.max(1);
+        let (_, region, overflow) = sizing(max, addrs.len(), &ports);
         let pairs = Pairs::new(addrs, ports, max.saturating_mul(PAIRS_PER_SESSION));
-        let region = pairs.n + (pairs.n & 1);
+        debug_assert_eq!(region, pairs.n + (pairs.n & 1));
         let total = 3 * region as usize;
         let mut taken = vec![0u64; total.div_ceil(64)];
         if pairs.n & 1 == 1 {
@@ -278,13 +304,10 @@ impl Table {
                 taken[s / 64] |= 1 << (s % 64);
             }
         }
-        let n = pairs.n as usize;
         Table {
             slots: crate::huge::HugeSlice::filled(total, Session::default()),
             taken,
-            // Every session but two per line could be off its line in a tiny table; in a large one, far
-            // fewer than half (see the module doc).
-            overflow: Index::prehashed(if n <= 1024 { n } else { n / 2 }),
+            overflow: Index::prehashed(overflow),
             pairs,
             region,
             lines: region / 2,
@@ -690,6 +713,33 @@ mod tests {
                 proptest::prop_assert_eq!((t.live[UDP], t.spilled(), sent), (model.len() as u64, away, away));
             }
         }
+    }
+
+    #[test]
+    fn the_size_told_before_is_what_a_table_takes() {
+        let a = |k: u32| -> Vec<Ipv4Addr> { (0..k).map(|i| Ipv4Addr::from(0x0a00_0000 + i)).collect() };
+        for (max, k, ports) in [
+            (1, 1, 1024..=1024),
+            (16, 1, 1024..=65535),
+            (1000, 3, 2000..=2999),
+            (100_000, 2, 1024..=33279),
+            (5000, 64, 1024..=65535),
+        ] {
+            let t = Table::new(max, &a(k), ports.clone());
+            let took = t.slots.len() as u64 * 32 + t.taken.len() as u64 * 8 + t.overflow.size_bytes();
+            assert_eq!(
+                Table::bytes(max, k as usize, ports),
+                took,
+                "{max} sessions on {k} addresses"
+            );
+        }
+        // A million sessions on a large pool: 4 M slots (4 pairs per session) for each of 3 protocols,
+        // 32 bytes each, their bitmap, and an overflow index of 2 M keys in 4 M cells of 8 bytes.
+        let m = 1u64 << 20;
+        assert_eq!(
+            Table::bytes(1 << 20, 256, 1024..=65535),
+            3 * 4 * m * 32 + 3 * 4 * m / 8 + 4 * m * 8
+        );
     }
 
     #[test]
