@@ -755,6 +755,10 @@ fn path_set_moves_off_a_lossy_relay_and_a_transfer_goes_on() {
             .then_some(())
     });
     assert!(measured.is_some(), "probes were not answered on every path");
+    // Changes are counted from before the sets are read: a set may move by score at any time, and a move
+    // between the two reads would otherwise be in the count already while the sets still looked unmoved.
+    let changes = |n: &str| net.metric(n, "appliance_path_set_changes_total", &[]);
+    let (edge_changes, gw_changes) = (changes("edge"), changes("gw"));
     let (edge_before, gw_before) = (selected(&net, "edge"), selected(&net, "gw"));
     eprintln!("selected before: edge {edge_before:?}, gateway {gw_before:?}");
     assert_eq!(edge_before.len(), 2);
@@ -766,8 +770,6 @@ fn path_set_moves_off_a_lossy_relay_and_a_transfer_goes_on() {
         .into_iter()
         .find(|(_, e, g)| edge_before.contains(e) && gw_before.contains(g))
         .expect("a relay in both sets");
-    let changes = |n: &str| net.metric(n, "appliance_path_set_changes_total", &[]);
-    let (edge_changes, gw_changes) = (changes("edge"), changes("gw"));
     net.script(&["loss", relay, "30"]);
     let t0 = Instant::now();
     let moved = wait_for(Duration::from_secs(10), || {
