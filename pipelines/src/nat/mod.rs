@@ -544,17 +544,18 @@ impl Nat {
     /// to the target follows); others get Drop. Every packet's session line is prefetched in a first pass,
     /// so that the lines come in while the others are parsed and translated.
     pub fn run_outbound<B: crate::buf::PacketBuf>(&mut self, burst: &mut Burst<B>, now: u64) {
-        self.run(burst, now, FWD);
+        self.run::<B, FWD>(burst, now);
     }
 
     /// The burst form of [`Nat::inbound`]: packets whose pool port another worker owns get
     /// [`Verdict::Handoff`]; translated ones keep Next with `meta.app`, `meta.sender` (the edge to send
     /// back to) and `meta.stream` set.
     pub fn run_inbound<B: crate::buf::PacketBuf>(&mut self, burst: &mut Burst<B>, now: u64) {
-        self.run(burst, now, REV);
+        self.run::<B, REV>(burst, now);
     }
 
-    fn run<B: crate::buf::PacketBuf>(&mut self, burst: &mut Burst<B>, now: u64, dir: u32) {
+    /// The burst form of both directions (`DIR`: FWD or REV; one copy of the code per direction).
+    fn run<B: crate::buf::PacketBuf, const DIR: u32>(&mut self, burst: &mut Burst<B>, now: u64) {
         const CHUNK: usize = 32;
         let n = burst.len();
         let mut pre = [Pre::default(); CHUNK];
@@ -569,11 +570,11 @@ impl Nat {
                     continue;
                 }
                 let p = &mut pre[i - start];
-                if let Err(r) = self.prepare(burst.pkts[i].data(), dir, m.app, p) {
+                if let Err(r) = self.prepare(burst.pkts[i].data(), DIR, m.app, p) {
                     m.verdict = Verdict::Drop(r);
                     continue;
                 }
-                if dir == REV {
+                if DIR == REV {
                     if let Some(w) = self.elsewhere(p.p.tuple.dport) {
                         m.verdict = Verdict::Handoff { worker: w };
                         continue;
@@ -600,7 +601,7 @@ impl Nat {
                     let k = bits.trailing_zeros() as usize;
                     bits &= bits - 1;
                     let mut found = None;
-                    if dir == FWD {
+                    if DIR == FWD {
                         let (t, app, at) = (&pre[k].p.tuple, burst.meta[start + k].app, &pre[k].at);
                         found = if round == 0 {
                             match self.table.find_home(t, app, at) {
@@ -623,7 +624,7 @@ impl Nat {
                         m.verdict = Verdict::Drop(DropReason::MultiSegment);
                         continue;
                     };
-                    let r = if dir == FWD {
+                    let r = if DIR == FWD {
                         let o = Origin {
                             app: m.app,
                             edge: m.sender,
