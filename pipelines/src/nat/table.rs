@@ -403,20 +403,25 @@ impl Table {
     /// What the home line of `at` says about the session of client-side tuple `t` (application `app`).
     #[inline(always)]
     pub fn find_home(&self, t: &Tuple, app: u16, at: &Place) -> Home {
-        let key = Session::key(t, app);
-        let h = at.home as usize;
-        let line = &self.slots[h..h + 2];
-        // Both compared, then one branch: which of the two holds a flow is a coin toss the branch
-        // predictor would lose half the time. (Written as a minimum of the differences: from `first |
-        // second` of two bools, LLVM makes two branches again.)
-        let (first, second) = (line[0].unlike(&key), line[1].unlike(&key));
-        if first.min(second) == 0 {
-            return Home::At(at.home + (first != 0) as u32);
+        if let Some(s) = self.on_line(at.home, &Session::key(t, app)) {
+            return Home::At(s);
         }
-        match line[0].spill {
+        match self.slots[at.home as usize].spill {
             0 => Home::Absent,
             spill => Home::Away(spill),
         }
+    }
+
+    /// The slot of the line starting at `line` whose session has client-side key `key`, if either.
+    #[inline(always)]
+    fn on_line(&self, line: u32, key: &[u64; 2]) -> Option<u32> {
+        let l = line as usize;
+        let pair = &self.slots[l..l + 2];
+        // Both compared, then one branch: which of the two holds a flow is a coin toss the branch
+        // predictor would lose half the time. (Written as a minimum of the differences: from `first |
+        // second` of two bools, LLVM makes two branches again.)
+        let (first, second) = (pair[0].unlike(key), pair[1].unlike(key));
+        (first.min(second) == 0).then_some(line + (first != 0) as u32)
     }
 
     /// Hints what a lookup told [`Home::Away`] reads next: the second line, the overflow index's bucket.
@@ -458,10 +463,8 @@ impl Table {
     pub fn find_away(&self, t: &Tuple, app: u16, at: &Place, spill: u16) -> Option<u32> {
         let key = Session::key(t, app);
         if spill & ALT_MASK != 0 {
-            for s in [at.alt, at.alt + 1] {
-                if self.slots[s as usize].is_fwd(&key) {
-                    return Some(s);
-                }
+            if let Some(s) = self.on_line(at.alt, &key) {
+                return Some(s);
             }
         }
         if spill < OVER_ONE {
