@@ -792,3 +792,42 @@ proptest! {
         prop_assert_eq!(f, want);
     }
 }
+
+proptest! {
+    /// The one-check parse of plain TCP and UDP packets gives what the full parse gives, for valid frames
+    /// of every kind, frames with bytes flipped (lengths, IHL, fragment bits, protocol) and cut ones.
+    #[test]
+    fn the_fast_parse_matches_the_full_one(
+        kind in 0u8..5,
+        payload in proptest::collection::vec(any::<u8>(), 0..40),
+        flips in proptest::collection::vec((14usize..50, any::<u8>()), 0..3),
+        total in proptest::option::of(0u16..90),
+        ihl in proptest::option::of(0u8..16),
+        cut in 0usize..90,
+    ) {
+        use pipelines::nat::packet::{parse_any, parse_into, Parsed};
+        let mut v = match kind {
+            0 => tcp(CLIENT, VIP, 1000, 80, "S", &payload),
+            1 => udp(CLIENT, VIP, 1000, 53, &payload),
+            2 => echo(CLIENT, VIP, 7, true),
+            3 => icmp_error(T1, P1, Icmpv4Type::DestinationUnreachable(DestUnreachableHeader::Port), &udp(P1, T1, 1024, 5353, b"x")[14..]),
+            _ => tcp(CLIENT, VIP, 1000, 80, "FA", &payload),
+        };
+        for (at, b) in flips {
+            if let Some(x) = v.get_mut(at) { *x ^= b; }
+        }
+        if let Some(t) = total {
+            v[16..18].copy_from_slice(&t.to_be_bytes());
+        }
+        if let Some(h) = ihl {
+            v[14] = 0x40 | h;
+        }
+        v.truncate(v.len().saturating_sub(cut % 8 * (cut / 8 % 2)));
+        let (mut fast, mut full) = (Parsed::default(), Parsed::default());
+        let r = parse_into(&v, &mut fast);
+        prop_assert_eq!(r, parse_any(&v, &mut full));
+        if r.is_ok() {
+            prop_assert_eq!(fast, full);
+        }
+    }
+}
