@@ -239,7 +239,7 @@ pub fn validate(
         errs.push(problem("nat.max_sessions", "must be from 1 to 16777216 per worker"));
     } else if let (Some(p), Some(memory)) = (&pool, machine_memory()) {
         let per_worker: Vec<u64> = (0..workers as u16)
-            .map(|w| pipelines::nat::table::Table::bytes(n.max_sessions as usize, p.addrs().len(), p.slice(w)))
+            .map(|w| p.table_bytes(n.max_sessions as usize, w))
             .collect();
         if let Err(m) = tables_fit(&per_worker, memory) {
             errs.push(problem("nat.max_sessions", m));

@@ -242,7 +242,7 @@ pub fn run(v: Validated, eal_argv: Vec<String>, reloader: Reloader) -> Result<()
             n.pool.addrs(),
             n.max_sessions,
             (0..nworkers).map(|w| n.pool.slice(w)).collect::<Vec<_>>(),
-            n.table_bytes(0) as f64 / (1u64 << 20) as f64
+            n.pool.table_bytes(n.max_sessions, 0) as f64 / (1u64 << 20) as f64
         );
     }
 

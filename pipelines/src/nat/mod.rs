@@ -184,6 +184,12 @@ impl Pool {
         (w < self.workers as u32).then_some(w as u16)
     }
 
+    /// The bytes worker `w`'s session table takes for `max_sessions` ([`Table::bytes`]): it grows with
+    /// `max_sessions` and with the worker's pool pairs, up to [`table::PAIRS_PER_SESSION`] per session.
+    pub fn table_bytes(&self, max_sessions: usize, w: u16) -> u64 {
+        Table::bytes(max_sessions, self.addrs.len(), self.slice(w))
+    }
+
     pub fn contains(&self, a: Ipv4Addr) -> bool {
         self.addrs.contains(&a)
     }
@@ -211,14 +217,6 @@ pub struct NatConfig {
     pub max_sessions: usize,
     pub timeouts: Timeouts,
     pub pool: Pool,
-}
-
-impl NatConfig {
-    /// The bytes worker `w`'s session table takes ([`Table::bytes`]): it grows with `max_sessions` and
-    /// with the worker's pool pairs, up to [`table::PAIRS_PER_SESSION`] per session.
-    pub fn table_bytes(&self, w: u16) -> u64 {
-        Table::bytes(self.max_sessions, self.pool.addrs().len(), self.pool.slice(w))
-    }
 }
 
 /// Sessions examined per [`Nat::expire_slice`] call (one per burst).

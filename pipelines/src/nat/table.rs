@@ -176,8 +176,8 @@ impl Pairs {
         all.min(limit as u64).clamp(1, u32::MAX as u64 / 4) as u32
     }
 
-    fn new(addrs: &[Ipv4Addr], ports: std::ops::RangeInclusive<u16>, limit: usize) -> Pairs {
-        let n = Self::count(addrs.len(), &ports, limit);
+    /// The first `n` ([`Pairs::count`]) pairs of `addrs` x `ports`.
+    fn new(addrs: &[Ipv4Addr], ports: std::ops::RangeInclusive<u16>, n: u32) -> Pairs {
         let addrs: Vec<u32> = addrs.iter().map(|&a| u32::from(a)).collect();
         let k = addrs.len().max(1) as u64;
         let bits = (2 * addrs.len()).next_power_of_two().trailing_zeros().max(1);
@@ -315,9 +315,8 @@ impl Table {
     /// Room for `max` sessions on the pool pairs of `addrs` x `ports` (this core's slice).
     pub fn new(max: usize, addrs: &[Ipv4Addr], ports: std::ops::RangeInclusive<u16>) -> Table {
         let max = max.max(1);
-        let (_, region, overflow) = sizing(max, addrs.len(), &ports);
-        let pairs = Pairs::new(addrs, ports, max.saturating_mul(PAIRS_PER_SESSION));
-        debug_assert_eq!(region, pairs.n + (pairs.n & 1));
+        let (n, region, overflow) = sizing(max, addrs.len(), &ports);
+        let pairs = Pairs::new(addrs, ports, n);
         let total = 3 * region as usize;
         let mut taken = vec![0u64; total.div_ceil(64)];
         if pairs.n & 1 == 1 {
@@ -643,9 +642,12 @@ mod tests {
 
     #[test]
     fn pairs_and_slots_are_inverse() {
+        let new = |addrs: &[Ipv4Addr], ports: std::ops::RangeInclusive<u16>, limit: usize| {
+            Pairs::new(addrs, ports.clone(), Pairs::count(addrs.len(), &ports, limit))
+        };
         for k in [1usize, 2, 3, 17, 64] {
             let addrs: Vec<Ipv4Addr> = (0..k as u32).map(|i| Ipv4Addr::from(0x0a00_0000 + i * 7)).collect();
-            let p = Pairs::new(&addrs, 1000..=1099, usize::MAX);
+            let p = new(&addrs, 1000..=1099, usize::MAX);
             assert_eq!(p.n as usize, 100 * k);
             for s in 0..p.n {
                 let (a, port) = p.of(s);
@@ -656,7 +658,7 @@ mod tests {
             assert_eq!(p.slot(1, 1000), None);
         }
         // A limit keeps the first ports of every address.
-        let p = Pairs::new(&[Ipv4Addr::new(1, 1, 1, 1), Ipv4Addr::new(2, 2, 2, 2)], 1..=100, 5);
+        let p = new(&[Ipv4Addr::new(1, 1, 1, 1), Ipv4Addr::new(2, 2, 2, 2)], 1..=100, 5);
         assert_eq!((p.n, p.of(4)), (5, (0x0101_0101, 3)));
         assert_eq!(p.slot(0x0202_0202, 3), None, "slot 5 is past the limit");
     }
