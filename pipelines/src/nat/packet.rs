@@ -281,28 +281,6 @@ fn parse_error(d: &[u8], l4: usize, end: usize) -> Result<Parsed, DropReason> {
 fn rewrite_headers(d: &mut [u8], l3: usize, l4: usize, len: usize, old: &Tuple, new: &Tuple) {
     let request = old.proto == ipv4::protocol::ICMP && d.get(l4) == Some(&icmpv4::TYPE_ECHO_REQUEST);
     let (ip, l4_delta) = deltas(old, new, request);
-    rewrite_with(d, l3, l4, len, old.proto, new, ip, l4_delta);
-}
-
-/// The changes of sum when a packet's tuple goes from `old` to `new` (RFC 1624): of the IPv4 header (the
-/// addresses), and of the transport checksum (TCP and UDP: addresses, for the pseudo header, and ports;
-/// ICMP echo: the query id, the source "port" of a request, else the destination one).
-#[inline(always)]
-pub fn deltas(old: &Tuple, new: &Tuple, request: bool) -> (u32, u32) {
-    let ip = delta32(old.src, new.src) + delta32(old.dst, new.dst);
-    let l4 = match old.proto {
-        ipv4::protocol::TCP | ipv4::protocol::UDP => ip + delta16(old.sport, new.sport) + delta16(old.dport, new.dport),
-        _ if request => delta16(old.sport, new.sport),
-        _ => delta16(old.dport, new.dport),
-    };
-    (ip, l4)
-}
-
-/// Writes tuple `new` into the headers at `l3` and `l4` (`len` transport bytes present), adjusting the
-/// checksums by the changes [`deltas`] gave.
-#[allow(clippy::too_many_arguments)]
-#[inline(always)]
-fn rewrite_with(d: &mut [u8], l3: usize, l4: usize, len: usize, proto: u8, new: &Tuple, ip: u32, l4_delta: u32) {
     put16(
         d,
         l3 + ipv4::field::CHECKSUM,
@@ -310,9 +288,9 @@ fn rewrite_with(d: &mut [u8], l3: usize, l4: usize, len: usize, proto: u8, new: 
     );
     put32(d, l3 + ipv4::field::SRC, new.src);
     put32(d, l3 + ipv4::field::DST, new.dst);
-    match proto {
+    match old.proto {
         ipv4::protocol::TCP | ipv4::protocol::UDP => {
-            let tcp = proto == ipv4::protocol::TCP;
+            let tcp = old.proto == ipv4::protocol::TCP;
             let at = l4 + if tcp { 16 } else { 6 };
             if at + 2 <= l4 + len {
                 let c = be16(d, at);
@@ -340,6 +318,20 @@ fn rewrite_with(d: &mut [u8], l3: usize, l4: usize, len: usize, proto: u8, new: 
             put16(d, l4 + icmpv4::field::IDENT, new_id);
         }
     }
+}
+
+/// The changes of sum when a packet's tuple goes from `old` to `new` (RFC 1624): of the IPv4 header (the
+/// addresses), and of the transport checksum (TCP and UDP: addresses, for the pseudo header, and ports;
+/// ICMP echo: the query id, the source "port" of a request, else the destination one).
+#[inline(always)]
+pub fn deltas(old: &Tuple, new: &Tuple, request: bool) -> (u32, u32) {
+    let ip = delta32(old.src, new.src) + delta32(old.dst, new.dst);
+    let l4 = match old.proto {
+        ipv4::protocol::TCP | ipv4::protocol::UDP => ip + delta16(old.sport, new.sport) + delta16(old.dport, new.dport),
+        _ if request => delta16(old.sport, new.sport),
+        _ => delta16(old.dport, new.dport),
+    };
+    (ip, l4)
 }
 
 /// The fast form of [`rewrite`] for a TCP or UDP packet that is not an ICMP error (most of the traffic):
