@@ -332,6 +332,7 @@ impl Config {
             errs.push(problem("dataplane.workers", "at least one worker lcore is needed"));
         }
         let mut seen = BTreeSet::new();
+        let enabled = eal.enabled_lcores();
         for (i, w) in d.workers.iter().enumerate() {
             if !seen.insert(*w) {
                 errs.push(problem(
@@ -339,14 +340,11 @@ impl Config {
                     format!("lcore {w} is listed twice"),
                 ));
             }
-            if let Some(l) = &eal.lcores {
+            if let Some((l, text)) = &enabled {
                 if !l.contains(w) {
                     errs.push(problem(
                         format!("dataplane.workers[{i}]"),
-                        format!(
-                            "lcore {w} is not in the EAL core list ({})",
-                            eal.lcores_text.as_deref().unwrap_or("?")
-                        ),
+                        format!("lcore {w} is not in the EAL core list ({text})"),
                     ));
                 }
             }
@@ -630,8 +628,39 @@ prefix = "0.0.0.0/0"
 via = "10.0.0.1"
 "#;
 
+    /// EAL arguments; without a core option, as if `-l 0-63` were given (so that tests do not depend
+    /// on the CPUs of the machine they run on; `workers_default_to_the_cpus_allowed` tests that case).
     fn eal(args: &[&str]) -> EalArgs {
-        EalArgs::parse(args).unwrap()
+        let mut e = EalArgs::parse(args).unwrap();
+        if e.lcores.is_none() {
+            e.lcores = Some((0..64).collect());
+            e.lcores_text = Some("-l 0-63".into());
+        }
+        e
+    }
+
+    #[test]
+    fn workers_default_to_the_cpus_allowed() {
+        let none = EalArgs::parse(&["--no-pci"]).unwrap();
+        let (cpus, text) = none.enabled_lcores().expect("Cpus_allowed_list in /proc/self/status");
+        assert!(!cpus.is_empty() && text.starts_with("no core option"), "{text}");
+        let first = *cpus.iter().next().unwrap();
+        let with = |w: u32| {
+            from_toml(&GOOD.replace("workers = [1]", &format!("workers = [{w}]")))
+                .and_then(|c| c.validate(&none))
+                .err()
+                .map(|p| p.0)
+                .unwrap_or_default()
+        };
+        assert!(with(first).iter().all(|p| !p.path.starts_with("dataplane.workers")));
+        let p = with(4096);
+        assert_eq!(p[0].path, "dataplane.workers[0]", "{p:?}");
+        assert!(
+            p[0].msg
+                .starts_with("lcore 4096 is not in the EAL core list (no core option"),
+            "{}",
+            p[0].msg
+        );
     }
 
     fn problems(text: &str, args: &[&str]) -> Vec<Problem> {
@@ -820,6 +849,30 @@ icmp = false
         }
         let outside = p.iter().find(|p| p.path == "nat.pool[1]").unwrap();
         assert!(outside.msg.contains("inside no port's subnet"), "{}", outside.msg);
+        // A target that is the appliance itself: a port address, a pool address, another app's VIP.
+        let own = |t: &str| {
+            let text = GOOD.to_string()
+                + &NAT.replace(
+                    "targets = [\"10.0.0.9\"]",
+                    &format!("targets = [\"10.0.0.9\", \"{t}\"]"),
+                )
+                + "[[nat.apps]]\nid = 2\nvip = \"10.0.0.51\"\ntargets = [\"10.0.0.9\"]\nservices = []\n";
+            problems(&text, &[])
+        };
+        for (t, what) in [
+            ("10.0.0.2", "a port address"),
+            ("10.0.0.100", "a pool address or VIP"),
+            ("10.0.0.51", "a pool address or VIP"),
+        ] {
+            let p = own(t);
+            assert_eq!(p.len(), 1, "{p:?}");
+            assert_eq!(p[0].path, "nat.apps[0].targets[1]");
+            assert_eq!(
+                p[0].msg,
+                format!("{t} is {what} of this appliance; a target must be another machine")
+            );
+        }
+        assert!(own("10.0.0.10").is_empty());
         // An empty port range with valid addresses.
         let text = GOOD.to_string() + &NAT.replace("max_sessions = 1000", "port_min = 5000\nport_max = 4000");
         let p = problems(&text, &[]);
@@ -852,6 +905,30 @@ via = "10.0.0.1"
         for want in ["overlay.address", "overlay.hops[0].via"] {
             assert!(paths.contains(&want), "missing {want} in {p:#?}");
         }
+        // The node's own address as peer (and a peer twice), as a hop's next node or underlay next hop.
+        let own = good
+            .replace(
+                "peers = [\"10.1.0.1\"]",
+                "peers = [\"10.1.0.1\", \"10.0.0.2\", \"10.1.0.1\"]",
+            )
+            .replace("next = \"10.4.0.1\"", "next = \"10.0.0.2\"");
+        let p = problems(&own, &[]);
+        let named: Vec<(&str, &str)> = p.iter().map(|p| (p.path.as_str(), p.msg.as_str())).collect();
+        for want in [
+            (
+                "overlay.peers[1]",
+                "10.0.0.2 is an address of this node; it must name another machine",
+            ),
+            ("overlay.peers[2]", "10.1.0.1 is listed twice"),
+            (
+                "overlay.hops[0].next",
+                "10.0.0.2 is an address of this node; it must name another machine",
+            ),
+        ] {
+            assert!(named.contains(&want), "missing {want:?} in {p:#?}");
+        }
+        let p = problems(&good.replace("via = \"10.0.0.1\"", "via = \"10.0.0.2\""), &[]);
+        assert_eq!(p[0].path, "overlay.hops[0].via", "{p:?}");
         let p = problems(&good.replace("role = \"relay\"", "role = \"hub\""), &[]);
         assert_eq!(p[0].path, "overlay.role", "{p:?}");
         // An edge without paths or applications, a gateway without [nat].

@@ -14,6 +14,22 @@ pub struct EalArgs {
 }
 
 impl EalArgs {
+    /// The lcores the EAL will enable and how they were given: the core option, or without one the CPUs
+    /// this process may run on (what the EAL then takes; read from `/proc/self/status`). None when
+    /// neither is known.
+    pub fn enabled_lcores(&self) -> Option<(BTreeSet<u32>, String)> {
+        if let Some(l) = &self.lcores {
+            return Some((l.clone(), self.lcores_text.clone().unwrap_or_default()));
+        }
+        let status = std::fs::read_to_string("/proc/self/status").ok()?;
+        let list = status
+            .lines()
+            .find_map(|l| l.strip_prefix("Cpus_allowed_list:"))?
+            .trim();
+        let set = parse_core_list(list).ok()?;
+        Some((set, format!("no core option: the CPUs this process may run on, {list}")))
+    }
+
     /// Parses EAL arguments (without the program name). Unknown options are left to the EAL.
     pub fn parse<S: AsRef<str>>(args: &[S]) -> Result<EalArgs, String> {
         let mut out = EalArgs::default();

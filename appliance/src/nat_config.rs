@@ -267,6 +267,8 @@ pub fn validate(
     let mut apps = NatApps::default();
     let mut services = Vec::new();
     let mut icmp = Vec::new();
+    // Targets, checked against the pool and every VIP once all are known.
+    let mut target_at = Vec::new();
     for (i, a) in n.apps.iter().enumerate() {
         let at = |f: &str| format!("nat.apps[{i}].{f}");
         if !ids.insert(a.id) {
@@ -290,7 +292,10 @@ pub fn validate(
         }
         for (j, tg) in a.targets.iter().enumerate() {
             match tg.parse::<Ipv4Addr>() {
-                Ok(ip) if pipelines::wire::ipv4::valid_source(ip) => targets.push(NatTarget { addr: ip, up: true }),
+                Ok(ip) if pipelines::wire::ipv4::valid_source(ip) => {
+                    target_at.push((format!("nat.apps[{i}].targets[{j}]"), ip));
+                    targets.push(NatTarget { addr: ip, up: true })
+                }
                 _ => errs.push(problem(
                     format!("nat.apps[{i}].targets[{j}]"),
                     format!("'{tg}' is not a unicast IPv4 address"),
@@ -348,6 +353,21 @@ pub fn validate(
             targets,
             icmp: a.icmp,
         });
+    }
+    // A target that is one of the appliance's own addresses would loop (and a pool address or VIP as
+    // target would make the gateway answer ARP for the target's own address on its segment).
+    for (path, ip) in target_at {
+        let what = if own(ip) {
+            "a port address"
+        } else if taken.contains(&ip) {
+            "a pool address or VIP"
+        } else {
+            continue;
+        };
+        errs.push(problem(
+            path,
+            format!("{ip} is {what} of this appliance; a target must be another machine"),
+        ));
     }
     if errs.len() > before {
         return None;

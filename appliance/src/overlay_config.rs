@@ -319,6 +319,19 @@ fn addr(path: String, text: &str, errs: &mut Vec<Problem>) -> Option<Ipv4Addr> {
     }
 }
 
+/// `ip` (which names another machine at `path`) unless it is an address of one of this node's ports.
+fn other(path: String, ip: Option<Ipv4Addr>, ports: &[ValidPort], errs: &mut Vec<Problem>) -> Option<Ipv4Addr> {
+    let ip = ip?;
+    if ports.iter().any(|p| p.addrs.iter().any(|n| n.addr() == ip)) {
+        errs.push(problem(
+            path,
+            format!("{ip} is an address of this node; it must name another machine"),
+        ));
+        return None;
+    }
+    Some(ip)
+}
+
 /// The port whose subnet holds `ip`.
 fn port_of(ports: &[ValidPort], ip: Ipv4Addr) -> Option<usize> {
     ports.iter().position(|p| p.addrs.iter().any(|n| n.contains(&ip)))
@@ -343,8 +356,13 @@ pub fn validate(o: &OverlayCfg, ports: &[ValidPort], errs: &mut Vec<Problem>) ->
         }
     }
     let mut peers = PeerSet::default();
+    let mut listed = std::collections::BTreeSet::new();
     for (i, p) in o.peers.iter().enumerate() {
-        if let Some(a) = addr(format!("overlay.peers[{i}]"), p, errs) {
+        let at = format!("overlay.peers[{i}]");
+        if let Some(a) = other(at.clone(), addr(at.clone(), p, errs), ports, errs) {
+            if !listed.insert(a) {
+                errs.push(problem(at, format!("{a} is listed twice")));
+            }
             peers.insert(a);
         }
     }
@@ -399,11 +417,11 @@ fn relay_hops(o: &OverlayCfg, ports: &[ValidPort], errs: &mut Vec<Problem>) -> O
     let mut hops = HashMap::new();
     for (i, h) in o.hops.iter().enumerate() {
         let at = |f: &str| format!("overlay.hops[{i}].{f}");
-        let Some(next) = addr(at("next"), &h.next, errs) else {
+        let Some(next) = other(at("next"), addr(at("next"), &h.next, errs), ports, errs) else {
             continue;
         };
         let via = match &h.via {
-            Some(v) => match addr(at("via"), v, errs) {
+            Some(v) => match other(at("via"), addr(at("via"), v, errs), ports, errs) {
                 Some(v) => v,
                 None => continue,
             },
@@ -464,8 +482,8 @@ fn sender(o: &OverlayCfg, ports: &[ValidPort], peers: PeerSet, errs: &mut Vec<Pr
         if p.dest == 0 || p.dest == o.node {
             errs.push(problem(at("dest"), "must be another node's id"));
         }
-        let relay = addr(at("relay"), &p.relay, errs);
-        let Some(via) = addr(at("via"), &p.via, errs) else {
+        let relay = other(at("relay"), addr(at("relay"), &p.relay, errs), ports, errs);
+        let Some(via) = other(at("via"), addr(at("via"), &p.via, errs), ports, errs) else {
             continue;
         };
         let Some(port) = port_of(ports, via) else {
