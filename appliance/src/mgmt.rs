@@ -12,8 +12,10 @@ use tiny_http::{Header, Method, Response, Server};
 /// A worker whose last loop iteration is older than this makes /healthz fail.
 pub const STALL_SECS: f64 = 1.0;
 
+/// The endpoint's server: connections time out and answers are written per connection
+/// ([`mgmt_http`]), so a client that does not read cannot stall this thread.
 pub fn bind(addr: std::net::SocketAddr) -> Result<Server, String> {
-    Server::http(addr).map_err(|e| format!("management.listen {addr}: {e}"))
+    mgmt_http::bind(addr).map_err(|e| format!("management.listen {addr}: {e}"))
 }
 
 pub fn run(server: Server, sh: Arc<Shared>, debug: bool, reloader: Reloader) {
@@ -21,6 +23,7 @@ pub fn run(server: Server, sh: Arc<Shared>, debug: bool, reloader: Reloader) {
     if let Err(e) = signal_hook::flag::register(signal_hook::consts::SIGHUP, hup.clone()) {
         log::warn!("SIGHUP will not reload: {e}");
     }
+    let responder = mgmt_http::Responder::default();
     while !sh.stop.load(Relaxed) {
         if hup.swap(false, Relaxed) {
             log::info!("SIGHUP: reloading the configuration");
@@ -51,7 +54,10 @@ pub fn run(server: Server, sh: Arc<Shared>, debug: bool, reloader: Reloader) {
             _ => (404, "text/plain", "not found\n".to_string()),
         };
         let header = Header::from_bytes("Content-Type", ctype).expect("static header is valid");
-        let _ = req.respond(Response::from_string(body).with_status_code(code).with_header(header));
+        responder.respond(
+            req,
+            Response::from_string(body).with_status_code(code).with_header(header),
+        );
     }
 }
 

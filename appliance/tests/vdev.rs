@@ -228,6 +228,34 @@ fn healthz_fails_when_a_worker_stalls_and_recovers() {
 }
 
 #[test]
+fn a_management_client_that_never_reads_stalls_only_itself() {
+    use std::io::Write;
+    let NullRun { mut app, mgmt, _dir } = start_null("mgmtread", "");
+    let ok = wait_for(Duration::from_secs(20), || {
+        get(mgmt, "/healthz").filter(|(c, _)| *c == 200)
+    });
+    assert!(ok.is_some(), "healthz never 200; stderr:\n{}", app.stderr());
+    // Three clients ask for the metrics 2000 times at once and never read: the answers fill their
+    // sockets. (Before answers were written per connection, /healthz then timed out.)
+    let bad: Vec<std::net::TcpStream> = (0..3)
+        .map(|_| {
+            let mut s = std::net::TcpStream::connect(("127.0.0.1", mgmt)).unwrap();
+            s.write_all(&b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n".repeat(2000))
+                .unwrap();
+            s
+        })
+        .collect();
+    std::thread::sleep(Duration::from_millis(500));
+    for _ in 0..3 {
+        let (code, _) = get(mgmt, "/healthz").expect("healthz answers while other clients do not read");
+        assert_eq!(code, 200);
+    }
+    drop(bad);
+    let (code, _) = app.terminate(Duration::from_secs(10));
+    assert_eq!(code, Some(0));
+}
+
+#[test]
 fn flood_of_unsolicited_frames_is_dropped_by_reason_and_every_buffer_returns() {
     // net_null delivers frames of garbage as fast as the worker polls.
     let NullRun { mut app, mgmt, _dir } = start_null("nombuf", "");

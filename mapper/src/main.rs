@@ -132,7 +132,7 @@ fn main() {
     };
     let udp = UdpSocket::bind(listen);
     let tcp = TcpListener::bind(listen);
-    let http = tiny_http::Server::http(metrics_at);
+    let http = mgmt_http::bind(metrics_at);
     let (udp, tcp, http) = match (udp, tcp, http) {
         (Ok(u), Ok(t), Ok(h)) => (u, t, h),
         (u, t, h) => {
@@ -196,7 +196,9 @@ fn main() {
             }
         });
     }
-    // Metrics on this thread.
+    // Metrics on this thread (answers written per connection: a client that does not read stalls only
+    // its own writer).
+    let responder = mgmt_http::Responder::default();
     for req in http.incoming_requests() {
         let resp = if req.url() == "/metrics" {
             let mut out = Vec::new();
@@ -205,7 +207,7 @@ fn main() {
         } else {
             tiny_http::Response::from_data(b"not found\n".to_vec()).with_status_code(404)
         };
-        let _ = req.respond(resp);
+        responder.respond(req, resp);
     }
 }
 

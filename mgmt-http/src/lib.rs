@@ -1,0 +1,203 @@
+//! The HTTP transport of the management endpoints (the appliance's management thread, the mapper's
+//! metrics): tiny_http, plus what it lacks when a client misbehaves.
+//!
+//! - Every connection has send and receive timeouts ([`WRITE_TIMEOUT`], [`READ_TIMEOUT`]). They are set on
+//!   the listening socket, and Linux copies them into each accepted one. A connection that sends nothing
+//!   for the receive timeout is closed (also in the middle of a request).
+//! - Answers are written off the serving thread, by one writer thread per connection
+//!   ([`Responder`]). tiny_http writes the answers of one connection in order, so a client that sends
+//!   many requests at once and never reads the answers used to block whoever wrote them: with one
+//!   thread serving everything, `/healthz` stopped answering. Now only that connection's writer waits,
+//!   each write for at most [`WRITE_TIMEOUT`].
+use std::collections::HashMap;
+use std::io::{self, Cursor};
+use std::net::{SocketAddr, TcpListener};
+use std::sync::mpsc;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tiny_http::{Request, Response, Server};
+
+/// A write that makes no progress for this long fails (the client does not read).
+pub const WRITE_TIMEOUT: Duration = Duration::from_secs(2);
+/// A connection idle for this long (or sending a request this slowly) is closed.
+pub const READ_TIMEOUT: Duration = Duration::from_secs(10);
+/// Connections with a writer thread at once; past this, answers are written by the caller (each write
+/// still bounded by [`WRITE_TIMEOUT`]).
+pub const MAX_WRITERS: usize = 64;
+/// A writer thread with nothing to write for this long ends.
+const WRITER_IDLE: Duration = Duration::from_secs(1);
+
+/// An HTTP server on `addr` whose connections have the timeouts above.
+pub fn bind(addr: SocketAddr) -> io::Result<Server> {
+    let listener = TcpListener::bind(addr)?;
+    for (opt, t) in [(libc::SO_SNDTIMEO, WRITE_TIMEOUT), (libc::SO_RCVTIMEO, READ_TIMEOUT)] {
+        let tv = libc::timeval {
+            tv_sec: t.as_secs() as libc::time_t,
+            tv_usec: t.subsec_micros() as libc::suseconds_t,
+        };
+        // SAFETY: the descriptor is the listener's, open for the whole call; the option value is a
+        // timeval on the stack, its size passed with it, which is what SO_SNDTIMEO and SO_RCVTIMEO read.
+        let r = unsafe {
+            libc::setsockopt(
+                std::os::fd::AsRawFd::as_raw_fd(&listener),
+                libc::SOL_SOCKET,
+                opt,
+                &tv as *const libc::timeval as *const libc::c_void,
+                std::mem::size_of::<libc::timeval>() as libc::socklen_t,
+            )
+        };
+        if r != 0 {
+            return Err(io::Error::last_os_error());
+        }
+    }
+    Server::from_listener(listener, None).map_err(|e| io::Error::other(e.to_string()))
+}
+
+/// What a writer thread is given: a request and its answer.
+type Job = (Request, Response<Cursor<Vec<u8>>>);
+
+/// Writes answers off the serving thread, in order per connection (see the module doc).
+#[derive(Default, Clone)]
+pub struct Responder {
+    writers: Arc<Mutex<HashMap<SocketAddr, mpsc::Sender<Job>>>>,
+}
+
+impl Responder {
+    /// Answers `req` with `resp`: hands both to the writer thread of the request's connection (started
+    /// if there is none) and returns at once, unless [`MAX_WRITERS`] connections already have one.
+    pub fn respond(&self, req: Request, resp: Response<Cursor<Vec<u8>>>) {
+        let Some(peer) = req.remote_addr().copied() else {
+            let _ = req.respond(resp);
+            return;
+        };
+        let mut map = self.writers.lock().unwrap_or_else(|e| e.into_inner());
+        let mut job = (req, resp);
+        if let Some(tx) = map.get(&peer) {
+            match tx.send(job) {
+                Ok(()) => return,
+                // Its writer ended without leaving the map (it cannot: it leaves under this lock);
+                // start another.
+                Err(mpsc::SendError(j)) => {
+                    map.remove(&peer);
+                    job = j;
+                }
+            }
+        }
+        if map.len() < MAX_WRITERS {
+            let (tx, rx) = mpsc::channel::<Job>();
+            let writers = self.writers.clone();
+            let started = std::thread::Builder::new()
+                .name("mgmt-writer".into())
+                .spawn(move || write_loop(&rx, &writers, peer));
+            if started.is_ok() {
+                tx.send(job)
+                    .expect("the writer holds its receiver until it leaves the map");
+                map.insert(peer, tx);
+                return;
+            }
+        }
+        drop(map);
+        let _ = job.0.respond(job.1);
+    }
+
+    /// Connections with a writer thread now.
+    pub fn writers(&self) -> usize {
+        self.writers.lock().unwrap_or_else(|e| e.into_inner()).len()
+    }
+}
+
+/// One connection's writer: answers in order until none came for [`WRITER_IDLE`], then leaves the map
+/// (under its lock, after a last look, so that no answer handed over is lost).
+fn write_loop(rx: &mpsc::Receiver<Job>, writers: &Mutex<HashMap<SocketAddr, mpsc::Sender<Job>>>, peer: SocketAddr) {
+    loop {
+        let job = match rx.recv_timeout(WRITER_IDLE) {
+            Ok(j) => j,
+            Err(_) => {
+                let mut map = writers.lock().unwrap_or_else(|e| e.into_inner());
+                match rx.try_recv() {
+                    Ok(j) => {
+                        drop(map);
+                        j
+                    }
+                    Err(_) => {
+                        map.remove(&peer);
+                        return;
+                    }
+                }
+            }
+        };
+        let _ = job.0.respond(job.1);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::{Read, Write};
+    use std::net::TcpStream;
+    use std::time::Instant;
+
+    /// A server answering every request with `size` bytes, served by one thread as the appliance does.
+    fn serve(size: usize) -> (SocketAddr, Responder) {
+        let server = bind("127.0.0.1:0".parse().unwrap()).unwrap();
+        let addr = server.server_addr().to_ip().unwrap();
+        let responder = Responder::default();
+        let r = responder.clone();
+        std::thread::spawn(move || {
+            for req in server.incoming_requests() {
+                r.respond(req, Response::from_data(vec![b'x'; size]));
+            }
+        });
+        (addr, responder)
+    }
+
+    fn get(addr: SocketAddr) -> io::Result<usize> {
+        let mut s = TcpStream::connect(addr)?;
+        s.set_read_timeout(Some(Duration::from_secs(10)))?;
+        s.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")?;
+        let mut body = Vec::new();
+        s.read_to_end(&mut body)?;
+        Ok(body.len())
+    }
+
+    #[test]
+    fn a_client_that_never_reads_stalls_only_itself() {
+        let (addr, responder) = serve(256 << 10);
+        assert!(get(addr).unwrap() > 256 << 10);
+        // Three clients send 50 requests each and read nothing: their answers fill the socket buffers.
+        let mut bad = Vec::new();
+        for _ in 0..3 {
+            let mut s = TcpStream::connect(addr).unwrap();
+            s.write_all(&b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n".repeat(50))
+                .unwrap();
+            bad.push(s);
+        }
+        std::thread::sleep(Duration::from_millis(200));
+        // Everyone else is still answered, several times over.
+        for _ in 0..5 {
+            assert!(get(addr).unwrap() > 256 << 10);
+        }
+        assert!(responder.writers() >= 3, "each stuck client has its writer");
+        drop(bad);
+    }
+
+    #[test]
+    fn sockets_get_the_timeouts() {
+        let server = bind("127.0.0.1:0".parse().unwrap()).unwrap();
+        let addr = server.server_addr().to_ip().unwrap();
+        // A connection that sends half a request and then nothing is closed.
+        let mut s = TcpStream::connect(addr).unwrap();
+        s.set_read_timeout(Some(READ_TIMEOUT * 3)).unwrap();
+        s.write_all(b"GET / HTTP/1.1\r\n").unwrap();
+        let t = Instant::now();
+        let mut out = Vec::new();
+        let _ = s.read_to_end(&mut out);
+        let waited = t.elapsed();
+        assert!(out.is_empty(), "{out:?}");
+        assert!(
+            waited >= READ_TIMEOUT / 2 && waited < READ_TIMEOUT * 3,
+            "closed after {waited:?}"
+        );
+        drop(server);
+    }
+}
