@@ -227,6 +227,23 @@ fn healthz_fails_when_a_worker_stalls_and_recovers() {
     assert_eq!(code, Some(0));
 }
 
+/// Shrinks a connected socket's receive buffer to the minimum (and stops its autotuning).
+fn small_receive_buffer(s: &std::net::TcpStream) {
+    let size: libc::c_int = 4096;
+    // SAFETY: the descriptor is the stream's, open for the call; the value is a c_int on the stack with
+    // its size, which is what SO_RCVBUF reads.
+    let r = unsafe {
+        libc::setsockopt(
+            std::os::fd::AsRawFd::as_raw_fd(s),
+            libc::SOL_SOCKET,
+            libc::SO_RCVBUF,
+            &size as *const libc::c_int as *const libc::c_void,
+            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+        )
+    };
+    assert_eq!(r, 0, "SO_RCVBUF: {}", std::io::Error::last_os_error());
+}
+
 #[test]
 fn a_management_client_that_never_reads_stalls_only_itself() {
     use std::io::Write;
@@ -235,20 +252,20 @@ fn a_management_client_that_never_reads_stalls_only_itself() {
         get(mgmt, "/healthz").filter(|(c, _)| *c == 200)
     });
     assert!(ok.is_some(), "healthz never 200; stderr:\n{}", app.stderr());
-    // Three clients ask for the metrics 2000 times at once and never read: the answers fill their
-    // sockets. (Before answers were written per connection, /healthz then timed out.)
-    let bad: Vec<std::net::TcpStream> = (0..3)
-        .map(|_| {
-            let mut s = std::net::TcpStream::connect(("127.0.0.1", mgmt)).unwrap();
-            s.write_all(&b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n".repeat(2000))
-                .unwrap();
-            s
-        })
-        .collect();
-    std::thread::sleep(Duration::from_millis(500));
-    for _ in 0..3 {
-        let (code, _) = get(mgmt, "/healthz").expect("healthz answers while other clients do not read");
-        assert_eq!(code, 200);
+    // A client asks for the metrics 1200 times at once (12 MB of answers), with a small receive buffer,
+    // and never reads: the answers fill its socket (the sender's buffer grows to 4 MB at most here, see
+    // tcp_wmem). When one thread wrote every answer, /healthz then never answered: each stuck write waits
+    // for the send timeout, one after another. The serving thread still renders the queued requests
+    // first, which takes a while on a loaded machine: hence the generous limits.
+    let mut bad = std::net::TcpStream::connect(("127.0.0.1", mgmt)).unwrap();
+    small_receive_buffer(&bad);
+    bad.write_all(&b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n".repeat(1200))
+        .unwrap();
+    for _ in 0..2 {
+        let ok = wait_for(Duration::from_secs(20), || {
+            get(mgmt, "/healthz").filter(|(c, _)| *c == 200)
+        });
+        assert!(ok.is_some(), "healthz must answer while other clients do not read");
     }
     drop(bad);
     let (code, _) = app.terminate(Duration::from_secs(10));
