@@ -9,6 +9,9 @@ use std::sync::Arc;
 use std::time::Duration;
 use tiny_http::{Header, Method, Response, Server};
 
+/// An answer: status, content type, body.
+type Answer = (u16, &'static str, String);
+
 /// A worker whose last loop iteration is older than this makes /healthz fail.
 pub const STALL_SECS: f64 = 1.0;
 
@@ -40,30 +43,40 @@ pub fn run(server: Server, sh: Arc<Shared>, debug: bool, reloader: Reloader) {
         let url = req.url().to_string();
         let (path, query) = url.split_once('?').unwrap_or((&url, ""));
         let method = req.method().clone();
-        let (code, ctype, body) = match (&method, path) {
-            (Method::Get, "/metrics") => (200, "text/plain; version=0.0.4", crate::metrics::render(&sh)),
-            (Method::Get, "/healthz") => health(&sh),
-            (Method::Get, "/state") => (200, "application/json", state(&sh).to_string()),
-            (Method::Post, "/debug/stall") if debug => stall(&sh, query),
-            (Method::Post, "/reload") => reload(&sh, &reloader),
-            (Method::Get, "/") => (
+        // GET answers are made by the connection's writer (a client that queues many requests keeps
+        // its own writer busy, not this thread); what changes state is done here, in arrival order.
+        let made = |a: Answer| -> Box<dyn FnOnce() -> Answer + Send> { Box::new(move || a) };
+        let sh2 = sh.clone();
+        let answer: Box<dyn FnOnce() -> Answer + Send> = match (&method, path) {
+            (Method::Get, "/metrics") => {
+                Box::new(move || (200, "text/plain; version=0.0.4", crate::metrics::render(&sh2)))
+            }
+            (Method::Get, "/healthz") => Box::new(move || health(&sh2)),
+            (Method::Get, "/state") => Box::new(move || (200, "application/json", state(&sh2).to_string())),
+            (Method::Post, "/debug/stall") if debug => made(stall(&sh, query)),
+            (Method::Post, "/reload") => made(reload(&sh, &reloader)),
+            (Method::Get, "/") => made((
                 200,
                 "text/plain",
                 "endpoints: GET /metrics /healthz /state, POST /reload\n".to_string(),
-            ),
-            _ => (404, "text/plain", "not found\n".to_string()),
+            )),
+            _ => made((404, "text/plain", "not found\n".to_string())),
         };
-        let header = Header::from_bytes("Content-Type", ctype).expect("static header is valid");
-        responder.respond(
-            req,
-            Response::from_string(body).with_status_code(code).with_header(header),
-        );
+        responder.respond(req, move || {
+            let (code, ctype, body) = answer();
+            let header = Header::from_bytes("Content-Type", ctype).expect("static header is valid");
+            Response::from_string(body).with_status_code(code).with_header(header)
+        });
+    }
+    // Answers read the ports, which close once this thread has ended: none is made after this.
+    if !responder.close(Duration::from_secs(5)) {
+        log::warn!("management: an answer was still being made after 5 s at shutdown");
     }
 }
 
 /// Reloads the configuration file: 200 and a summary, or 400 naming every problem (the running
 /// configuration stays).
-fn reload(sh: &Shared, r: &Reloader) -> (u16, &'static str, String) {
+fn reload(sh: &Shared, r: &Reloader) -> Answer {
     match r.reload(sh) {
         Ok(msg) => {
             log::info!("{msg}");
@@ -81,7 +94,7 @@ fn reload(sh: &Shared, r: &Reloader) -> (u16, &'static str, String) {
     }
 }
 
-fn health(sh: &Shared) -> (u16, &'static str, String) {
+fn health(sh: &Shared) -> Answer {
     let age = stalest_age_secs(
         sh.workers.iter().map(|w| w.heartbeat.load(Relaxed)),
         pmd_bindings::rdtsc(),
@@ -100,7 +113,7 @@ fn health(sh: &Shared) -> (u16, &'static str, String) {
     }
 }
 
-fn stall(sh: &Shared, query: &str) -> (u16, &'static str, String) {
+fn stall(sh: &Shared, query: &str) -> Answer {
     let mut worker = 0usize;
     let mut ms = 0u64;
     for kv in query.split('&') {

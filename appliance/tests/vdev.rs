@@ -254,9 +254,9 @@ fn a_management_client_that_never_reads_stalls_only_itself() {
     assert!(ok.is_some(), "healthz never 200; stderr:\n{}", app.stderr());
     // A client asks for the metrics 1200 times at once (12 MB of answers), with a small receive buffer,
     // and never reads: the answers fill its socket (the sender's buffer grows to 4 MB at most here, see
-    // tcp_wmem). When one thread wrote every answer, /healthz then never answered: each stuck write waits
-    // for the send timeout, one after another. The serving thread still renders the queued requests
-    // first, which takes a while on a loaded machine: hence the generous limits.
+    // tcp_wmem). When one thread made and wrote every answer, /healthz then never answered: each stuck
+    // write waits for the send timeout, one after another. (The limits below are generous for a loaded
+    // machine; the answer normally comes at once.)
     let mut bad = std::net::TcpStream::connect(("127.0.0.1", mgmt)).unwrap();
     small_receive_buffer(&bad);
     bad.write_all(&b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n".repeat(1200))

@@ -196,18 +196,21 @@ fn main() {
             }
         });
     }
-    // Metrics on this thread (answers written per connection: a client that does not read stalls only
-    // its own writer).
+    // Metrics: requests arrive on this thread; each connection's writer renders and writes its answers
+    // (a client that does not read, or queues many requests, holds up only its own).
     let responder = mgmt_http::Responder::default();
     for req in http.incoming_requests() {
-        let resp = if req.url() == "/metrics" {
-            let mut out = Vec::new();
-            let _ = TextEncoder::new().encode(&metrics.registry.gather(), &mut out);
-            tiny_http::Response::from_data(out).with_status_code(200)
-        } else {
-            tiny_http::Response::from_data(b"not found\n".to_vec()).with_status_code(404)
-        };
-        responder.respond(req, resp);
+        let metrics = metrics.clone();
+        let found = req.url() == "/metrics";
+        responder.respond(req, move || {
+            if found {
+                let mut out = Vec::new();
+                let _ = TextEncoder::new().encode(&metrics.registry.gather(), &mut out);
+                tiny_http::Response::from_data(out).with_status_code(200)
+            } else {
+                tiny_http::Response::from_data(b"not found\n".to_vec()).with_status_code(404)
+            }
+        });
     }
 }
 

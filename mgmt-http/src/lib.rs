@@ -4,14 +4,16 @@
 //! - Every connection has send and receive timeouts ([`WRITE_TIMEOUT`], [`READ_TIMEOUT`]). They are set on
 //!   the listening socket, and Linux copies them into each accepted one. A connection that sends nothing
 //!   for the receive timeout is closed (also in the middle of a request).
-//! - Answers are written off the serving thread, by one writer thread per connection
+//! - Answers are made and written off the serving thread, by one writer thread per connection
 //!   ([`Responder`]). tiny_http writes the answers of one connection in order, so a client that sends
 //!   many requests at once and never reads the answers used to block whoever wrote them: with one
 //!   thread serving everything, `/healthz` stopped answering. Now only that connection's writer waits,
-//!   each write for at most [`WRITE_TIMEOUT`].
+//!   each write for at most [`WRITE_TIMEOUT`]; and a connection that queues many requests makes its own
+//!   writer render them, not the thread everyone else's requests pass through.
 use std::collections::HashMap;
 use std::io::{self, Cursor};
 use std::net::{SocketAddr, TcpListener};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering::SeqCst};
 use std::sync::mpsc;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -53,25 +55,55 @@ pub fn bind(addr: SocketAddr) -> io::Result<Server> {
     Server::from_listener(listener, None).map_err(|e| io::Error::other(e.to_string()))
 }
 
-/// What a writer thread is given: a request and its answer.
-type Job = (Request, Response<Cursor<Vec<u8>>>);
+/// An answer, made when its turn comes.
+pub type Answer = Box<dyn FnOnce() -> Response<Cursor<Vec<u8>>> + Send>;
+
+/// What a writer thread is given: a request and how to answer it.
+type Job = (Request, Answer);
 
 /// Writes answers off the serving thread, in order per connection (see the module doc).
 #[derive(Default, Clone)]
 pub struct Responder {
     writers: Arc<Mutex<HashMap<SocketAddr, mpsc::Sender<Job>>>>,
+    gate: Arc<Gate>,
+}
+
+/// Whether answers may still be made (what they read may go away at shutdown: the appliance's answers
+/// read its ports), and how many are being made now.
+#[derive(Default)]
+struct Gate {
+    closed: AtomicBool,
+    making: AtomicUsize,
+}
+
+impl Gate {
+    /// The answer `answer` makes, or 503 once [`Responder::close`] was called.
+    fn make(&self, answer: Answer) -> Response<Cursor<Vec<u8>>> {
+        // Counted before the check, and `close` sets `closed` before it reads the count (all SeqCst):
+        // either `close` sees this answer being made and waits for it, or this sees `closed`.
+        self.making.fetch_add(1, SeqCst);
+        let r = if self.closed.load(SeqCst) {
+            Response::from_data(b"stopping\n".to_vec()).with_status_code(503)
+        } else {
+            answer()
+        };
+        self.making.fetch_sub(1, SeqCst);
+        r
+    }
 }
 
 impl Responder {
-    /// Answers `req` with `resp`: hands both to the writer thread of the request's connection (started
-    /// if there is none) and returns at once, unless [`MAX_WRITERS`] connections already have one.
-    pub fn respond(&self, req: Request, resp: Response<Cursor<Vec<u8>>>) {
+    /// Answers `req` with what `answer` makes: hands both to the writer thread of the request's
+    /// connection (started if there is none), which makes the answer and writes it, and returns at once;
+    /// unless [`MAX_WRITERS`] connections already have one, then does both here.
+    pub fn respond(&self, req: Request, answer: impl FnOnce() -> Response<Cursor<Vec<u8>>> + Send + 'static) {
+        let answer: Answer = Box::new(answer);
         let Some(peer) = req.remote_addr().copied() else {
-            let _ = req.respond(resp);
+            let _ = req.respond(self.gate.make(answer));
             return;
         };
         let mut map = self.writers.lock().unwrap_or_else(|e| e.into_inner());
-        let mut job = (req, resp);
+        let mut job = (req, answer);
         if let Some(tx) = map.get(&peer) {
             match tx.send(job) {
                 Ok(()) => return,
@@ -85,10 +117,10 @@ impl Responder {
         }
         if map.len() < MAX_WRITERS {
             let (tx, rx) = mpsc::channel::<Job>();
-            let writers = self.writers.clone();
+            let (writers, gate) = (self.writers.clone(), self.gate.clone());
             let started = std::thread::Builder::new()
                 .name("mgmt-writer".into())
-                .spawn(move || write_loop(&rx, &writers, peer));
+                .spawn(move || write_loop(&rx, &writers, &gate, peer));
             if started.is_ok() {
                 tx.send(job)
                     .expect("the writer holds its receiver until it leaves the map");
@@ -97,7 +129,21 @@ impl Responder {
             }
         }
         drop(map);
-        let _ = job.0.respond(job.1);
+        let _ = job.0.respond(self.gate.make(job.1));
+    }
+
+    /// From now on, answers are 503 without being made; returns once no answer is being made (true), or
+    /// after `limit` (false). Writes of answers already made may go on.
+    pub fn close(&self, limit: Duration) -> bool {
+        self.gate.closed.store(true, SeqCst);
+        let t = std::time::Instant::now();
+        while self.gate.making.load(SeqCst) != 0 {
+            if t.elapsed() > limit {
+                return false;
+            }
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        true
     }
 
     /// Connections with a writer thread now.
@@ -106,9 +152,14 @@ impl Responder {
     }
 }
 
-/// One connection's writer: answers in order until none came for [`WRITER_IDLE`], then leaves the map
+/// One connection's writer: makes and writes answers in order until none came for [`WRITER_IDLE`], then leaves the map
 /// (under its lock, after a last look, so that no answer handed over is lost).
-fn write_loop(rx: &mpsc::Receiver<Job>, writers: &Mutex<HashMap<SocketAddr, mpsc::Sender<Job>>>, peer: SocketAddr) {
+fn write_loop(
+    rx: &mpsc::Receiver<Job>,
+    writers: &Mutex<HashMap<SocketAddr, mpsc::Sender<Job>>>,
+    gate: &Gate,
+    peer: SocketAddr,
+) {
     loop {
         let job = match rx.recv_timeout(WRITER_IDLE) {
             Ok(j) => j,
@@ -126,7 +177,7 @@ fn write_loop(rx: &mpsc::Receiver<Job>, writers: &Mutex<HashMap<SocketAddr, mpsc
                 }
             }
         };
-        let _ = job.0.respond(job.1);
+        let _ = job.0.respond(gate.make(job.1));
     }
 }
 
@@ -145,7 +196,7 @@ mod tests {
         let r = responder.clone();
         std::thread::spawn(move || {
             for req in server.incoming_requests() {
-                r.respond(req, Response::from_data(vec![b'x'; size]));
+                r.respond(req, move || Response::from_data(vec![b'x'; size]));
             }
         });
         (addr, responder)
@@ -179,6 +230,64 @@ mod tests {
         }
         assert!(responder.writers() >= 3, "each stuck client has its writer");
         drop(bad);
+    }
+
+    #[test]
+    fn a_connection_whose_answers_take_long_holds_up_only_itself() {
+        let server = bind("127.0.0.1:0".parse().unwrap()).unwrap();
+        let addr = server.server_addr().to_ip().unwrap();
+        let (release, held) = mpsc::channel::<()>();
+        let held = Arc::new(Mutex::new(held));
+        let entered = Arc::new(AtomicUsize::new(0));
+        let responder = Responder::default();
+        let (r, e) = (responder.clone(), entered.clone());
+        std::thread::spawn(move || {
+            for req in server.incoming_requests() {
+                // `/slow` answers are made only when the test releases them.
+                let slow = req.url() == "/slow";
+                let (held, entered) = (held.clone(), e.clone());
+                r.respond(req, move || {
+                    if slow {
+                        entered.fetch_add(1, SeqCst);
+                        let _ = held.lock().unwrap().recv_timeout(Duration::from_secs(30));
+                    }
+                    Response::from_data(b"ok".to_vec())
+                });
+            }
+        });
+        let mut s = TcpStream::connect(addr).unwrap();
+        s.write_all(&b"GET /slow HTTP/1.1\r\nHost: x\r\n\r\n".repeat(3))
+            .unwrap();
+        let t = Instant::now();
+        while entered.load(SeqCst) == 0 && t.elapsed() < Duration::from_secs(10) {
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        assert_eq!(responder.writers(), 1, "the slow requests reached their writer");
+        assert_eq!(entered.load(SeqCst), 1, "which is making the first answer");
+        // Answered while the slow connection's answers are still being made.
+        assert!(get(addr).unwrap() > 0);
+        // Closing waits for the answer being made (held), then the rest are 503 without being made.
+        let closer = {
+            let r = responder.clone();
+            std::thread::spawn(move || r.close(Duration::from_secs(30)))
+        };
+        std::thread::sleep(Duration::from_millis(50));
+        assert!(!closer.is_finished(), "close waits while an answer is being made");
+        release.send(()).unwrap();
+        assert!(closer.join().unwrap());
+        s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        let mut got = Vec::new();
+        let mut buf = [0u8; 4096];
+        let count = |got: &[u8], what: &[u8]| got.windows(what.len()).filter(|w| *w == what).count();
+        while count(&got, b"HTTP/1.1 ") < 3 {
+            let n = s.read(&mut buf).expect("the slow connection gets its three answers");
+            assert!(n > 0, "closed early");
+            got.extend_from_slice(&buf[..n]);
+        }
+        assert_eq!(count(&got, b"HTTP/1.1 200"), 1, "{}", String::from_utf8_lossy(&got));
+        assert_eq!(count(&got, b"HTTP/1.1 503"), 2, "{}", String::from_utf8_lossy(&got));
+        // Released but never made: nothing waits on the channel any more.
+        assert!(release.send(()).is_ok());
     }
 
     #[test]
