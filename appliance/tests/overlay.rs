@@ -193,6 +193,15 @@ impl Net {
         eprintln!("--- {what}");
         for n in NODES {
             let m = self.metrics(n);
+            if m.is_empty() {
+                // No answer from its management endpoint: say what its log ends with.
+                let err = std::fs::read_to_string(self.dir.path(&format!("{n}.err"))).unwrap_or_default();
+                let tail: Vec<&str> = err.lines().rev().take(15).collect();
+                eprintln!("{n}: no metrics; {n}.err ends with:");
+                for l in tail.iter().rev() {
+                    eprintln!("{n}!  {l}");
+                }
+            }
             for line in m.lines().filter(|l| {
                 !l.starts_with('#')
                     && !l.ends_with(" 0")

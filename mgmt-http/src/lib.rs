@@ -19,8 +19,9 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tiny_http::{Request, Response, Server};
 
-/// A write that makes no progress for this long fails (the client does not read).
-pub const WRITE_TIMEOUT: Duration = Duration::from_secs(2);
+/// A write that makes no progress for this long fails (the client does not read). Generous: a client on
+/// a loaded machine may not be scheduled for a while, and a stuck write holds only its connection's writer.
+pub const WRITE_TIMEOUT: Duration = Duration::from_secs(10);
 /// A connection idle for this long (or sending a request this slowly) is closed.
 pub const READ_TIMEOUT: Duration = Duration::from_secs(10);
 /// Connections with a writer thread at once; past this, answers are written by the caller (each write
