@@ -1,9 +1,9 @@
 //! The HTTP transport of the management endpoints (the appliance's management thread, the mapper's
 //! metrics): tiny_http, plus what it lacks when a client misbehaves.
 //!
-//! - Every connection has send and receive timeouts ([`WRITE_TIMEOUT`], [`READ_TIMEOUT`]). They are set on
-//!   the listening socket, and Linux copies them into each accepted one. A connection that sends nothing
-//!   for the receive timeout is closed (also in the middle of a request).
+//! - Every connection has a send timeout ([`WRITE_TIMEOUT`]). It is set on the listening socket, and Linux
+//!   copies it into each accepted one. (Not a receive timeout: on the listening socket that makes accept
+//!   time out when no client comes, and tiny_http stops accepting at its first accept error.)
 //! - Answers are made and written off the serving thread, by one writer thread per connection
 //!   ([`Responder`]). tiny_http writes the answers of one connection in order, so a client that sends
 //!   many requests at once and never reads the answers used to block whoever wrote them: with one
@@ -22,38 +22,39 @@ use tiny_http::{Request, Response, Server};
 /// A write that makes no progress for this long fails (the client does not read). Generous: a client on
 /// a loaded machine may not be scheduled for a while, and a stuck write holds only its connection's writer.
 pub const WRITE_TIMEOUT: Duration = Duration::from_secs(10);
-/// A connection idle for this long (or sending a request this slowly) is closed.
-pub const READ_TIMEOUT: Duration = Duration::from_secs(10);
 /// Connections with a writer thread at once; past this, answers are written by the caller (each write
 /// still bounded by [`WRITE_TIMEOUT`]).
 pub const MAX_WRITERS: usize = 64;
 /// A writer thread with nothing to write for this long ends.
 const WRITER_IDLE: Duration = Duration::from_secs(1);
 
-/// An HTTP server on `addr` whose connections have the timeouts above.
+/// An HTTP server on `addr` whose connections have the send timeout above.
 pub fn bind(addr: SocketAddr) -> io::Result<Server> {
+    Server::from_listener(listener(addr)?, None).map_err(|e| io::Error::other(e.to_string()))
+}
+
+/// A listening socket on `addr` with [`WRITE_TIMEOUT`] as its send timeout (and no receive timeout).
+fn listener(addr: SocketAddr) -> io::Result<TcpListener> {
     let listener = TcpListener::bind(addr)?;
-    for (opt, t) in [(libc::SO_SNDTIMEO, WRITE_TIMEOUT), (libc::SO_RCVTIMEO, READ_TIMEOUT)] {
-        let tv = libc::timeval {
-            tv_sec: t.as_secs() as libc::time_t,
-            tv_usec: t.subsec_micros() as libc::suseconds_t,
-        };
-        // SAFETY: the descriptor is the listener's, open for the whole call; the option value is a
-        // timeval on the stack, its size passed with it, which is what SO_SNDTIMEO and SO_RCVTIMEO read.
-        let r = unsafe {
-            libc::setsockopt(
-                std::os::fd::AsRawFd::as_raw_fd(&listener),
-                libc::SOL_SOCKET,
-                opt,
-                &tv as *const libc::timeval as *const libc::c_void,
-                std::mem::size_of::<libc::timeval>() as libc::socklen_t,
-            )
-        };
-        if r != 0 {
-            return Err(io::Error::last_os_error());
-        }
+    let tv = libc::timeval {
+        tv_sec: WRITE_TIMEOUT.as_secs() as libc::time_t,
+        tv_usec: WRITE_TIMEOUT.subsec_micros() as libc::suseconds_t,
+    };
+    // SAFETY: the descriptor is the listener's, open for the whole call; the option value is a timeval on
+    // the stack, its size passed with it, which is what SO_SNDTIMEO reads.
+    let r = unsafe {
+        libc::setsockopt(
+            std::os::fd::AsRawFd::as_raw_fd(&listener),
+            libc::SOL_SOCKET,
+            libc::SO_SNDTIMEO,
+            &tv as *const libc::timeval as *const libc::c_void,
+            std::mem::size_of::<libc::timeval>() as libc::socklen_t,
+        )
+    };
+    if r != 0 {
+        return Err(io::Error::last_os_error());
     }
-    Server::from_listener(listener, None).map_err(|e| io::Error::other(e.to_string()))
+    Ok(listener)
 }
 
 /// An answer, made when its turn comes.
@@ -291,23 +292,34 @@ mod tests {
         assert!(release.send(()).is_ok());
     }
 
+    /// A socket option of `fd` that is a timeval.
+    fn timeout(fd: &impl std::os::fd::AsRawFd, opt: libc::c_int) -> Duration {
+        let mut tv = libc::timeval { tv_sec: 0, tv_usec: 0 };
+        let mut len = std::mem::size_of::<libc::timeval>() as libc::socklen_t;
+        // SAFETY: the descriptor is open for the call; `tv` and `len` are valid out-parameters of the
+        // size passed.
+        let r = unsafe {
+            libc::getsockopt(
+                fd.as_raw_fd(),
+                libc::SOL_SOCKET,
+                opt,
+                &mut tv as *mut libc::timeval as *mut libc::c_void,
+                &mut len,
+            )
+        };
+        assert_eq!(r, 0, "{}", io::Error::last_os_error());
+        Duration::new(tv.tv_sec as u64, tv.tv_usec as u32 * 1000)
+    }
+
     #[test]
-    fn sockets_get_the_timeouts() {
-        let server = bind("127.0.0.1:0".parse().unwrap()).unwrap();
-        let addr = server.server_addr().to_ip().unwrap();
-        // A connection that sends half a request and then nothing is closed.
-        let mut s = TcpStream::connect(addr).unwrap();
-        s.set_read_timeout(Some(READ_TIMEOUT * 3)).unwrap();
-        s.write_all(b"GET / HTTP/1.1\r\n").unwrap();
-        let t = Instant::now();
-        let mut out = Vec::new();
-        let _ = s.read_to_end(&mut out);
-        let waited = t.elapsed();
-        assert!(out.is_empty(), "{out:?}");
-        assert!(
-            waited >= READ_TIMEOUT / 2 && waited < READ_TIMEOUT * 3,
-            "closed after {waited:?}"
-        );
-        drop(server);
+    fn accepted_sockets_get_the_send_timeout_and_accept_never_times_out() {
+        let l = listener("127.0.0.1:0".parse().unwrap()).unwrap();
+        // A receive timeout here would make accept fail after that long without a client, and tiny_http
+        // stops accepting at the first accept error (the endpoint went deaf after 10 s idle once).
+        assert_eq!(timeout(&l, libc::SO_RCVTIMEO), Duration::ZERO);
+        let _c = TcpStream::connect(l.local_addr().unwrap()).unwrap();
+        let (a, _) = l.accept().unwrap();
+        assert_eq!(timeout(&a, libc::SO_SNDTIMEO), WRITE_TIMEOUT);
+        assert_eq!(timeout(&a, libc::SO_RCVTIMEO), Duration::ZERO);
     }
 }
