@@ -7,7 +7,7 @@ use serde_json::json;
 use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
 use std::sync::Arc;
 use std::time::Duration;
-use tiny_http::{Header, Method, Response, Server};
+use tiny_http::{Header, Method, Response};
 
 /// An answer: status, content type, body.
 type Answer = (u16, &'static str, String);
@@ -17,11 +17,11 @@ pub const STALL_SECS: f64 = 1.0;
 
 /// The endpoint's server: connections time out and answers are written per connection
 /// ([`mgmt_http`]), so a client that does not read cannot stall this thread.
-pub fn bind(addr: std::net::SocketAddr) -> Result<Server, String> {
-    mgmt_http::bind(addr).map_err(|e| format!("management.listen {addr}: {e}"))
+pub fn bind(addr: std::net::SocketAddr) -> Result<mgmt_http::Endpoint, String> {
+    mgmt_http::Endpoint::bind(addr).map_err(|e| format!("management.listen {addr}: {e}"))
 }
 
-pub fn run(server: Server, sh: Arc<Shared>, debug: bool, reloader: Reloader) {
+pub fn run(mut server: mgmt_http::Endpoint, sh: Arc<Shared>, debug: bool, reloader: Reloader) {
     let hup = Arc::new(AtomicBool::new(false));
     if let Err(e) = signal_hook::flag::register(signal_hook::consts::SIGHUP, hup.clone()) {
         log::warn!("SIGHUP will not reload: {e}");
@@ -32,13 +32,8 @@ pub fn run(server: Server, sh: Arc<Shared>, debug: bool, reloader: Reloader) {
             log::info!("SIGHUP: reloading the configuration");
             let _ = reload(&sh, &reloader);
         }
-        let req = match server.recv_timeout(Duration::from_millis(100)) {
-            Ok(Some(r)) => r,
-            Ok(None) => continue,
-            Err(e) => {
-                log::warn!("management: {e}");
-                continue;
-            }
+        let Some(req) = server.recv_timeout(Duration::from_millis(100)) else {
+            continue;
         };
         let url = req.url().to_string();
         let (path, query) = url.split_once('?').unwrap_or((&url, ""));

@@ -190,6 +190,11 @@ struct NullRun {
 }
 
 fn start_null(tag: &str, extra: &str) -> NullRun {
+    start_null_with(tag, extra, |_| {})
+}
+
+/// As [`start_null`], with `adjust` applied to the command first.
+fn start_null_with(tag: &str, extra: &str, adjust: impl FnOnce(&mut Command)) -> NullRun {
     let dir = TempDir::new(tag);
     let mgmt = free_port();
     let cfg = dir.write("appliance.toml", &config(mgmt, extra));
@@ -198,6 +203,7 @@ fn start_null(tag: &str, extra: &str) -> NullRun {
     cmd.args(eal_base(&prefix, "0"))
         .args(["--vdev", "net_null0", "--", "--config"])
         .arg(&cfg);
+    adjust(&mut cmd);
     NullRun {
         app: Appliance::spawn(cmd, &prefix, &dir),
         mgmt,
@@ -268,6 +274,50 @@ fn a_management_client_that_never_reads_stalls_only_itself() {
         assert!(ok.is_some(), "healthz must answer while other clients do not read");
     }
     drop(bad);
+    let (code, _) = app.terminate(Duration::from_secs(10));
+    assert_eq!(code, Some(0));
+}
+
+#[test]
+fn the_management_endpoint_comes_back_after_file_descriptors_run_out() {
+    use std::os::unix::process::CommandExt;
+    let NullRun { mut app, mgmt, _dir } = start_null_with("mgmtfds", "", |cmd| {
+        // SAFETY: runs in the child between fork and exec, and only calls setrlimit (async-signal-safe)
+        // on a value on its stack.
+        unsafe {
+            cmd.pre_exec(|| {
+                let l = libc::rlimit {
+                    rlim_cur: 200,
+                    rlim_max: 200,
+                };
+                if libc::setrlimit(libc::RLIMIT_NOFILE, &l) != 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                Ok(())
+            });
+        }
+    });
+    let up = || {
+        wait_for(Duration::from_secs(20), || {
+            get(mgmt, "/healthz").filter(|(c, _)| *c == 200)
+        })
+    };
+    assert!(up().is_some(), "healthz never 200; stderr:\n{}", app.stderr());
+    // A client holds connections until the appliance has no descriptor left to accept another. (tiny_http
+    // alone stopped accepting for good at that point.)
+    let addr = std::net::SocketAddr::from(([127, 0, 0, 1], mgmt));
+    let held: Vec<std::net::TcpStream> = (0..400)
+        .filter_map(|_| std::net::TcpStream::connect_timeout(&addr, Duration::from_secs(1)).ok())
+        .collect();
+    std::thread::sleep(Duration::from_millis(500));
+    let err = app.stderr();
+    assert!(
+        err.contains("Too many open files"),
+        "the limit was not reached with {}:\n{err}",
+        held.len()
+    );
+    drop(held);
+    assert!(up().is_some(), "healthz must come back once descriptors are free");
     let (code, _) = app.terminate(Duration::from_secs(10));
     assert_eq!(code, Some(0));
 }

@@ -132,7 +132,7 @@ fn main() {
     };
     let udp = UdpSocket::bind(listen);
     let tcp = TcpListener::bind(listen);
-    let http = mgmt_http::bind(metrics_at);
+    let http = mgmt_http::Endpoint::bind(metrics_at);
     let (udp, tcp, http) = match (udp, tcp, http) {
         (Ok(u), Ok(t), Ok(h)) => (u, t, h),
         (u, t, h) => {
@@ -199,7 +199,11 @@ fn main() {
     // Metrics: requests arrive on this thread; each connection's writer renders and writes its answers
     // (a client that does not read, or queues many requests, holds up only its own).
     let responder = mgmt_http::Responder::default();
-    for req in http.incoming_requests() {
+    let mut http = http;
+    loop {
+        let Some(req) = http.recv_timeout(Duration::from_secs(1)) else {
+            continue;
+        };
         let metrics = metrics.clone();
         let found = req.url() == "/metrics";
         responder.respond(req, move || {

@@ -4,6 +4,9 @@
 //! - Every connection has a send timeout ([`WRITE_TIMEOUT`]). It is set on the listening socket, and Linux
 //!   copies it into each accepted one. (Not a receive timeout: on the listening socket that makes accept
 //!   time out when no client comes, and tiny_http stops accepting at its first accept error.)
+//! - tiny_http's accept thread ends at its first accept error (EMFILE, when a client holds every file
+//!   descriptor the process may open): [`Endpoint`] then listens again, so the endpoint comes back once
+//!   descriptors are free instead of staying deaf until a restart.
 //! - Answers are made and written off the serving thread, by one writer thread per connection
 //!   ([`Responder`]). tiny_http writes the answers of one connection in order, so a client that sends
 //!   many requests at once and never reads the answers used to block whoever wrote them: with one
@@ -55,6 +58,56 @@ fn listener(addr: SocketAddr) -> io::Result<TcpListener> {
         return Err(io::Error::last_os_error());
     }
     Ok(listener)
+}
+
+/// A listening HTTP server that listens again when tiny_http's accept thread has ended (see the module
+/// doc).
+pub struct Endpoint {
+    addr: SocketAddr,
+    server: Option<Server>,
+}
+
+impl Endpoint {
+    pub fn bind(addr: SocketAddr) -> io::Result<Endpoint> {
+        let server = bind(addr)?;
+        // The address actually bound (port 0 picks one), which listening again must use.
+        let addr = server.server_addr().to_ip().unwrap_or(addr);
+        Ok(Endpoint {
+            addr,
+            server: Some(server),
+        })
+    }
+
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// The next request, waiting at most `limit`. After an accept error (the accept thread has ended) the
+    /// server is dropped and bound again on a later call; until that succeeds, this waits `limit` and
+    /// returns None.
+    pub fn recv_timeout(&mut self, limit: Duration) -> Option<Request> {
+        let Some(server) = &self.server else {
+            match bind(self.addr) {
+                Ok(s) => {
+                    log::warn!("http {}: listening again", self.addr);
+                    self.server = Some(s);
+                }
+                Err(e) => {
+                    log::warn!("http {}: cannot listen again yet: {e}", self.addr);
+                    std::thread::sleep(limit);
+                }
+            }
+            return None;
+        };
+        match server.recv_timeout(limit) {
+            Ok(r) => r,
+            Err(e) => {
+                log::warn!("http {}: accepting failed ({e}); listening again", self.addr);
+                self.server = None;
+                None
+            }
+        }
+    }
 }
 
 /// An answer, made when its turn comes.
