@@ -282,6 +282,16 @@ pub struct ValidPort {
     pub promiscuous: bool,
 }
 
+/// The port whose subnet holds `ip`.
+pub fn port_of(ports: &[ValidPort], ip: Ipv4Addr) -> Option<usize> {
+    ports.iter().position(|p| p.addrs.iter().any(|n| n.contains(&ip)))
+}
+
+/// Whether `ip` is an address of one of `ports` (the appliance's own).
+pub fn is_port_address(ports: &[ValidPort], ip: Ipv4Addr) -> bool {
+    ports.iter().any(|p| p.addrs.iter().any(|n| n.addr() == ip))
+}
+
 #[derive(Debug, Clone)]
 pub struct ValidRoute {
     pub net: Ipv4Net,
@@ -490,7 +500,6 @@ impl Config {
                 promiscuous: p.promiscuous,
             });
         }
-        let port_of_addr = |ip: Ipv4Addr| ports.iter().position(|p| p.addrs.iter().any(|n| n.contains(&ip)));
 
         // Neighbours.
         let n = &self.neighbour;
@@ -585,7 +594,7 @@ impl Config {
                     continue;
                 }
             };
-            match port_of_addr(via) {
+            match port_of(&ports, via) {
                 Some(port) => routes.push(ValidRoute { net, via, port }),
                 None => errs.push(problem(
                     format!("routes[{i}].via"),

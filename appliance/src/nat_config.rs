@@ -21,7 +21,7 @@
 //! targets = ["10.92.0.1"]
 //! services = [{ proto = "tcp", port = 80, target_port = 8080 }]
 //! ```
-use crate::config::{problem, Problem, ValidPort};
+use crate::config::{is_port_address, port_of, problem, Problem, ValidPort};
 use pipelines::nat::{NatApp, NatApps, NatConfig, NatRule, NatTarget, Pool, Timeouts};
 use pipelines::overlay::classify::{Classifier, Service};
 use pipelines::wire::ipv4::protocol;
@@ -182,8 +182,6 @@ pub fn validate(
 ) -> Option<ValidNat> {
     let before = errs.len();
     let mut arp_extra = vec![Vec::new(); ports.len()];
-    let own = |ip: Ipv4Addr| ports.iter().any(|p| p.addrs.iter().any(|a| a.addr() == ip));
-    let port_of = |ip: Ipv4Addr| ports.iter().position(|p| p.addrs.iter().any(|a| a.contains(&ip)));
     let mut taken: BTreeSet<Ipv4Addr> = BTreeSet::new();
     // An address the appliance answers for: inside a port subnet, not an interface address, used once.
     let mut service_addr = |path: String, text: &str, errs: &mut Vec<Problem>| -> Option<Ipv4Addr> {
@@ -195,7 +193,7 @@ pub fn validate(
             errs.push(problem(path, format!("{ip} cannot be a host address")));
             return None;
         }
-        if own(ip) {
+        if is_port_address(ports, ip) {
             errs.push(problem(path, format!("{ip} is already a port address")));
             return None;
         }
@@ -203,7 +201,7 @@ pub fn validate(
             errs.push(problem(path, format!("{ip} is used twice in [nat]")));
             return None;
         }
-        let Some(p) = port_of(ip) else {
+        let Some(p) = port_of(ports, ip) else {
             errs.push(problem(
                 path,
                 format!("{ip} is inside no port's subnet, so no port would answer ARP for it"),
@@ -357,7 +355,7 @@ pub fn validate(
     // A target that is one of the appliance's own addresses would loop (and a pool address or VIP as
     // target would make the gateway answer ARP for the target's own address on its segment).
     for (path, ip) in target_at {
-        let what = if own(ip) {
+        let what = if is_port_address(ports, ip) {
             "a port address"
         } else if taken.contains(&ip) {
             "a pool address or VIP"

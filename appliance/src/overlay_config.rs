@@ -33,7 +33,7 @@
 //! ```
 //!
 //! A gateway also needs `[nat]` (its applications, targets and pool); an edge has no `[nat]`.
-use crate::config::{problem, Problem, ValidPort};
+use crate::config::{is_port_address, port_of, problem, Problem, ValidPort};
 use pipelines::overlay::classify::{Classifier, Service};
 use pipelines::overlay::dedupe::DedupeConfig;
 use pipelines::overlay::encap::AppRoute;
@@ -319,10 +319,10 @@ fn addr(path: String, text: &str, errs: &mut Vec<Problem>) -> Option<Ipv4Addr> {
     }
 }
 
-/// `ip` (which names another machine at `path`) unless it is an address of one of this node's ports.
-fn other(path: String, ip: Option<Ipv4Addr>, ports: &[ValidPort], errs: &mut Vec<Problem>) -> Option<Ipv4Addr> {
-    let ip = ip?;
-    if ports.iter().any(|p| p.addrs.iter().any(|n| n.addr() == ip)) {
+/// [`addr`] for a field that names another machine: not an address of this node's ports.
+fn other(path: String, text: &str, ports: &[ValidPort], errs: &mut Vec<Problem>) -> Option<Ipv4Addr> {
+    let ip = addr(path.clone(), text, errs)?;
+    if is_port_address(ports, ip) {
         errs.push(problem(
             path,
             format!("{ip} is an address of this node; it must name another machine"),
@@ -330,11 +330,6 @@ fn other(path: String, ip: Option<Ipv4Addr>, ports: &[ValidPort], errs: &mut Vec
         return None;
     }
     Some(ip)
-}
-
-/// The port whose subnet holds `ip`.
-fn port_of(ports: &[ValidPort], ip: Ipv4Addr) -> Option<usize> {
-    ports.iter().position(|p| p.addrs.iter().any(|n| n.contains(&ip)))
 }
 
 /// Checks `[overlay]` against the ports; problems go to `errs`.
@@ -351,7 +346,7 @@ pub fn validate(o: &OverlayCfg, ports: &[ValidPort], errs: &mut Vec<Problem>) ->
     }
     let address = addr("overlay.address".into(), &o.address, errs);
     if let Some(a) = address {
-        if !ports.iter().any(|p| p.addrs.iter().any(|n| n.addr() == a)) {
+        if !is_port_address(ports, a) {
             errs.push(problem("overlay.address", format!("{a} is not an address of any port")));
         }
     }
@@ -359,7 +354,7 @@ pub fn validate(o: &OverlayCfg, ports: &[ValidPort], errs: &mut Vec<Problem>) ->
     let mut listed = std::collections::BTreeSet::new();
     for (i, p) in o.peers.iter().enumerate() {
         let at = format!("overlay.peers[{i}]");
-        if let Some(a) = other(at.clone(), addr(at.clone(), p, errs), ports, errs) {
+        if let Some(a) = other(at.clone(), p, ports, errs) {
             if !listed.insert(a) {
                 errs.push(problem(at, format!("{a} is listed twice")));
             }
@@ -417,11 +412,11 @@ fn relay_hops(o: &OverlayCfg, ports: &[ValidPort], errs: &mut Vec<Problem>) -> O
     let mut hops = HashMap::new();
     for (i, h) in o.hops.iter().enumerate() {
         let at = |f: &str| format!("overlay.hops[{i}].{f}");
-        let Some(next) = other(at("next"), addr(at("next"), &h.next, errs), ports, errs) else {
+        let Some(next) = other(at("next"), &h.next, ports, errs) else {
             continue;
         };
         let via = match &h.via {
-            Some(v) => match other(at("via"), addr(at("via"), v, errs), ports, errs) {
+            Some(v) => match other(at("via"), v, ports, errs) {
                 Some(v) => v,
                 None => continue,
             },
@@ -482,8 +477,8 @@ fn sender(o: &OverlayCfg, ports: &[ValidPort], peers: PeerSet, errs: &mut Vec<Pr
         if p.dest == 0 || p.dest == o.node {
             errs.push(problem(at("dest"), "must be another node's id"));
         }
-        let relay = other(at("relay"), addr(at("relay"), &p.relay, errs), ports, errs);
-        let Some(via) = other(at("via"), addr(at("via"), &p.via, errs), ports, errs) else {
+        let relay = other(at("relay"), &p.relay, ports, errs);
+        let Some(via) = other(at("via"), &p.via, ports, errs) else {
             continue;
         };
         let Some(port) = port_of(ports, via) else {
@@ -639,7 +634,7 @@ fn edge(o: &OverlayCfg, ports: &[ValidPort], dests: &[u16], errs: &mut Vec<Probl
         let Some(vip) = addr(at("vip"), &a.vip, errs) else {
             continue;
         };
-        if ports.iter().any(|p| p.addrs.iter().any(|n| n.addr() == vip)) {
+        if is_port_address(ports, vip) {
             errs.push(problem(at("vip"), format!("{vip} is already a port address")));
             continue;
         }
