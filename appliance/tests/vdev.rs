@@ -182,6 +182,14 @@ fn malformed_ipv4_is_dropped_and_counted_under_its_reason() {
     assert_eq!(out.len(), 1, "only the valid ping is answered");
 }
 
+/// Whether the management endpoint on `mgmt` answers /healthz with 200 within `secs` seconds.
+fn healthy(mgmt: u16, secs: u64) -> bool {
+    wait_for(Duration::from_secs(secs), || {
+        get(mgmt, "/healthz").filter(|(c, _)| *c == 200)
+    })
+    .is_some()
+}
+
 /// An appliance on net_null (frames of garbage as fast as it polls), one worker on lcore 0.
 struct NullRun {
     app: Appliance,
@@ -214,10 +222,7 @@ fn start_null_with(tag: &str, extra: &str, adjust: impl FnOnce(&mut Command)) ->
 #[test]
 fn healthz_fails_when_a_worker_stalls_and_recovers() {
     let NullRun { mut app, mgmt, _dir } = start_null("health", "debug = true");
-    let ok = wait_for(Duration::from_secs(20), || {
-        get(mgmt, "/healthz").filter(|(c, _)| *c == 200)
-    });
-    assert!(ok.is_some(), "healthz never 200; stderr:\n{}", app.stderr());
+    assert!(healthy(mgmt, 20), "healthz never 200; stderr:\n{}", app.stderr());
     let (code, _) = http("POST", mgmt, "/debug/stall?worker=0&ms=3000").unwrap();
     assert_eq!(code, 200);
     let bad = wait_for(Duration::from_secs(3), || {
@@ -225,10 +230,7 @@ fn healthz_fails_when_a_worker_stalls_and_recovers() {
     });
     let (_, body) = bad.expect("healthz must turn 503 while the worker is stalled");
     assert!(body.contains("stalled"), "{body}");
-    let ok = wait_for(Duration::from_secs(10), || {
-        get(mgmt, "/healthz").filter(|(c, _)| *c == 200)
-    });
-    assert!(ok.is_some(), "healthz must recover after the stall");
+    assert!(healthy(mgmt, 10), "healthz must recover after the stall");
     let (code, _) = app.terminate(Duration::from_secs(10));
     assert_eq!(code, Some(0));
 }
@@ -254,10 +256,7 @@ fn small_receive_buffer(s: &std::net::TcpStream) {
 fn a_management_client_that_never_reads_stalls_only_itself() {
     use std::io::Write;
     let NullRun { mut app, mgmt, _dir } = start_null("mgmtread", "");
-    let ok = wait_for(Duration::from_secs(20), || {
-        get(mgmt, "/healthz").filter(|(c, _)| *c == 200)
-    });
-    assert!(ok.is_some(), "healthz never 200; stderr:\n{}", app.stderr());
+    assert!(healthy(mgmt, 20), "healthz never 200; stderr:\n{}", app.stderr());
     // A client asks for the metrics 1200 times at once (12 MB of answers), with a small receive buffer,
     // and never reads: the answers fill its socket (the sender's buffer grows to 4 MB at most here, see
     // tcp_wmem). When one thread made and wrote every answer, /healthz then never answered: each stuck
@@ -268,10 +267,7 @@ fn a_management_client_that_never_reads_stalls_only_itself() {
     bad.write_all(&b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n".repeat(1200))
         .unwrap();
     for _ in 0..2 {
-        let ok = wait_for(Duration::from_secs(20), || {
-            get(mgmt, "/healthz").filter(|(c, _)| *c == 200)
-        });
-        assert!(ok.is_some(), "healthz must answer while other clients do not read");
+        assert!(healthy(mgmt, 20), "healthz must answer while other clients do not read");
     }
     drop(bad);
     let (code, _) = app.terminate(Duration::from_secs(10));
@@ -297,12 +293,7 @@ fn the_management_endpoint_comes_back_after_file_descriptors_run_out() {
             });
         }
     });
-    let up = || {
-        wait_for(Duration::from_secs(20), || {
-            get(mgmt, "/healthz").filter(|(c, _)| *c == 200)
-        })
-    };
-    assert!(up().is_some(), "healthz never 200; stderr:\n{}", app.stderr());
+    assert!(healthy(mgmt, 20), "healthz never 200; stderr:\n{}", app.stderr());
     // A client holds connections until the appliance has no descriptor left to accept another. (tiny_http
     // alone stopped accepting for good at that point.)
     let addr = std::net::SocketAddr::from(([127, 0, 0, 1], mgmt));
@@ -317,7 +308,7 @@ fn the_management_endpoint_comes_back_after_file_descriptors_run_out() {
         held.len()
     );
     drop(held);
-    assert!(up().is_some(), "healthz must come back once descriptors are free");
+    assert!(healthy(mgmt, 20), "healthz must come back once descriptors are free");
     let (code, _) = app.terminate(Duration::from_secs(10));
     assert_eq!(code, Some(0));
 }
