@@ -291,7 +291,7 @@ fn path_families(fs: &mut Families, sh: &Shared) {
 }
 
 /// Renders every metric of the appliance.
-pub fn render(sh: &Shared) -> String {
+pub fn render(sh: &Shared, http: &mgmt_http::Counters) -> String {
     let mut fs = Families(Vec::new());
     let c = MetricType::COUNTER;
     let g = MetricType::GAUGE;
@@ -465,6 +465,24 @@ pub fn render(sh: &Shared) -> String {
                 sh.control.reload_failures.load(Relaxed) as f64,
             ),
         ],
+    );
+    fs.add(
+        "appliance_management_accept_errors_total",
+        "Accepts on the management endpoint that failed (file descriptors exhausted and the like); each is retried.",
+        c,
+        vec![(vec![], http.accept_errors.load(Relaxed) as f64)],
+    );
+    fs.add(
+        "appliance_management_connections_refused_total",
+        "Management connections closed at once because the most allowed were open.",
+        c,
+        vec![(vec![], http.over_limit.load(Relaxed) as f64)],
+    );
+    fs.add(
+        "appliance_management_connections",
+        "Management connections open now.",
+        g,
+        vec![(vec![], http.open.load(Relaxed) as f64)],
     );
     let now = pmd_bindings::rdtsc();
     fs.add(

@@ -3,11 +3,11 @@
 use crate::runtime::Shared;
 use crate::stats::stalest_age_secs;
 use crate::tables::Reloader;
+use mgmt_http::Method;
 use serde_json::json;
+use std::rc::Rc;
 use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
 use std::sync::Arc;
-use std::time::Duration;
-use tiny_http::{Header, Method, Response};
 
 /// An answer: status, content type, body.
 type Answer = (u16, &'static str, String);
@@ -15,57 +15,54 @@ type Answer = (u16, &'static str, String);
 /// A worker whose last loop iteration is older than this makes /healthz fail.
 pub const STALL_SECS: f64 = 1.0;
 
-/// The endpoint's server: connections time out and answers are written per connection
-/// ([`mgmt_http`]), so a client that does not read cannot stall this thread.
+/// The endpoint's server (see [`mgmt_http`]: connections are bounded and time out, accepting never stops).
 pub fn bind(addr: std::net::SocketAddr) -> Result<mgmt_http::Endpoint, String> {
     mgmt_http::Endpoint::bind(addr).map_err(|e| format!("management.listen {addr}: {e}"))
 }
 
-pub fn run(mut server: mgmt_http::Endpoint, sh: Arc<Shared>, debug: bool, reloader: Reloader) {
+/// Serves the endpoint on this thread until the appliance stops; reloads on SIGHUP. When this returns, no
+/// answer is being made (answers read the ports, which close after this thread has ended).
+pub fn run(server: mgmt_http::Endpoint, sh: Arc<Shared>, debug: bool, reloader: Reloader) {
     let hup = Arc::new(AtomicBool::new(false));
     if let Err(e) = signal_hook::flag::register(signal_hook::consts::SIGHUP, hup.clone()) {
         log::warn!("SIGHUP will not reload: {e}");
     }
-    let responder = mgmt_http::Responder::default();
-    while !sh.stop.load(Relaxed) {
+    let counters = server.counters();
+    // Both closures run on this thread, one at a time.
+    let reloader = Rc::new(reloader);
+    let (sh2, reloader2) = (sh.clone(), reloader.clone());
+    let tick = move || {
         if hup.swap(false, Relaxed) {
             log::info!("SIGHUP: reloading the configuration");
-            let _ = reload(&sh, &reloader);
+            let _ = reload(&sh2, &reloader2);
         }
-        let Some(req) = server.recv_timeout(Duration::from_millis(100)) else {
-            continue;
-        };
-        let url = req.url().to_string();
-        let (path, query) = url.split_once('?').unwrap_or((&url, ""));
-        let method = req.method().clone();
-        // GET answers are made by the connection's writer (a client that queues many requests keeps
-        // its own writer busy, not this thread); what changes state is done here, in arrival order.
-        let made = |a: Answer| -> Box<dyn FnOnce() -> Answer + Send> { Box::new(move || a) };
-        let sh2 = sh.clone();
-        let answer: Box<dyn FnOnce() -> Answer + Send> = match (&method, path) {
-            (Method::Get, "/metrics") => {
-                Box::new(move || (200, "text/plain; version=0.0.4", crate::metrics::render(&sh2)))
-            }
-            (Method::Get, "/healthz") => Box::new(move || health(&sh2)),
-            (Method::Get, "/state") => Box::new(move || (200, "application/json", state(&sh2).to_string())),
-            (Method::Post, "/debug/stall") if debug => made(stall(&sh, query)),
-            (Method::Post, "/reload") => made(reload(&sh, &reloader)),
-            (Method::Get, "/") => made((
-                200,
-                "text/plain",
-                "endpoints: GET /metrics /healthz /state, POST /reload\n".to_string(),
-            )),
-            _ => made((404, "text/plain", "not found\n".to_string())),
-        };
-        responder.respond(req, move || {
-            let (code, ctype, body) = answer();
-            let header = Header::from_bytes("Content-Type", ctype).expect("static header is valid");
-            Response::from_string(body).with_status_code(code).with_header(header)
-        });
-    }
-    // Answers read the ports, which close once this thread has ended: none is made after this.
-    if !responder.close(Duration::from_secs(5)) {
-        log::warn!("management: an answer was still being made after 5 s at shutdown");
+        !sh2.stop.load(Relaxed)
+    };
+    server.serve(tick, move |req| {
+        let (code, ctype, body) = answer(&sh, &counters, debug, &reloader, req);
+        mgmt_http::Reply::new(code, ctype, body)
+    });
+}
+
+fn answer(
+    sh: &Shared,
+    counters: &mgmt_http::Counters,
+    debug: bool,
+    reloader: &Reloader,
+    req: &mgmt_http::Request,
+) -> Answer {
+    match (req.method, req.path) {
+        (&Method::GET, "/metrics") => (200, "text/plain; version=0.0.4", crate::metrics::render(sh, counters)),
+        (&Method::GET, "/healthz") => health(sh),
+        (&Method::GET, "/state") => (200, "application/json", state(sh).to_string()),
+        (&Method::POST, "/debug/stall") if debug => stall(sh, req.query),
+        (&Method::POST, "/reload") => reload(sh, reloader),
+        (&Method::GET, "/") => (
+            200,
+            "text/plain",
+            "endpoints: GET /metrics /healthz /state, POST /reload\n".to_string(),
+        ),
+        _ => (404, "text/plain", "not found\n".to_string()),
     }
 }
 

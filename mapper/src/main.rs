@@ -196,26 +196,19 @@ fn main() {
             }
         });
     }
-    // Metrics: requests arrive on this thread; each connection's writer renders and writes its answers
-    // (a client that does not read, or queues many requests, holds up only its own).
-    let responder = mgmt_http::Responder::default();
-    let mut http = http;
-    loop {
-        let Some(req) = http.recv_timeout(Duration::from_secs(1)) else {
-            continue;
-        };
-        let metrics = metrics.clone();
-        let found = req.url() == "/metrics";
-        responder.respond(req, move || {
-            if found {
+    // Metrics, served on this thread (connections bounded and timed out, see mgmt_http).
+    http.serve(
+        || true,
+        move |req| {
+            if req.path == "/metrics" {
                 let mut out = Vec::new();
                 let _ = TextEncoder::new().encode(&metrics.registry.gather(), &mut out);
-                tiny_http::Response::from_data(out).with_status_code(200)
+                mgmt_http::Reply::new(200, "text/plain; version=0.0.4", out)
             } else {
-                tiny_http::Response::from_data(b"not found\n".to_vec()).with_status_code(404)
+                mgmt_http::Reply::new(404, "text/plain", "not found\n")
             }
-        });
-    }
+        },
+    );
 }
 
 /// DNS over TCP (RFC 7766): two-byte length, message; several per connection; 10 s idle limit.

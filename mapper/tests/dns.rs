@@ -175,18 +175,21 @@ fn nxdomain_nodata_refused_and_tcp() {
 #[test]
 fn an_unhealthy_edge_leaves_the_answers_within_two_ttls_and_comes_back() {
     // The eu edge's health endpoint, switchable.
-    let server = tiny_http::Server::http("127.0.0.1:0").unwrap();
-    let hport = server.server_addr().to_ip().unwrap().port();
+    let server = mgmt_http::Endpoint::bind("127.0.0.1:0".parse().unwrap()).unwrap();
+    let hport = server.addr().port();
     let up = Arc::new(AtomicBool::new(true));
     let u2 = up.clone();
     let hits = Arc::new(AtomicU16::new(0));
     let h2 = hits.clone();
     std::thread::spawn(move || {
-        for req in server.incoming_requests() {
-            h2.fetch_add(1, Relaxed);
-            let code = if u2.load(Relaxed) { 200 } else { 503 };
-            let _ = req.respond(tiny_http::Response::from_string("x").with_status_code(code));
-        }
+        server.serve(
+            || true,
+            move |_| {
+                h2.fetch_add(1, Relaxed);
+                let code = if u2.load(Relaxed) { 200 } else { 503 };
+                mgmt_http::Reply::new(code, "text/plain", "x")
+            },
+        )
     });
     let ttl = 2u32;
     let (p, mp) = (free_port(), free_port());

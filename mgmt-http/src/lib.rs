@@ -1,238 +1,327 @@
 //! The HTTP transport of the management endpoints (the appliance's management thread, the mapper's
-//! metrics): tiny_http, plus what it lacks when a client misbehaves.
+//! metrics): hyper's HTTP/1.1 on a single-threaded tokio runtime, with our own accept loop so that what a
+//! client does can only cost it its own connection.
 //!
-//! - Every connection has a send timeout ([`WRITE_TIMEOUT`]). It is set on the listening socket, and Linux
-//!   copies it into each accepted one. (Not a receive timeout: on the listening socket that makes accept
-//!   time out when no client comes, and tiny_http stops accepting at its first accept error.)
-//! - tiny_http's accept thread ends at its first accept error (EMFILE, when a client holds every file
-//!   descriptor the process may open): [`Endpoint`] then listens again, so the endpoint comes back once
-//!   descriptors are free instead of staying deaf until a restart.
-//! - Answers are made and written off the serving thread, by one writer thread per connection
-//!   ([`Responder`]). tiny_http writes the answers of one connection in order, so a client that sends
-//!   many requests at once and never reads the answers used to block whoever wrote them: with one
-//!   thread serving everything, `/healthz` stopped answering. Now only that connection's writer waits,
-//!   each write for at most [`WRITE_TIMEOUT`]; and a connection that queues many requests makes its own
-//!   writer render them, not the thread everyone else's requests pass through.
-use std::collections::HashMap;
-use std::io::{self, Cursor};
-use std::net::{SocketAddr, TcpListener};
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering::SeqCst};
-use std::sync::mpsc;
-use std::sync::{Arc, Mutex};
-use std::time::Duration;
-use tiny_http::{Request, Response, Server};
+//! - **Accepting never stops.** An accept error (EMFILE when every file descriptor the process may open is
+//!   taken, ENFILE, ENOBUFS) is logged and retried 100 ms later; the endpoint answers again as soon as
+//!   descriptors are free. (tiny_http, used before, ended its accept thread at the first error, and
+//!   panicked in it when the descriptor ran out between accept and its dup.)
+//! - **Connections are bounded.** At most [`Limits::connections`] are open at once; one more is accepted
+//!   and closed at once (the client sees the connection end), so a crowd of idle clients cannot grow
+//!   threads or memory. Each connection's buffer is bounded too ([`MAX_BUF`]).
+//! - **Nobody holds a connection for free.** A request head must arrive within [`Limits::head`] of the
+//!   connection being ready for it (so an idle keep-alive connection ends after that long too), and a write
+//!   that makes no progress for [`Limits::write_stall`] (the client does not read) ends the connection.
+//! - **One thread, no locks.** Answers are made on the serving thread, in turn with everything else it does
+//!   (the `tick` of [`Endpoint::serve`]): a connection waiting for its client to read gives the thread back
+//!   to the others at once. When `serve` returns, no answer is being made and none will be: what answers
+//!   read may go away then (the appliance's answers read its ports).
+use bytes::Bytes;
+use http_body_util::Full;
+use std::cell::RefCell;
+use std::convert::Infallible;
+use std::future::Future;
+use std::io;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::rc::Rc;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
-/// A write that makes no progress for this long fails (the client does not read). Generous: a client on
-/// a loaded machine may not be scheduled for a while, and a stuck write holds only its connection's writer.
-pub const WRITE_TIMEOUT: Duration = Duration::from_secs(10);
-/// Connections with a writer thread at once; past this, answers are written by the caller (each write
-/// still bounded by [`WRITE_TIMEOUT`]).
-pub const MAX_WRITERS: usize = 64;
-/// A writer thread with nothing to write for this long ends.
-const WRITER_IDLE: Duration = Duration::from_secs(1);
+pub use http::Method;
 
-/// An HTTP server on `addr` whose connections have the send timeout above.
-pub fn bind(addr: SocketAddr) -> io::Result<Server> {
-    Server::from_listener(listener(addr)?, None).map_err(|e| io::Error::other(e.to_string()))
+/// The largest read or write buffer of one connection (hyper's own minimum is 8 KB).
+pub const MAX_BUF: usize = 64 << 10;
+/// How often `tick` is called at least.
+pub const TICK: Duration = Duration::from_millis(100);
+/// After an accept error, the next try waits this long.
+const ACCEPT_RETRY: Duration = Duration::from_millis(100);
+
+/// What the endpoint allows one client.
+#[derive(Clone, Copy, Debug)]
+pub struct Limits {
+    /// Connections open at once.
+    pub connections: usize,
+    /// A request head must be complete this long after the connection is ready for it.
+    pub head: Duration,
+    /// A write that makes no progress for this long ends its connection. Generous: a client on a loaded
+    /// machine may not be scheduled for a while.
+    pub write_stall: Duration,
 }
 
-/// A listening socket on `addr` with [`WRITE_TIMEOUT`] as its send timeout (and no receive timeout).
-fn listener(addr: SocketAddr) -> io::Result<TcpListener> {
-    let listener = TcpListener::bind(addr)?;
-    let tv = libc::timeval {
-        tv_sec: WRITE_TIMEOUT.as_secs() as libc::time_t,
-        tv_usec: WRITE_TIMEOUT.subsec_micros() as libc::suseconds_t,
-    };
-    // SAFETY: the descriptor is the listener's, open for the whole call; the option value is a timeval on
-    // the stack, its size passed with it, which is what SO_SNDTIMEO reads.
-    let r = unsafe {
-        libc::setsockopt(
-            std::os::fd::AsRawFd::as_raw_fd(&listener),
-            libc::SOL_SOCKET,
-            libc::SO_SNDTIMEO,
-            &tv as *const libc::timeval as *const libc::c_void,
-            std::mem::size_of::<libc::timeval>() as libc::socklen_t,
-        )
-    };
-    if r != 0 {
-        return Err(io::Error::last_os_error());
+impl Default for Limits {
+    fn default() -> Limits {
+        Limits {
+            connections: 256,
+            head: Duration::from_secs(30),
+            write_stall: Duration::from_secs(10),
+        }
     }
-    Ok(listener)
 }
 
-/// A listening HTTP server that listens again when tiny_http's accept thread has ended (see the module
-/// doc).
+/// What the endpoint counts, for the owner's metrics.
+#[derive(Default, Debug)]
+pub struct Counters {
+    /// Accepts that failed (EMFILE and the like); each is retried.
+    pub accept_errors: AtomicU64,
+    /// Connections closed at once because [`Limits::connections`] were open.
+    pub over_limit: AtomicU64,
+    /// Connections open now.
+    pub open: AtomicU64,
+}
+
+/// A request, as the answering function sees it.
+pub struct Request<'a> {
+    pub method: &'a Method,
+    pub path: &'a str,
+    /// The part after `?`, or "".
+    pub query: &'a str,
+}
+
+/// An answer: status, content type, body.
+pub struct Reply {
+    pub status: u16,
+    pub content_type: &'static str,
+    pub body: Vec<u8>,
+}
+
+impl Reply {
+    pub fn new(status: u16, content_type: &'static str, body: impl Into<Vec<u8>>) -> Reply {
+        Reply {
+            status,
+            content_type,
+            body: body.into(),
+        }
+    }
+}
+
+/// The function that makes answers, shared by the connections' tasks on the serving thread.
+type Answer = Rc<RefCell<dyn FnMut(&Request) -> Reply>>;
+
+/// A bound, listening endpoint; it serves once [`Endpoint::serve`] is called (connections that come
+/// before wait in the kernel's queue).
 pub struct Endpoint {
-    addr: SocketAddr,
-    server: Option<Server>,
+    listener: std::net::TcpListener,
+    rt: tokio::runtime::Runtime,
+    limits: Limits,
+    counters: Arc<Counters>,
 }
 
 impl Endpoint {
+    /// Binds `addr` and makes the runtime that will serve it: every error a start can meet is met here.
     pub fn bind(addr: SocketAddr) -> io::Result<Endpoint> {
-        let server = bind(addr)?;
-        // The address actually bound (port 0 picks one), which listening again must use.
-        let addr = server.server_addr().to_ip().unwrap_or(addr);
+        Endpoint::bind_with(addr, Limits::default())
+    }
+
+    pub fn bind_with(addr: SocketAddr, limits: Limits) -> io::Result<Endpoint> {
+        let listener = std::net::TcpListener::bind(addr)?;
+        listener.set_nonblocking(true)?;
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_io()
+            .enable_time()
+            .build()?;
         Ok(Endpoint {
-            addr,
-            server: Some(server),
+            listener,
+            rt,
+            limits,
+            counters: Arc::default(),
         })
     }
 
+    /// The endpoint's counters, to be read while it serves.
+    pub fn counters(&self) -> Arc<Counters> {
+        self.counters.clone()
+    }
+
+    /// The address bound (port 0 picks one).
     pub fn addr(&self) -> SocketAddr {
-        self.addr
+        self.listener.local_addr().expect("a bound listener has an address")
     }
 
-    /// The next request, waiting at most `limit`. After an accept error (the accept thread has ended) the
-    /// server is dropped and bound again on a later call; until that succeeds, this waits `limit` and
-    /// returns None.
-    pub fn recv_timeout(&mut self, limit: Duration) -> Option<Request> {
-        let Some(server) = &self.server else {
-            match bind(self.addr) {
-                Ok(s) => {
-                    log::warn!("http {}: listening again", self.addr);
-                    self.server = Some(s);
-                }
+    /// Serves on this thread until `tick` (called at least every [`TICK`]) returns false. `answer` makes
+    /// each answer, on this thread. Returns once every connection is closed.
+    pub fn serve(self, mut tick: impl FnMut() -> bool, answer: impl FnMut(&Request) -> Reply + 'static) {
+        let Endpoint {
+            listener,
+            rt,
+            limits,
+            counters,
+        } = self;
+        let answer: Answer = Rc::new(RefCell::new(answer));
+        let local = tokio::task::LocalSet::new();
+        local.block_on(&rt, async move {
+            let listener = match tokio::net::TcpListener::from_std(listener) {
+                Ok(l) => l,
                 Err(e) => {
-                    log::warn!("http {}: cannot listen again yet: {e}", self.addr);
-                    std::thread::sleep(limit);
+                    log::error!("http: cannot serve: {e}");
+                    return;
                 }
-            }
-            return None;
-        };
-        match server.recv_timeout(limit) {
-            Ok(r) => r,
-            Err(e) => {
-                log::warn!("http {}: accepting failed ({e}); listening again", self.addr);
-                self.server = None;
-                None
-            }
-        }
-    }
-}
-
-/// An answer, made when its turn comes.
-pub type Answer = Box<dyn FnOnce() -> Response<Cursor<Vec<u8>>> + Send>;
-
-/// What a writer thread is given: a request and how to answer it.
-type Job = (Request, Answer);
-
-/// Writes answers off the serving thread, in order per connection (see the module doc).
-#[derive(Default, Clone)]
-pub struct Responder {
-    writers: Arc<Mutex<HashMap<SocketAddr, mpsc::Sender<Job>>>>,
-    gate: Arc<Gate>,
-}
-
-/// Whether answers may still be made (what they read may go away at shutdown: the appliance's answers
-/// read its ports), and how many are being made now.
-#[derive(Default)]
-struct Gate {
-    closed: AtomicBool,
-    making: AtomicUsize,
-}
-
-impl Gate {
-    /// The answer `answer` makes, or 503 once [`Responder::close`] was called.
-    fn make(&self, answer: Answer) -> Response<Cursor<Vec<u8>>> {
-        // Counted before the check, and `close` sets `closed` before it reads the count (all SeqCst):
-        // either `close` sees this answer being made and waits for it, or this sees `closed`.
-        self.making.fetch_add(1, SeqCst);
-        let r = if self.closed.load(SeqCst) {
-            Response::from_data(b"stopping\n".to_vec()).with_status_code(503)
-        } else {
-            answer()
-        };
-        self.making.fetch_sub(1, SeqCst);
-        r
-    }
-}
-
-impl Responder {
-    /// Answers `req` with what `answer` makes: hands both to the writer thread of the request's
-    /// connection (started if there is none), which makes the answer and writes it, and returns at once;
-    /// unless [`MAX_WRITERS`] connections already have one, then does both here.
-    pub fn respond(&self, req: Request, answer: impl FnOnce() -> Response<Cursor<Vec<u8>>> + Send + 'static) {
-        let answer: Answer = Box::new(answer);
-        let Some(peer) = req.remote_addr().copied() else {
-            let _ = req.respond(self.gate.make(answer));
-            return;
-        };
-        let mut map = self.writers.lock().unwrap_or_else(|e| e.into_inner());
-        let mut job = (req, answer);
-        if let Some(tx) = map.get(&peer) {
-            match tx.send(job) {
-                Ok(()) => return,
-                // Its writer ended without leaving the map (it cannot: it leaves under this lock);
-                // start another.
-                Err(mpsc::SendError(j)) => {
-                    map.remove(&peer);
-                    job = j;
-                }
-            }
-        }
-        if map.len() < MAX_WRITERS {
-            let (tx, rx) = mpsc::channel::<Job>();
-            let (writers, gate) = (self.writers.clone(), self.gate.clone());
-            let started = std::thread::Builder::new()
-                .name("mgmt-writer".into())
-                .spawn(move || write_loop(&rx, &writers, &gate, peer));
-            if started.is_ok() {
-                tx.send(job)
-                    .expect("the writer holds its receiver until it leaves the map");
-                map.insert(peer, tx);
-                return;
-            }
-        }
-        drop(map);
-        let _ = job.0.respond(self.gate.make(job.1));
-    }
-
-    /// From now on, answers are 503 without being made; returns once no answer is being made (true), or
-    /// after `limit` (false). Writes of answers already made may go on.
-    pub fn close(&self, limit: Duration) -> bool {
-        self.gate.closed.store(true, SeqCst);
-        let t = std::time::Instant::now();
-        while self.gate.making.load(SeqCst) != 0 {
-            if t.elapsed() > limit {
-                return false;
-            }
-            std::thread::sleep(Duration::from_millis(1));
-        }
-        true
-    }
-
-    /// Connections with a writer thread now.
-    pub fn writers(&self) -> usize {
-        self.writers.lock().unwrap_or_else(|e| e.into_inner()).len()
-    }
-}
-
-/// One connection's writer: makes and writes answers in order until none came for [`WRITER_IDLE`], then leaves the map
-/// (under its lock, after a last look, so that no answer handed over is lost).
-fn write_loop(
-    rx: &mpsc::Receiver<Job>,
-    writers: &Mutex<HashMap<SocketAddr, mpsc::Sender<Job>>>,
-    gate: &Gate,
-    peer: SocketAddr,
-) {
-    loop {
-        let job = match rx.recv_timeout(WRITER_IDLE) {
-            Ok(j) => j,
-            Err(_) => {
-                let mut map = writers.lock().unwrap_or_else(|e| e.into_inner());
-                match rx.try_recv() {
-                    Ok(j) => {
-                        drop(map);
-                        j
+            };
+            let mut last_tick = Instant::now();
+            let mut failing = false;
+            while tick_due(&mut last_tick, &mut tick) {
+                let Ok(accepted) = tokio::time::timeout(TICK, listener.accept()).await else {
+                    continue;
+                };
+                let (stream, _) = match accepted {
+                    Ok(a) => a,
+                    Err(e) => {
+                        counters.accept_errors.fetch_add(1, Relaxed);
+                        if !failing {
+                            log::warn!("http {}: accepting failed ({e}); trying again", addr_of(&listener));
+                            failing = true;
+                        }
+                        tokio::time::sleep(ACCEPT_RETRY).await;
+                        continue;
                     }
-                    Err(_) => {
-                        map.remove(&peer);
-                        return;
-                    }
+                };
+                if failing {
+                    log::warn!("http {}: accepting again", addr_of(&listener));
+                    failing = false;
                 }
+                if counters.open.load(Relaxed) >= limits.connections as u64 {
+                    counters.over_limit.fetch_add(1, Relaxed);
+                    drop(stream);
+                    continue;
+                }
+                counters.open.fetch_add(1, Relaxed);
+                let (counters, answer) = (counters.clone(), answer.clone());
+                tokio::task::spawn_local(async move {
+                    // Counted down also when the task is dropped unfinished (at the end of `serve`).
+                    let _open = Open(&counters.open);
+                    connection(stream, limits, answer).await;
+                });
             }
+        });
+        // Dropping the set drops every connection's task: nothing is answered from here on.
+        drop(local);
+    }
+}
+
+/// Counts a connection down when dropped.
+struct Open<'a>(&'a AtomicU64);
+
+impl Drop for Open<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Relaxed);
+    }
+}
+
+/// Calls `tick` if [`TICK`] has passed since the last call; false once it said stop.
+fn tick_due(last: &mut Instant, tick: &mut impl FnMut() -> bool) -> bool {
+    if last.elapsed() < TICK {
+        return true;
+    }
+    *last = Instant::now();
+    tick()
+}
+
+fn addr_of(l: &tokio::net::TcpListener) -> String {
+    l.local_addr().map(|a| a.to_string()).unwrap_or_default()
+}
+
+/// One connection, served until it ends, fails or breaks a limit.
+async fn connection(stream: tokio::net::TcpStream, limits: Limits, answer: Answer) {
+    let io = hyper_util::rt::TokioIo::new(Stalls::new(stream, limits.write_stall));
+    let service = hyper::service::service_fn(move |req: hyper::Request<hyper::body::Incoming>| {
+        let (method, uri) = (req.method(), req.uri());
+        let r = Request {
+            method,
+            path: uri.path(),
+            query: uri.query().unwrap_or(""),
         };
-        let _ = job.0.respond(gate.make(job.1));
+        // Never borrowed twice: answers are made to completion, one at a time, on this thread.
+        let reply = (answer.borrow_mut())(&r);
+        let response = hyper::Response::builder()
+            .status(reply.status)
+            .header(http::header::CONTENT_TYPE, reply.content_type)
+            .body(Full::new(Bytes::from(reply.body)))
+            .unwrap_or_else(|_| {
+                let mut r = hyper::Response::new(Full::new(Bytes::from_static(b"bad answer\n")));
+                *r.status_mut() = http::StatusCode::INTERNAL_SERVER_ERROR;
+                r
+            });
+        std::future::ready(Ok::<_, Infallible>(response))
+    });
+    let _ = hyper::server::conn::http1::Builder::new()
+        .timer(hyper_util::rt::TokioTimer::new())
+        .header_read_timeout(limits.head)
+        .max_buf_size(MAX_BUF)
+        .serve_connection(io, service)
+        .await;
+}
+
+/// A stream whose writes fail with `TimedOut` once one has made no progress for `limit`.
+struct Stalls<S> {
+    inner: S,
+    limit: Duration,
+    /// Set while a write waits; reset when a write makes progress.
+    stalled: Option<Pin<Box<tokio::time::Sleep>>>,
+}
+
+impl<S> Stalls<S> {
+    fn new(inner: S, limit: Duration) -> Stalls<S> {
+        Stalls {
+            inner,
+            limit,
+            stalled: None,
+        }
+    }
+
+    /// What a write that returned `r` returns: `r`, unless it waited and the wait has lasted too long.
+    fn check<T>(&mut self, cx: &mut Context<'_>, r: Poll<io::Result<T>>) -> Poll<io::Result<T>> {
+        if r.is_ready() {
+            self.stalled = None;
+            return r;
+        }
+        let limit = self.limit;
+        let sleep = self.stalled.get_or_insert_with(|| Box::pin(tokio::time::sleep(limit)));
+        match sleep.as_mut().poll(cx) {
+            Poll::Ready(()) => Poll::Ready(Err(io::Error::new(
+                io::ErrorKind::TimedOut,
+                "the client has not read for too long",
+            ))),
+            Poll::Pending => Poll::Pending,
+        }
+    }
+}
+
+impl<S: AsyncRead + Unpin> AsyncRead for Stalls<S> {
+    fn poll_read(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.inner).poll_read(cx, buf)
+    }
+}
+
+impl<S: AsyncWrite + Unpin> AsyncWrite for Stalls<S> {
+    fn poll_write(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
+        let r = Pin::new(&mut self.inner).poll_write(cx, buf);
+        self.check(cx, r)
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        let r = Pin::new(&mut self.inner).poll_write_vectored(cx, bufs);
+        self.check(cx, r)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.inner.is_write_vectored()
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        let r = Pin::new(&mut self.inner).poll_flush(cx);
+        self.check(cx, r)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        let r = Pin::new(&mut self.inner).poll_shutdown(cx);
+        self.check(cx, r)
     }
 }
 
@@ -241,138 +330,208 @@ mod tests {
     use super::*;
     use std::io::{Read, Write};
     use std::net::TcpStream;
-    use std::time::Instant;
+    use std::sync::atomic::{AtomicBool, Ordering::SeqCst};
 
-    /// A server answering every request with `size` bytes, served by one thread as the appliance does.
-    fn serve(size: usize) -> (SocketAddr, Responder) {
-        let server = bind("127.0.0.1:0".parse().unwrap()).unwrap();
-        let addr = server.server_addr().to_ip().unwrap();
-        let responder = Responder::default();
-        let r = responder.clone();
-        std::thread::spawn(move || {
-            for req in server.incoming_requests() {
-                r.respond(req, move || Response::from_data(vec![b'x'; size]));
-            }
+    /// An endpoint answering `/big` with `size` bytes and anything else with "ok", served by a thread
+    /// until the returned flag is set; the thread's handle ends once `serve` has returned.
+    fn serve(size: usize, limits: Limits) -> (SocketAddr, Arc<AtomicBool>, std::thread::JoinHandle<()>) {
+        let ep = Endpoint::bind_with("127.0.0.1:0".parse().unwrap(), limits).unwrap();
+        let addr = ep.addr();
+        let stop = Arc::new(AtomicBool::new(false));
+        let s = stop.clone();
+        let t = std::thread::spawn(move || {
+            ep.serve(
+                move || !s.load(SeqCst),
+                move |r| match r.path {
+                    "/big" => Reply::new(200, "text/plain", vec![b'x'; size]),
+                    _ => Reply::new(200, "text/plain", format!("ok {} {}", r.method, r.query)),
+                },
+            )
         });
-        (addr, responder)
+        (addr, stop, t)
     }
 
-    fn get(addr: SocketAddr) -> io::Result<usize> {
+    /// The whole answer to one request on a new connection.
+    fn get(addr: SocketAddr, path: &str) -> io::Result<String> {
         let mut s = TcpStream::connect(addr)?;
         s.set_read_timeout(Some(Duration::from_secs(10)))?;
-        s.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")?;
+        write!(s, "GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")?;
         let mut body = Vec::new();
         s.read_to_end(&mut body)?;
-        Ok(body.len())
+        Ok(String::from_utf8_lossy(&body).into_owned())
+    }
+
+    /// Whether the peer has closed `s` (read returns 0 or an error) within `limit`.
+    fn closed_within(s: &mut TcpStream, limit: Duration) -> bool {
+        s.set_read_timeout(Some(Duration::from_millis(50))).unwrap();
+        let t = Instant::now();
+        let mut buf = [0u8; 65536];
+        while t.elapsed() < limit {
+            match s.read(&mut buf) {
+                Ok(0) => return true,
+                Ok(_) => {}
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock || e.kind() == io::ErrorKind::TimedOut => {}
+                Err(_) => return true,
+            }
+        }
+        false
     }
 
     #[test]
-    fn a_client_that_never_reads_stalls_only_itself() {
-        let (addr, responder) = serve(256 << 10);
-        assert!(get(addr).unwrap() > 256 << 10);
-        // Three clients send 50 requests each and read nothing: their answers fill the socket buffers.
+    fn answers_carry_status_type_method_and_query() {
+        let (addr, stop, t) = serve(10, Limits::default());
+        let a = get(addr, "/x?worker=1&ms=5").unwrap();
+        assert!(a.starts_with("HTTP/1.1 200"), "{a}");
+        assert!(a.contains("content-type: text/plain"), "{a}");
+        assert!(a.ends_with("ok GET worker=1&ms=5"), "{a}");
+        // Keep-alive: two requests on one connection, two answers.
+        let mut s = TcpStream::connect(addr).unwrap();
+        s.write_all(b"GET /a HTTP/1.1\r\nHost: x\r\n\r\nGET /b?q HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+            .unwrap();
+        let mut got = String::new();
+        s.read_to_string(&mut got).unwrap();
+        assert_eq!(got.matches("HTTP/1.1 200").count(), 2, "{got}");
+        assert!(got.ends_with("ok GET q"), "{got}");
+        stop.store(true, SeqCst);
+        t.join().unwrap();
+    }
+
+    #[test]
+    fn a_client_that_never_reads_stalls_only_itself_and_is_dropped() {
+        let limits = Limits {
+            write_stall: Duration::from_millis(1500),
+            ..Limits::default()
+        };
+        let (addr, stop, t) = serve(256 << 10, limits);
+        // Three clients ask for 50 large answers each and read nothing: their answers fill the sockets.
         let mut bad = Vec::new();
         for _ in 0..3 {
             let mut s = TcpStream::connect(addr).unwrap();
-            s.write_all(&b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n".repeat(50))
+            s.write_all(&b"GET /big HTTP/1.1\r\nHost: x\r\n\r\n".repeat(50))
                 .unwrap();
             bad.push(s);
         }
         std::thread::sleep(Duration::from_millis(200));
         // Everyone else is still answered, several times over.
         for _ in 0..5 {
-            assert!(get(addr).unwrap() > 256 << 10);
+            assert!(get(addr, "/big").unwrap().len() > 256 << 10);
         }
-        assert!(responder.writers() >= 3, "each stuck client has its writer");
-        drop(bad);
+        // The stuck clients are dropped once their writes have waited for the limit: after that, what
+        // was queued before the cut is all there is, then the stream ends, short of the 50 answers.
+        std::thread::sleep(Duration::from_millis(3000));
+        for s in &mut bad {
+            s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+            let mut got = Vec::new();
+            s.read_to_end(&mut got).expect("the stream ends");
+            let answers = got.windows(9).filter(|w| w == b"HTTP/1.1 ").count();
+            assert!(
+                answers < 50,
+                "a client that does not read is dropped ({answers} answers)"
+            );
+        }
+        stop.store(true, SeqCst);
+        t.join().unwrap();
     }
 
     #[test]
-    fn a_connection_whose_answers_take_long_holds_up_only_itself() {
-        let server = bind("127.0.0.1:0".parse().unwrap()).unwrap();
-        let addr = server.server_addr().to_ip().unwrap();
-        let (release, held) = mpsc::channel::<()>();
-        let held = Arc::new(Mutex::new(held));
-        let entered = Arc::new(AtomicUsize::new(0));
-        let responder = Responder::default();
-        let (r, e) = (responder.clone(), entered.clone());
-        std::thread::spawn(move || {
-            for req in server.incoming_requests() {
-                // `/slow` answers are made only when the test releases them.
-                let slow = req.url() == "/slow";
-                let (held, entered) = (held.clone(), e.clone());
-                r.respond(req, move || {
-                    if slow {
-                        entered.fetch_add(1, SeqCst);
-                        let _ = held.lock().unwrap().recv_timeout(Duration::from_secs(30));
-                    }
-                    Response::from_data(b"ok".to_vec())
-                });
-            }
-        });
-        let mut s = TcpStream::connect(addr).unwrap();
-        s.write_all(&b"GET /slow HTTP/1.1\r\nHost: x\r\n\r\n".repeat(3))
-            .unwrap();
-        let t = Instant::now();
-        while entered.load(SeqCst) == 0 && t.elapsed() < Duration::from_secs(10) {
-            std::thread::sleep(Duration::from_millis(5));
-        }
-        assert_eq!(responder.writers(), 1, "the slow requests reached their writer");
-        assert_eq!(entered.load(SeqCst), 1, "which is making the first answer");
-        // Answered while the slow connection's answers are still being made.
-        assert!(get(addr).unwrap() > 0);
-        // Closing waits for the answer being made (held), then the rest are 503 without being made.
-        let closer = {
-            let r = responder.clone();
-            std::thread::spawn(move || r.close(Duration::from_secs(30)))
+    fn connections_are_bounded_and_an_idle_or_slow_one_ends() {
+        let limits = Limits {
+            connections: 4,
+            head: Duration::from_secs(3),
+            ..Limits::default()
         };
+        let ep = Endpoint::bind_with("127.0.0.1:0".parse().unwrap(), limits).unwrap();
+        let (addr, counters) = (ep.addr(), ep.counters());
+        let t = std::thread::spawn(move || ep.serve(|| true, |_| Reply::new(200, "text/plain", "ok")));
+        // Four idle connections take every place; a fifth is closed at once (well before the head limit
+        // would end it).
+        let mut idle: Vec<TcpStream> = (0..4).map(|_| TcpStream::connect(addr).unwrap()).collect();
+        std::thread::sleep(Duration::from_millis(100));
+        assert_eq!(counters.open.load(Relaxed), 4);
+        let t0 = Instant::now();
+        let mut fifth = TcpStream::connect(addr).unwrap();
+        assert!(
+            closed_within(&mut fifth, Duration::from_secs(5)),
+            "a connection past the limit is closed"
+        );
+        assert!(t0.elapsed() < Duration::from_secs(2), "closed at once");
+        assert_eq!(counters.over_limit.load(Relaxed), 1);
+        // A head that trickles in no faster than the limit allows is cut off, like the idle ones.
+        idle[0].write_all(b"GET / HTTP/1.1\r\n").unwrap();
+        for s in &mut idle {
+            assert!(closed_within(s, Duration::from_secs(10)), "an idle connection ends");
+        }
+        // Their places are free again.
+        assert!(get(addr, "/").unwrap().starts_with("HTTP/1.1 200"));
+        let t0 = Instant::now();
+        while counters.open.load(Relaxed) != 0 && t0.elapsed() < Duration::from_secs(5) {
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        assert_eq!(counters.open.load(Relaxed), 0, "every connection is counted down");
+        drop(t);
+    }
+
+    #[test]
+    fn serve_returns_when_tick_says_stop_and_answers_nothing_after() {
+        let (addr, stop, t) = serve(10, Limits::default());
+        assert!(get(addr, "/").unwrap().starts_with("HTTP/1.1 200"));
+        // A connection open at the stop is closed with the endpoint.
+        let mut open = TcpStream::connect(addr).unwrap();
         std::thread::sleep(Duration::from_millis(50));
-        assert!(!closer.is_finished(), "close waits while an answer is being made");
-        release.send(()).unwrap();
-        assert!(closer.join().unwrap());
-        s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-        let mut got = Vec::new();
-        let mut buf = [0u8; 4096];
-        let count = |got: &[u8], what: &[u8]| got.windows(what.len()).filter(|w| *w == what).count();
-        while count(&got, b"HTTP/1.1 ") < 3 {
-            let n = s.read(&mut buf).expect("the slow connection gets its three answers");
-            assert!(n > 0, "closed early");
-            got.extend_from_slice(&buf[..n]);
-        }
-        assert_eq!(count(&got, b"HTTP/1.1 200"), 1, "{}", String::from_utf8_lossy(&got));
-        assert_eq!(count(&got, b"HTTP/1.1 503"), 2, "{}", String::from_utf8_lossy(&got));
-        // Released but never made: nothing waits on the channel any more.
-        assert!(release.send(()).is_ok());
-    }
-
-    /// A socket option of `fd` that is a timeval.
-    fn timeout(fd: &impl std::os::fd::AsRawFd, opt: libc::c_int) -> Duration {
-        let mut tv = libc::timeval { tv_sec: 0, tv_usec: 0 };
-        let mut len = std::mem::size_of::<libc::timeval>() as libc::socklen_t;
-        // SAFETY: the descriptor is open for the call; `tv` and `len` are valid out-parameters of the
-        // size passed.
-        let r = unsafe {
-            libc::getsockopt(
-                fd.as_raw_fd(),
-                libc::SOL_SOCKET,
-                opt,
-                &mut tv as *mut libc::timeval as *mut libc::c_void,
-                &mut len,
-            )
-        };
-        assert_eq!(r, 0, "{}", io::Error::last_os_error());
-        Duration::new(tv.tv_sec as u64, tv.tv_usec as u32 * 1000)
+        stop.store(true, SeqCst);
+        t.join().unwrap();
+        assert!(closed_within(&mut open, Duration::from_secs(5)));
+        assert!(TcpStream::connect(addr).is_err(), "nobody listens after serve returned");
     }
 
     #[test]
-    fn accepted_sockets_get_the_send_timeout_and_accept_never_times_out() {
-        let l = listener("127.0.0.1:0".parse().unwrap()).unwrap();
-        // A receive timeout here would make accept fail after that long without a client, and tiny_http
-        // stops accepting at the first accept error (the endpoint went deaf after 10 s idle once).
-        assert_eq!(timeout(&l, libc::SO_RCVTIMEO), Duration::ZERO);
-        let _c = TcpStream::connect(l.local_addr().unwrap()).unwrap();
-        let (a, _) = l.accept().unwrap();
-        assert_eq!(timeout(&a, libc::SO_SNDTIMEO), WRITE_TIMEOUT);
-        assert_eq!(timeout(&a, libc::SO_RCVTIMEO), Duration::ZERO);
+    fn accepting_goes_on_after_descriptors_ran_out() {
+        // This test is its own process (nextest), so the limit is this process's alone.
+        let ep = Endpoint::bind("127.0.0.1:0".parse().unwrap()).unwrap();
+        let (addr, counters) = (ep.addr(), ep.counters());
+        let t = std::thread::spawn(move || ep.serve(|| true, |_| Reply::new(200, "text/plain", "ok")));
+        assert!(get(addr, "/").unwrap().starts_with("HTTP/1.1 200"));
+        let mut l = libc::rlimit {
+            rlim_cur: 0,
+            rlim_max: 0,
+        };
+        // SAFETY: getrlimit and setrlimit read and write a valid rlimit on the stack.
+        unsafe {
+            assert_eq!(libc::getrlimit(libc::RLIMIT_NOFILE, &mut l), 0);
+            let low = libc::rlimit {
+                rlim_cur: 128,
+                rlim_max: l.rlim_max,
+            };
+            assert_eq!(libc::setrlimit(libc::RLIMIT_NOFILE, &low), 0);
+        }
+        // Both ends are in this process: connect until no descriptor is left, then free one and connect
+        // again, so that the client holds the last one and the endpoint cannot accept.
+        let mut held = Vec::new();
+        let t0 = Instant::now();
+        while counters.accept_errors.load(Relaxed) == 0 && t0.elapsed() < Duration::from_secs(10) {
+            match TcpStream::connect(addr) {
+                Ok(s) => held.push(s),
+                Err(_) => {
+                    held.pop();
+                    std::thread::sleep(Duration::from_millis(20));
+                }
+            }
+        }
+        assert!(counters.accept_errors.load(Relaxed) > 0, "accept never failed");
+        // It keeps failing while no descriptor is free (each retry counts) ...
+        let before = counters.accept_errors.load(Relaxed);
+        std::thread::sleep(Duration::from_millis(500));
+        assert!(counters.accept_errors.load(Relaxed) > before, "accept is retried");
+        // ... and answers again once they are.
+        drop(held);
+        // SAFETY: as above.
+        unsafe { assert_eq!(libc::setrlimit(libc::RLIMIT_NOFILE, &l), 0) };
+        let t0 = Instant::now();
+        let mut ok = false;
+        while !ok && t0.elapsed() < Duration::from_secs(10) {
+            ok = get(addr, "/").map(|a| a.starts_with("HTTP/1.1 200")).unwrap_or(false);
+        }
+        assert!(ok, "answers again once descriptors are free");
+        drop(t);
     }
 }
