@@ -32,6 +32,8 @@ struct Metrics {
     queries: IntCounterVec,
     healthy: IntGaugeVec,
     checks: IntCounterVec,
+    /// DNS-over-TCP connections by what became of them.
+    tcp: IntCounterVec,
 }
 
 impl Metrics {
@@ -55,10 +57,20 @@ impl Metrics {
             &["edge", "result"],
         )
         .expect("metric");
+        let tcp = IntCounterVec::new(
+            MOpts::new(
+                "mapper_tcp_connections_total",
+                "DNS-over-TCP connections: served, refused (the most allowed were open, or no thread could \
+                 start), or accept_error (a failed accept, e.g. no file descriptor left; retried after 100 ms).",
+            ),
+            &["result"],
+        )
+        .expect("metric");
         for m in [
             Box::new(queries.clone()) as Box<dyn prometheus::core::Collector>,
             Box::new(healthy.clone()),
             Box::new(checks.clone()),
+            Box::new(tcp.clone()),
         ] {
             registry.register(m).expect("register");
         }
@@ -67,6 +79,7 @@ impl Metrics {
             queries,
             healthy,
             checks,
+            tcp,
         }
     }
 
@@ -178,21 +191,42 @@ fn main() {
             }
         });
     }
-    // TCP: a thread per connection, at most MAX_TCP at once.
+    // TCP: a thread per connection, at most MAX_TCP at once. A failed accept (EMFILE: the connection
+    // stays queued, so the next accept fails at once too) waits before the next try instead of spinning.
     {
         let (zone, metrics) = (zone.clone(), metrics.clone());
         let open = Arc::new(AtomicUsize::new(0));
-        std::thread::spawn(move || {
-            for s in tcp.incoming().flatten() {
-                if open.fetch_add(1, Relaxed) >= MAX_TCP {
-                    open.fetch_sub(1, Relaxed);
+        let mut failing = false;
+        std::thread::spawn(move || loop {
+            let s = match tcp.accept() {
+                Ok((s, _)) => s,
+                Err(e) => {
+                    metrics.tcp.with_label_values(&["accept_error"]).inc();
+                    if !failing {
+                        log::warn!("tcp accept failed ({e}); trying again every 100 ms");
+                        failing = true;
+                    }
+                    std::thread::sleep(Duration::from_millis(100));
                     continue;
                 }
-                let (zone, metrics, open) = (zone.clone(), metrics.clone(), open.clone());
-                std::thread::spawn(move || {
-                    serve_tcp(s, &zone, &metrics);
-                    open.fetch_sub(1, Relaxed);
-                });
+            };
+            if std::mem::take(&mut failing) {
+                log::warn!("tcp: accepting again");
+            }
+            if open.fetch_add(1, Relaxed) >= MAX_TCP {
+                open.fetch_sub(1, Relaxed);
+                metrics.tcp.with_label_values(&["refused"]).inc();
+                continue;
+            }
+            let (zone, m2, o2) = (zone.clone(), metrics.clone(), open.clone());
+            let started = std::thread::Builder::new().spawn(move || {
+                m2.tcp.with_label_values(&["served"]).inc();
+                serve_tcp(s, &zone, &m2);
+                o2.fetch_sub(1, Relaxed);
+            });
+            if started.is_err() {
+                open.fetch_sub(1, Relaxed);
+                metrics.tcp.with_label_values(&["refused"]).inc();
             }
         });
     }

@@ -75,17 +75,22 @@ edges = [{{ edge = "edge-eu", vip = "10.91.0.100" }}, {{ edge = "edge-us", vip =
 }
 
 fn start(text: &str, port: u16, metrics: u16) -> Mapper {
+    start_with(text, port, metrics, |_| {})
+}
+
+/// `start`, with `adjust` applied to the command first.
+fn start_with(text: &str, port: u16, metrics: u16, adjust: impl FnOnce(&mut Command)) -> Mapper {
     let dir = std::env::temp_dir().join(format!("mapper-{}-{port}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let cfg = dir.join("mapper.toml");
     std::fs::write(&cfg, text).unwrap();
-    let child = Command::new(BIN)
-        .arg("--config")
+    let mut cmd = Command::new(BIN);
+    cmd.arg("--config")
         .arg(&cfg)
         .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("mapper");
+        .stderr(Stdio::null());
+    adjust(&mut cmd);
+    let child = cmd.spawn().expect("mapper");
     let m = Mapper {
         child,
         port,
@@ -370,4 +375,76 @@ fn bad_configurations_exit_2_naming_the_field() {
         assert!(err.contains(field), "{field} not named: {err}");
     }
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// User plus system CPU time of process `pid` so far, in clock ticks (`/proc/PID/stat`).
+fn cpu_ticks(pid: u32) -> u64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+    // The fields after the command name (which is in parentheses): utime and stime are the 12th and 13th.
+    let rest = &stat[stat.rfind(')').unwrap() + 2..];
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    f[11].parse::<u64>().unwrap() + f[12].parse::<u64>().unwrap()
+}
+
+#[test]
+fn tcp_accept_failures_wait_instead_of_spinning_and_the_mapper_recovers() {
+    use std::os::unix::process::CommandExt;
+    let (p, mp) = (free_port(), free_port());
+    let m = start_with(&config(p, mp, 20, ""), p, mp, |cmd| {
+        // SAFETY: runs in the child between fork and exec, and only calls setrlimit (async-signal-safe)
+        // on a value on its stack.
+        unsafe {
+            cmd.pre_exec(|| {
+                let l = libc::rlimit {
+                    rlim_cur: 48,
+                    rlim_max: 48,
+                };
+                if libc::setrlimit(libc::RLIMIT_NOFILE, &l) != 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                Ok(())
+            });
+        }
+    });
+    // Idle TCP clients hold every descriptor the mapper may open (a connection thread waits 10 s for a
+    // query); the rest wait in the kernel's queue, so each accept fails with EMFILE.
+    let addr = std::net::SocketAddr::from(([127, 0, 0, 1], p));
+    let held: Vec<_> = (0..100)
+        .map_while(|_| std::net::TcpStream::connect_timeout(&addr, Duration::from_secs(1)).ok())
+        .collect();
+    std::thread::sleep(Duration::from_millis(300));
+    // Over a second of failing accepts, the mapper sleeps between tries (it spun on both before).
+    let t0 = cpu_ticks(m.child.id());
+    std::thread::sleep(Duration::from_secs(1));
+    let used = cpu_ticks(m.child.id()) - t0;
+    assert!(
+        used < 30,
+        "{used} ticks of CPU in one second with {} clients held",
+        held.len()
+    );
+    drop(held);
+    // Answers over TCP again, and the failed accepts were counted.
+    let t0 = Instant::now();
+    loop {
+        let tcp = dig(&m, &["+tcp", "shop.app.example", "A", "+subnet=10.2.0.0/16"]);
+        if tcp.contains("\tA\t10.92.0.100") {
+            break;
+        }
+        assert!(
+            t0.elapsed() < Duration::from_secs(15),
+            "no TCP answer after the clients left: {tcp}"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let metrics = Command::new("curl")
+        .args(["-s", &format!("http://127.0.0.1:{}/metrics", m.metrics)])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&metrics.stdout);
+    let errors: f64 = text
+        .lines()
+        .find_map(|l| l.strip_prefix(r#"mapper_tcp_connections_total{result="accept_error"} "#))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0.0);
+    assert!(errors > 0.0, "accept failures are counted:\n{text}");
 }
