@@ -252,12 +252,10 @@ pub fn from_toml(text: &str) -> Result<Config, Problems> {
     from_source(built)
 }
 
+/// The configuration in `c`; an error names its field (and a float where an integer belongs is one, see
+/// [`conf_load`]).
 fn from_source(c: config::Config) -> Result<Config, Problems> {
-    serde_path_to_error::deserialize(c).map_err(|e| {
-        let path = e.path().to_string();
-        let path = if path == "." { "config".to_string() } else { path };
-        Problems(vec![problem(path, e.inner().to_string())])
-    })
+    conf_load::deserialize(&c).map_err(|e| Problems(vec![problem(e.path, e.msg)]))
 }
 
 /// A configuration that passed validation, with parsed values.
@@ -719,6 +717,14 @@ via = "10.0.0.1"
         assert_eq!(p[0].path, "dataplane.idle");
         let p = problems(&GOOD.replace("mbufs = 8191", "mbufs = \"many\""), &[]);
         assert_eq!(p[0].path, "dataplane.mbufs");
+        // A float where an integer belongs is refused, not rounded (the config crate rounded it).
+        let p = problems(&GOOD.replace("mbufs = 8191", "mbufs = 8191.5"), &[]);
+        assert_eq!(
+            (p[0].path.as_str(), p[0].msg.as_str()),
+            ("dataplane.mbufs", "invalid type: the float 8191.5, expected an integer")
+        );
+        let p = problems(&GOOD.replace("workers = [1]", "workers = [1.0]"), &[]);
+        assert_eq!(p[0].path, "dataplane.workers[0]");
     }
 
     #[test]

@@ -95,7 +95,7 @@ fn load(path: &std::path::Path) -> Result<Config, String> {
         .add_source(config::File::from(path).format(config::FileFormat::Toml).required(true))
         .build()
         .map_err(|e| format!("{}: {e}", path.display()))?;
-    serde_path_to_error::deserialize(built).map_err(|e| format!("{}: {}", e.path(), e.inner()))
+    conf_load::deserialize(&built).map_err(|e| format!("{}: {}", e.path, e.msg))
 }
 
 fn main() {

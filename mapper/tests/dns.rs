@@ -345,6 +345,8 @@ fn bad_configurations_exit_2_naming_the_field() {
     std::fs::create_dir_all(&dir).unwrap();
     for (text, field) in [
         (config(1, 2, 20, "").replace("ttl = 20", "ttl = 0"), "ttl"),
+        // A float for an integer: refused, not rounded.
+        (config(1, 2, 20, "").replace("ttl = 20", "ttl = 20.5"), "ttl"),
         (
             config(1, 2, 20, "").replace("edge = \"edge-us\"", "edge = \"edge-xx\""),
             "apps[0].edges[1].edge",
