@@ -479,6 +479,12 @@ pub fn render(sh: &Shared, http: &mgmt_http::Counters) -> String {
         vec![(vec![], http.over_limit.load(Relaxed) as f64)],
     );
     fs.add(
+        "appliance_management_connections_stalled_total",
+        "Management connections ended because the client did not read an answer for 10 s.",
+        c,
+        vec![(vec![], http.stalled.load(Relaxed) as f64)],
+    );
+    fs.add(
         "appliance_management_connections",
         "Management connections open now.",
         g,

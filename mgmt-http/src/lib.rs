@@ -71,6 +71,8 @@ pub struct Counters {
     pub over_limit: AtomicU64,
     /// Connections open now.
     pub open: AtomicU64,
+    /// Connections ended because a write waited [`Limits::write_stall`] (the client did not read).
+    pub stalled: AtomicU64,
 }
 
 /// A request, as the answering function sees it.
@@ -192,7 +194,7 @@ impl Endpoint {
                 tokio::task::spawn_local(async move {
                     // Counted down also when the task is dropped unfinished (at the end of `serve`).
                     let _open = Open(&counters.open);
-                    connection(stream, limits, answer).await;
+                    connection(stream, limits, answer, &counters).await;
                 });
             }
         });
@@ -224,8 +226,8 @@ fn addr_of(l: &tokio::net::TcpListener) -> String {
 }
 
 /// One connection, served until it ends, fails or breaks a limit.
-async fn connection(stream: tokio::net::TcpStream, limits: Limits, answer: Answer) {
-    let io = hyper_util::rt::TokioIo::new(Stalls::new(stream, limits.write_stall));
+async fn connection(stream: tokio::net::TcpStream, limits: Limits, answer: Answer, counters: &Counters) {
+    let io = hyper_util::rt::TokioIo::new(Stalls::new(stream, limits.write_stall, &counters.stalled));
     let service = hyper::service::service_fn(move |req: hyper::Request<hyper::body::Incoming>| {
         let (method, uri) = (req.method(), req.uri());
         let r = Request {
@@ -254,20 +256,25 @@ async fn connection(stream: tokio::net::TcpStream, limits: Limits, answer: Answe
         .await;
 }
 
-/// A stream whose writes fail with `TimedOut` once one has made no progress for `limit`.
-struct Stalls<S> {
+/// A stream whose writes fail with `TimedOut` once one has made no progress for `limit` (counted once in
+/// `count`).
+struct Stalls<'a, S> {
     inner: S,
     limit: Duration,
     /// Set while a write waits; reset when a write makes progress.
     stalled: Option<Pin<Box<tokio::time::Sleep>>>,
+    count: &'a AtomicU64,
+    counted: bool,
 }
 
-impl<S> Stalls<S> {
-    fn new(inner: S, limit: Duration) -> Stalls<S> {
+impl<'a, S> Stalls<'a, S> {
+    fn new(inner: S, limit: Duration, count: &'a AtomicU64) -> Stalls<'a, S> {
         Stalls {
             inner,
             limit,
             stalled: None,
+            count,
+            counted: false,
         }
     }
 
@@ -280,22 +287,27 @@ impl<S> Stalls<S> {
         let limit = self.limit;
         let sleep = self.stalled.get_or_insert_with(|| Box::pin(tokio::time::sleep(limit)));
         match sleep.as_mut().poll(cx) {
-            Poll::Ready(()) => Poll::Ready(Err(io::Error::new(
-                io::ErrorKind::TimedOut,
-                "the client has not read for too long",
-            ))),
+            Poll::Ready(()) => {
+                if !std::mem::replace(&mut self.counted, true) {
+                    self.count.fetch_add(1, Relaxed);
+                }
+                Poll::Ready(Err(io::Error::new(
+                    io::ErrorKind::TimedOut,
+                    "the client has not read for too long",
+                )))
+            }
             Poll::Pending => Poll::Pending,
         }
     }
 }
 
-impl<S: AsyncRead + Unpin> AsyncRead for Stalls<S> {
+impl<S: AsyncRead + Unpin> AsyncRead for Stalls<'_, S> {
     fn poll_read(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
         Pin::new(&mut self.inner).poll_read(cx, buf)
     }
 }
 
-impl<S: AsyncWrite + Unpin> AsyncWrite for Stalls<S> {
+impl<S: AsyncWrite + Unpin> AsyncWrite for Stalls<'_, S> {
     fn poll_write(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
         let r = Pin::new(&mut self.inner).poll_write(cx, buf);
         self.check(cx, r)
@@ -334,9 +346,9 @@ mod tests {
 
     /// An endpoint answering `/big` with `size` bytes and anything else with "ok", served by a thread
     /// until the returned flag is set; the thread's handle ends once `serve` has returned.
-    fn serve(size: usize, limits: Limits) -> (SocketAddr, Arc<AtomicBool>, std::thread::JoinHandle<()>) {
+    fn serve(size: usize, limits: Limits) -> (SocketAddr, Arc<AtomicBool>, std::thread::JoinHandle<()>, Arc<Counters>) {
         let ep = Endpoint::bind_with("127.0.0.1:0".parse().unwrap(), limits).unwrap();
-        let addr = ep.addr();
+        let (addr, counters) = (ep.addr(), ep.counters());
         let stop = Arc::new(AtomicBool::new(false));
         let s = stop.clone();
         let t = std::thread::spawn(move || {
@@ -348,7 +360,19 @@ mod tests {
                 },
             )
         });
-        (addr, stop, t)
+        (addr, stop, t, counters)
+    }
+
+    /// Waits up to 20 s for `f` to hold.
+    fn eventually(f: impl Fn() -> bool) -> bool {
+        let t = Instant::now();
+        while !f() {
+            if t.elapsed() > Duration::from_secs(20) {
+                return false;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        true
     }
 
     /// The whole answer to one request on a new connection.
@@ -379,7 +403,7 @@ mod tests {
 
     #[test]
     fn answers_carry_status_type_method_and_query() {
-        let (addr, stop, t) = serve(10, Limits::default());
+        let (addr, stop, t, _) = serve(10, Limits::default());
         let a = get(addr, "/x?worker=1&ms=5").unwrap();
         assert!(a.starts_with("HTTP/1.1 200"), "{a}");
         assert!(a.contains("content-type: text/plain"), "{a}");
@@ -402,7 +426,7 @@ mod tests {
             write_stall: Duration::from_millis(1500),
             ..Limits::default()
         };
-        let (addr, stop, t) = serve(256 << 10, limits);
+        let (addr, stop, t, counters) = serve(256 << 10, limits);
         // Three clients ask for 50 large answers each and read nothing: their answers fill the sockets.
         let mut bad = Vec::new();
         for _ in 0..3 {
@@ -416,9 +440,13 @@ mod tests {
         for _ in 0..5 {
             assert!(get(addr, "/big").unwrap().len() > 256 << 10);
         }
-        // The stuck clients are dropped once their writes have waited for the limit: after that, what
-        // was queued before the cut is all there is, then the stream ends, short of the 50 answers.
-        std::thread::sleep(Duration::from_millis(3000));
+        // The stuck clients are dropped once their writes have waited for the limit (and counted): after
+        // that, what was queued before the cut is all there is, then the stream ends, short of the 50
+        // answers.
+        assert!(
+            eventually(|| counters.stalled.load(Relaxed) >= 3),
+            "three stalled connections are ended"
+        );
         for s in &mut bad {
             s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
             let mut got = Vec::new();
@@ -447,7 +475,7 @@ mod tests {
         // would end it).
         let mut idle: Vec<TcpStream> = (0..4).map(|_| TcpStream::connect(addr).unwrap()).collect();
         std::thread::sleep(Duration::from_millis(100));
-        assert_eq!(counters.open.load(Relaxed), 4);
+        assert!(eventually(|| counters.open.load(Relaxed) == 4));
         let t0 = Instant::now();
         let mut fifth = TcpStream::connect(addr).unwrap();
         assert!(
@@ -463,17 +491,16 @@ mod tests {
         }
         // Their places are free again.
         assert!(get(addr, "/").unwrap().starts_with("HTTP/1.1 200"));
-        let t0 = Instant::now();
-        while counters.open.load(Relaxed) != 0 && t0.elapsed() < Duration::from_secs(5) {
-            std::thread::sleep(Duration::from_millis(10));
-        }
-        assert_eq!(counters.open.load(Relaxed), 0, "every connection is counted down");
+        assert!(
+            eventually(|| counters.open.load(Relaxed) == 0),
+            "every connection is counted down"
+        );
         drop(t);
     }
 
     #[test]
     fn serve_returns_when_tick_says_stop_and_answers_nothing_after() {
-        let (addr, stop, t) = serve(10, Limits::default());
+        let (addr, stop, t, _) = serve(10, Limits::default());
         assert!(get(addr, "/").unwrap().starts_with("HTTP/1.1 200"));
         // A connection open at the stop is closed with the endpoint.
         let mut open = TcpStream::connect(addr).unwrap();
@@ -520,8 +547,10 @@ mod tests {
         assert!(counters.accept_errors.load(Relaxed) > 0, "accept never failed");
         // It keeps failing while no descriptor is free (each retry counts) ...
         let before = counters.accept_errors.load(Relaxed);
-        std::thread::sleep(Duration::from_millis(500));
-        assert!(counters.accept_errors.load(Relaxed) > before, "accept is retried");
+        assert!(
+            eventually(|| counters.accept_errors.load(Relaxed) > before),
+            "accept is retried"
+        );
         // ... and answers again once they are.
         drop(held);
         // SAFETY: as above.
