@@ -466,30 +466,35 @@ pub fn render(sh: &Shared, http: &mgmt_http::Counters) -> String {
             ),
         ],
     );
-    fs.add(
-        "appliance_management_accept_errors_total",
-        "Accepts on the management endpoint that failed (file descriptors exhausted and the like); each is retried.",
-        c,
-        vec![(vec![], http.accept_errors.load(Relaxed) as f64)],
-    );
-    fs.add(
-        "appliance_management_connections_refused_total",
-        "Management connections closed at once because the most allowed were open.",
-        c,
-        vec![(vec![], http.over_limit.load(Relaxed) as f64)],
-    );
-    fs.add(
-        "appliance_management_connections_stalled_total",
-        "Management connections ended because the client did not read an answer for 10 s.",
-        c,
-        vec![(vec![], http.stalled.load(Relaxed) as f64)],
-    );
-    fs.add(
-        "appliance_management_connections",
-        "Management connections open now.",
-        g,
-        vec![(vec![], http.open.load(Relaxed) as f64)],
-    );
+    // The management endpoint's own counters (see mgmt_http).
+    for (name, help, kind, value) in [
+        (
+            "appliance_management_accept_errors_total",
+            "Accepts on the management endpoint that failed (file descriptors exhausted and the like); each is retried.",
+            c,
+            &http.accept_errors,
+        ),
+        (
+            "appliance_management_connections_refused_total",
+            "Management connections closed at once because the most allowed were open.",
+            c,
+            &http.over_limit,
+        ),
+        (
+            "appliance_management_connections_stalled_total",
+            "Management connections ended because the client did not read an answer for 10 s.",
+            c,
+            &http.stalled,
+        ),
+        (
+            "appliance_management_connections",
+            "Management connections open now.",
+            g,
+            &http.open,
+        ),
+    ] {
+        fs.add(name, help, kind, vec![(vec![], value.load(Relaxed) as f64)]);
+    }
     let now = pmd_bindings::rdtsc();
     fs.add(
         "appliance_worker_heartbeat_age_seconds",
