@@ -431,6 +431,20 @@ mod tests {
         let mut bad = Vec::new();
         for _ in 0..3 {
             let mut s = TcpStream::connect(addr).unwrap();
+            // A small receive buffer, so that the answers stall whatever the machine's buffer limits.
+            let size: libc::c_int = 4096;
+            // SAFETY: the descriptor is open for the call; the option value is a c_int on the stack, its
+            // size passed with it.
+            let r = unsafe {
+                libc::setsockopt(
+                    std::os::fd::AsRawFd::as_raw_fd(&s),
+                    libc::SOL_SOCKET,
+                    libc::SO_RCVBUF,
+                    &size as *const libc::c_int as *const libc::c_void,
+                    std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+                )
+            };
+            assert_eq!(r, 0, "SO_RCVBUF: {}", io::Error::last_os_error());
             s.write_all(&b"GET /big HTTP/1.1\r\nHost: x\r\n\r\n".repeat(50))
                 .unwrap();
             bad.push(s);
@@ -440,23 +454,14 @@ mod tests {
         for _ in 0..5 {
             assert!(get(addr, "/big").unwrap().len() > 256 << 10);
         }
-        // The stuck clients are dropped once their writes have waited for the limit (and counted): after
-        // that, what was queued before the cut is all there is, then the stream ends, short of the 50
-        // answers.
+        // The stuck clients are dropped once their writes have waited for the limit: counted, and their
+        // connections closed while the clients still hold them.
         assert!(
             eventually(|| counters.stalled.load(Relaxed) >= 3),
             "three stalled connections are ended"
         );
-        for s in &mut bad {
-            s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-            let mut got = Vec::new();
-            s.read_to_end(&mut got).expect("the stream ends");
-            let answers = got.windows(9).filter(|w| w == b"HTTP/1.1 ").count();
-            assert!(
-                answers < 50,
-                "a client that does not read is dropped ({answers} answers)"
-            );
-        }
+        assert!(eventually(|| counters.open.load(Relaxed) == 0), "and closed");
+        drop(bad);
         stop.store(true, SeqCst);
         t.join().unwrap();
     }
@@ -532,10 +537,12 @@ mod tests {
             assert_eq!(libc::setrlimit(libc::RLIMIT_NOFILE, &low), 0);
         }
         // Both ends are in this process: connect until no descriptor is left, then free one and connect
-        // again, so that the client holds the last one and the endpoint cannot accept.
+        // again, so that the client holds the last one and the endpoint cannot accept. Until accept has
+        // failed three times: one failure alone may be followed by a retry that takes the descriptor the
+        // client has just freed, with no connection left waiting to fail again.
         let mut held = Vec::new();
         let t0 = Instant::now();
-        while counters.accept_errors.load(Relaxed) == 0 && t0.elapsed() < Duration::from_secs(10) {
+        while counters.accept_errors.load(Relaxed) < 3 && t0.elapsed() < Duration::from_secs(20) {
             match TcpStream::connect(addr) {
                 Ok(s) => held.push(s),
                 Err(_) => {
@@ -544,12 +551,11 @@ mod tests {
                 }
             }
         }
-        assert!(counters.accept_errors.load(Relaxed) > 0, "accept never failed");
-        // It keeps failing while no descriptor is free (each retry counts) ...
-        let before = counters.accept_errors.load(Relaxed);
+        // It failed, and failing did not end the accept loop: it tried again (each failure counts) ...
         assert!(
-            eventually(|| counters.accept_errors.load(Relaxed) > before),
-            "accept is retried"
+            counters.accept_errors.load(Relaxed) >= 3,
+            "accept failed and was retried ({} failures)",
+            counters.accept_errors.load(Relaxed)
         );
         // ... and answers again once they are.
         drop(held);
