@@ -16,6 +16,8 @@ PKGS=(
   tshark
   # promtool, to check the metrics exposition
   prometheus
+  # callgrind, for the NAT's instructions per packet (scripts/nat-instructions.sh)
+  valgrind
 )
 
 missing=()

@@ -265,9 +265,11 @@ const ALT_MASK: u16 = 0xff;
 const OVER_ONE: u16 = 0x100;
 
 /// Where a client-side tuple's session is looked for: the first slots of its home line and of its second
-/// line, and its tag in the overflow index.
+/// line, and its tag in the overflow index; with the key the sessions there are compared with
+/// ([`Session::key`], made once for the hash and the compares).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Place {
+    pub key: [u64; 2],
     pub tag: u32,
     pub home: u32,
     pub alt: u32,
@@ -366,10 +368,12 @@ impl Table {
     /// share addresses), in protocol `proto`'s region.
     #[inline(always)]
     pub fn place(&self, t: &Tuple, app: u16, proto: usize) -> Place {
-        let h = self.hash(t, app);
+        let key = Session::key(t, app);
+        let h = self.hash(&key);
         let base = proto as u32 * self.region;
         let line = |x: u32| base + 2 * ((x as u64 * self.lines as u64) >> 32) as u32;
         Place {
+            key,
             tag: h as u32,
             home: line(h as u32),
             alt: line((h >> 32) as u32),
@@ -377,13 +381,11 @@ impl Table {
     }
 
     #[inline(always)]
-    fn hash(&self, t: &Tuple, app: u16) -> u64 {
-        let a = (t.src as u64) << 32 | t.dst as u64;
-        let b = (t.sport as u64) << 48 | (t.dport as u64) << 32 | (t.proto as u64) << 24 | app as u64;
-        // A keyed folded multiply (the core of ahash and wyhash): one 64 x 64 -> 128-bit product of the
-        // two keyed halves, high and low halves mixed. Keys are random, so crafted tuples cannot aim at one
-        // line.
-        let p = ((a ^ self.keys[0]) as u128).wrapping_mul((b ^ self.keys[1]) as u128);
+    fn hash(&self, key: &[u64; 2]) -> u64 {
+        // A keyed folded multiply (the core of ahash and wyhash) of the client-side key's two words (all
+        // of the tuple and the application): one 64 x 64 -> 128-bit product of the two keyed words, high
+        // and low halves mixed. Keys are random, so crafted tuples cannot aim at one line.
+        let p = ((key[0] ^ self.keys[0]) as u128).wrapping_mul((key[1] ^ self.keys[1]) as u128);
         (p as u64) ^ ((p >> 64) as u64)
     }
 
@@ -399,10 +401,10 @@ impl Table {
         prefetch(self.slots.as_ptr().wrapping_add(slot as usize));
     }
 
-    /// What the home line of `at` says about the session of client-side tuple `t` (application `app`).
+    /// What the home line of `at` says about the session of its client-side key.
     #[inline(always)]
-    pub fn find_home(&self, t: &Tuple, app: u16, at: &Place) -> Home {
-        if let Some(s) = self.on_line(at.home, &Session::key(t, app)) {
+    pub fn find_home(&self, at: &Place) -> Home {
+        if let Some(s) = self.on_line(at.home, &at.key) {
             return Home::At(s);
         }
         match self.slots[at.home as usize].spill {
@@ -447,20 +449,20 @@ impl Table {
         });
     }
 
-    /// The session of client-side tuple `t` (application `app`) at place `at`.
+    /// The session of the client-side key of place `at`.
     #[inline(always)]
-    pub fn find_client(&self, t: &Tuple, app: u16, at: &Place) -> Option<u32> {
-        match self.find_home(t, app, at) {
+    pub fn find_client(&self, at: &Place) -> Option<u32> {
+        match self.find_home(at) {
             Home::At(s) => Some(s),
             Home::Absent => None,
-            Home::Away(spill) => self.find_away(t, app, at, spill),
+            Home::Away(spill) => self.find_away(at, spill),
         }
     }
 
     /// The second line, then the overflow index, as far as the home line's `spill` says they may help.
     #[inline(never)]
-    pub fn find_away(&self, t: &Tuple, app: u16, at: &Place, spill: u16) -> Option<u32> {
-        let key = Session::key(t, app);
+    pub fn find_away(&self, at: &Place, spill: u16) -> Option<u32> {
+        let key = at.key;
         if spill & ALT_MASK != 0 {
             if let Some(s) = self.on_line(at.alt, &key) {
                 return Some(s);
@@ -687,7 +689,7 @@ mod tests {
             for (open, c) in ops {
                 let tu = tuple(c);
                 let at = t.place(&tu, 1, UDP);
-                let found = t.find_client(&tu, 1, &at);
+                let found = t.find_client(&at);
                 proptest::prop_assert_eq!(found, model.get(&c).copied());
                 if open && found.is_none() {
                     let session = Session {
@@ -717,7 +719,7 @@ mod tests {
                 for (&c, &s) in &model {
                     let tu = tuple(c);
                     let at = t.place(&tu, 1, UDP);
-                    proptest::prop_assert_eq!(t.find_client(&tu, 1, &at), Some(s));
+                    proptest::prop_assert_eq!(t.find_client(&at), Some(s));
                     // The target's reply: target -> pool pair.
                     let (pool, port) = t.pool_pair(s, UDP);
                     let x = t.get(s);
