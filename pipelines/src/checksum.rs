@@ -18,15 +18,16 @@ pub fn sum(data: &[u8], initial: u32) -> u32 {
     fold(acc)
 }
 
-/// Folds a one's-complement sum to 16 bits, without branches: 32-bit halves first (2^32 = 1 modulo
-/// 0xffff), then three 16-bit folds, which bring any sum below 2^33 to at most 0xffff.
+/// Folds a one's-complement sum to 16 bits, without branches: the 32-bit halves added with their carry
+/// brought around (2^32 = 1 modulo 0xffff), then the 16-bit halves likewise (an add and an add-with-carry
+/// each). A sum that is not 0 never folds to 0, so the result is the one in 1..=0xffff of its class
+/// modulo 0xffff (0 only for 0), exactly what folding 16-bit halves until it fits gives.
 #[inline(always)]
 pub fn fold(acc: u64) -> u32 {
-    let a = (acc & 0xffff_ffff) + (acc >> 32);
-    let a = (a & 0xffff) + (a >> 16);
-    let a = (a & 0xffff) + (a >> 16);
-    let a = (a & 0xffff) + (a >> 16);
-    a as u32
+    let (a, c) = (acc as u32).overflowing_add((acc >> 32) as u32);
+    let a = a.wrapping_add(c as u32);
+    let (b, c) = (a as u16).overflowing_add((a >> 16) as u16);
+    b.wrapping_add(c as u16) as u32
 }
 
 /// The checksum field value for `data` (whose checksum field must be zero, or included to verify).
@@ -118,6 +119,17 @@ mod tests {
     }
 
     proptest! {
+        #[test]
+        fn fold_is_the_16_bit_fold_bit_for_bit(acc in any::<u64>(), small in 0u64..0x3_0000, edge in 0u8..5) {
+            // Edge values too: zero, all ones, and multiples of 0xffff (where either zero could come out).
+            let acc = match edge { 0 => acc, 1 => small, 2 => u64::MAX - small, 3 => (acc >> 16) * 0xffff, _ => 0 };
+            let mut want = acc;
+            while want > 0xffff {
+                want = (want & 0xffff) + (want >> 16);
+            }
+            prop_assert_eq!(fold(acc) as u64, want, "{:#x}", acc);
+        }
+
         #[test]
         fn wide_deltas_give_the_16_bit_form_bit_for_bit(c in any::<u16>(), w in proptest::collection::vec((any::<u32>(), any::<u32>()), 1..5), edge in 0u8..4) {
             // Edge values too: all ones and zero, where one's complement has its two zeros.
