@@ -57,6 +57,7 @@ snapshot() {
     BASE[$n:p]=$(metric $n appliance_dedupe_packets_total 'result="passed"')
     BASE[$n:d]=$(metric $n appliance_dedupe_packets_total 'result="discarded"')
     BASE[$n:l]=$(metric $n appliance_dedupe_packets_total 'result="lost"')
+    BASE[$n:r]=$(metric $n appliance_dedupe_packets_total 'result="rogue"')
   done
 }
 summary() { # title seconds
@@ -74,9 +75,12 @@ summary() { # title seconds
       "$([ $n = gw ] && echo gateway || echo edge)"
   done
   for n in gw edge; do
-    printf '  %s dedupe: passed %d, duplicates discarded %d, lost %d\n' "$([ $n = gw ] && echo gateway || echo edge)" \
+    # rogue: copies that came later than the history window behind their twin (dropped, as duplicates are)
+    printf '  %s dedupe: passed %d, duplicates discarded %d, rogue %d, lost %d\n' \
+      "$([ $n = gw ] && echo gateway || echo edge)" \
       $(($(metric $n appliance_dedupe_packets_total 'result="passed"') - BASE[$n:p])) \
       $(($(metric $n appliance_dedupe_packets_total 'result="discarded"') - BASE[$n:d])) \
+      $(($(metric $n appliance_dedupe_packets_total 'result="rogue"') - BASE[$n:r])) \
       $(($(metric $n appliance_dedupe_packets_total 'result="lost"') - BASE[$n:l]))
   done
   printf '  gateway NAT sessions: %d created (tcp), %d live\n' \
