@@ -49,15 +49,16 @@ metric() { # node name label-filter: sum of matching samples
     '$1 ~ "^"n"[{ ]" && index($1, f) { s += $2 } END { printf "%d", s }'
 }
 declare -A BASE
+# Dedupe results the summaries print, in their order.
+DEDUPE="passed discarded rogue lost"
 snapshot() {
   for k in gw:1 gw:2 edge:3 edge:4; do
     BASE[$k]=$(metric "${k%%:*}" appliance_overlay_path_packets_total "path=\"${k##*:}\",name=\"\",direction=\"rx\"")
   done
   for n in gw edge; do
-    BASE[$n:p]=$(metric $n appliance_dedupe_packets_total 'result="passed"')
-    BASE[$n:d]=$(metric $n appliance_dedupe_packets_total 'result="discarded"')
-    BASE[$n:l]=$(metric $n appliance_dedupe_packets_total 'result="lost"')
-    BASE[$n:r]=$(metric $n appliance_dedupe_packets_total 'result="rogue"')
+    for r in $DEDUPE; do
+      BASE[$n:$r]=$(metric $n appliance_dedupe_packets_total "result=\"$r\"")
+    done
   done
 }
 summary() { # title seconds
@@ -75,13 +76,13 @@ summary() { # title seconds
       "$([ $n = gw ] && echo gateway || echo edge)"
   done
   for n in gw edge; do
+    local since=()
+    for r in $DEDUPE; do
+      since+=($(($(metric $n appliance_dedupe_packets_total "result=\"$r\"") - BASE[$n:$r])))
+    done
     # rogue: copies that came later than the history window behind their twin (dropped, as duplicates are)
     printf '  %s dedupe: passed %d, duplicates discarded %d, rogue %d, lost %d\n' \
-      "$([ $n = gw ] && echo gateway || echo edge)" \
-      $(($(metric $n appliance_dedupe_packets_total 'result="passed"') - BASE[$n:p])) \
-      $(($(metric $n appliance_dedupe_packets_total 'result="discarded"') - BASE[$n:d])) \
-      $(($(metric $n appliance_dedupe_packets_total 'result="rogue"') - BASE[$n:r])) \
-      $(($(metric $n appliance_dedupe_packets_total 'result="lost"') - BASE[$n:l]))
+      "$([ $n = gw ] && echo gateway || echo edge)" "${since[@]}"
   done
   printf '  gateway NAT sessions: %d created (tcp), %d live\n' \
     "$(metric gw appliance_nat_sessions_created_total 'proto="tcp"')" "$(metric gw appliance_nat_sessions '')"
