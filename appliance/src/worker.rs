@@ -395,11 +395,7 @@ impl Worker {
             Some(Err(r)) => return drop_pkt(st, r, m),
             None => return drop_pkt(st, DropReason::ProtocolUnhandled, m),
         };
-        let o = Origin {
-            app,
-            edge: 0,
-            stream: 0,
-        };
+        let o = Origin::direct(app);
         let Some(nat) = st.nat_mut() else {
             return drop_pkt(st, DropReason::ProtocolUnhandled, m);
         };
@@ -546,7 +542,7 @@ impl Worker {
     fn dispatch(&mut self, st: &mut State, b: &mut StageBurst<Mbuf>) {
         for (m, meta) in b.drain() {
             match meta.verdict {
-                Verdict::Next => self.route(st, m),
+                Verdict::Next | Verdict::Route => self.route(st, m),
                 Verdict::Forward { port, next_hop } => {
                     st.path_tx[meta.path as usize] += 1;
                     self.forward(st, port, next_hop, m)

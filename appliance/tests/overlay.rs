@@ -741,6 +741,65 @@ services = [{ proto = "tcp", port = 80, target_port = 8080 }]
     drop(servers);
 }
 
+/// A client that reaches the gateway directly, at an application's `vip` on the gateway's own target-side
+/// network, not through the overlay: it is served as standalone full NAT serves it, and its replies are
+/// routed straight back (not encapsulated toward an edge, which there is none of: node ids start at 1).
+#[test]
+fn a_client_at_the_gateways_own_vip_is_served_directly() {
+    let net = Net::up(1);
+    // The client is a second address of the target host, beside the server (10.20.0.10:8080).
+    let o = net.exec(
+        "srv",
+        &["ip", "addr", "add", "10.20.0.20/24", "dev", "eth0"],
+        Duration::from_secs(5),
+    );
+    assert!(o.status.success());
+    let www = net.dir.path("www");
+    std::fs::create_dir_all(&www).unwrap();
+    std::fs::write(www.join("who"), "ten\n").unwrap();
+    let _server = net.http_server("10.20.0.10", &www, "http.log");
+    let gw_conf = net.dir.path("gateway.toml");
+    let gw = std::fs::read_to_string(&gw_conf).unwrap()
+        + r#"
+[[nat.apps]]
+id = 9
+vip = "10.20.0.200"
+targets = ["10.20.0.10"]
+services = [{ proto = "tcp", port = 80, target_port = 8080 }]
+"#;
+    std::fs::write(&gw_conf, gw).unwrap();
+    let (code, body) = post_reload(&net, "gw");
+    assert_eq!(code, "200", "gateway reload: {body}");
+    let get = || {
+        let o = net.exec(
+            "srv",
+            &[
+                "curl",
+                "-s",
+                "-f",
+                "-m",
+                "3",
+                "--interface",
+                "10.20.0.20",
+                "http://10.20.0.200/who",
+            ],
+            Duration::from_secs(6),
+        );
+        o.status
+            .success()
+            .then(|| String::from_utf8_lossy(&o.stdout).trim().to_string())
+    };
+    // Retried: the first SYN may wait for the gateway to resolve the client by ARP.
+    let body = wait_for(Duration::from_secs(20), get);
+    net.report("direct client");
+    assert_eq!(body.as_deref(), Some("ten"), "the direct client gets its answer");
+    assert_eq!(net.drops("gw", "no_path"), 0.0, "no reply was sent toward the overlay");
+    assert!(
+        net.metric("gw", "appliance_nat_sessions_created_total", &[("proto", "tcp")]) >= 1.0,
+        "the connection went through the gateway's NAT"
+    );
+}
+
 /// Path ids selected at `node` (edge: 1, 2, 5 toward the gateway; gateway: 3, 4, 6 toward the edge).
 fn selected(net: &Net, node: &str) -> BTreeSet<u8> {
     let m = net.metrics(node);

@@ -198,11 +198,6 @@ struct NullRun {
 }
 
 fn start_null(tag: &str, extra: &str) -> NullRun {
-    start_null_with(tag, extra, |_| {})
-}
-
-/// As [`start_null`], with `adjust` applied to the command first.
-fn start_null_with(tag: &str, extra: &str, adjust: impl FnOnce(&mut Command)) -> NullRun {
     let dir = TempDir::new(tag);
     let mgmt = free_port();
     let cfg = dir.write("appliance.toml", &config(mgmt, extra));
@@ -211,7 +206,6 @@ fn start_null_with(tag: &str, extra: &str, adjust: impl FnOnce(&mut Command)) ->
     cmd.args(eal_base(&prefix, "0"))
         .args(["--vdev", "net_null0", "--", "--config"])
         .arg(&cfg);
-    adjust(&mut cmd);
     NullRun {
         app: Appliance::spawn(cmd, &prefix, &dir),
         mgmt,
@@ -276,44 +270,39 @@ fn a_management_client_that_never_reads_stalls_only_itself() {
 
 #[test]
 fn the_management_endpoint_comes_back_after_file_descriptors_run_out() {
-    use std::os::unix::process::CommandExt;
-    let NullRun { mut app, mgmt, _dir } = start_null_with("mgmtfds", "", |cmd| {
-        // SAFETY: runs in the child between fork and exec, and only calls setrlimit (async-signal-safe)
-        // on a value on its stack.
-        unsafe {
-            cmd.pre_exec(|| {
-                let l = libc::rlimit {
-                    rlim_cur: 200,
-                    rlim_max: 200,
-                };
-                if libc::setrlimit(libc::RLIMIT_NOFILE, &l) != 0 {
-                    return Err(std::io::Error::last_os_error());
-                }
-                Ok(())
-            });
-        }
-    });
+    let NullRun { mut app, mgmt, _dir } = start_null("mgmtfds", "");
     assert!(healthy(mgmt, 20), "healthz never 200; stderr:\n{}", app.stderr());
-    // A client holds connections until the appliance has no descriptor left to accept another (then
-    // the kernel's queue fills and a connect times out). tiny_http, used before, stopped accepting for
-    // good at that point, or its accept thread panicked.
+    // The appliance gets room for exactly SPARE more descriptors than it holds now, and the client opens
+    // twice as many connections. The listen backlog (128) and the endpoint's connection bound (256) are
+    // far above that, so every connect completes in the kernel whatever the host, and the endpoint must
+    // run out of descriptors while connections still wait to be accepted.
+    const SPARE: u64 = 8;
+    let pid = app.pid();
+    let open = std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .expect("the appliance's descriptors")
+        .count() as u64;
+    let limit = libc::rlimit {
+        rlim_cur: open + SPARE,
+        rlim_max: open + SPARE,
+    };
+    // SAFETY: prlimit reads the new limit from a valid rlimit on the stack and writes no old value (null).
+    let r = unsafe { libc::prlimit(pid as libc::pid_t, libc::RLIMIT_NOFILE, &limit, std::ptr::null_mut()) };
+    assert_eq!(r, 0, "prlimit: {}", std::io::Error::last_os_error());
     let addr = std::net::SocketAddr::from(([127, 0, 0, 1], mgmt));
-    let mut held = Vec::new();
-    for _ in 0..400 {
-        match std::net::TcpStream::connect_timeout(&addr, Duration::from_secs(1)) {
-            Ok(s) => held.push(s),
-            Err(_) => break,
-        }
-        if held.len() % 20 == 0 && app.stderr().contains("Too many open files") {
-            break;
-        }
-    }
-    std::thread::sleep(Duration::from_millis(500));
-    let err = app.stderr();
+    let held: Vec<_> = (0..2 * SPARE)
+        .map(|i| {
+            std::net::TcpStream::connect_timeout(&addr, Duration::from_secs(10))
+                .unwrap_or_else(|e| panic!("connection {i} of {}: {e}", 2 * SPARE))
+        })
+        .collect();
+    let exhausted = wait_for(Duration::from_secs(20), || {
+        app.stderr().contains("Too many open files").then_some(())
+    });
     assert!(
-        err.contains("Too many open files"),
-        "the limit was not reached with {}:\n{err}",
-        held.len()
+        exhausted.is_some(),
+        "{} connections over {open} open descriptors did not exhaust the limit:\n{}",
+        held.len(),
+        app.stderr()
     );
     drop(held);
     assert!(

@@ -89,7 +89,7 @@ pub fn worker(
         pipe.run(&mut b, drops, now_ns);
         for (mut m, meta) in b.drain() {
             match meta.verdict {
-                Verdict::Next | Verdict::Forward { .. } => {
+                Verdict::Next | Verdict::Route | Verdict::Forward { .. } => {
                     pipelines::overlay::set_l2(&mut m, src, dst);
                     if let Err(m) = txb.push(m) {
                         dl.push(m);

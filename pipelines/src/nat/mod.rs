@@ -199,8 +199,28 @@ impl Pool {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct Origin {
     pub app: u16,
+    /// The edge node the flow came through, or [`Origin::DIRECT`].
     pub edge: u16,
     pub stream: u16,
+}
+
+impl Origin {
+    /// The `edge` of a flow whose client reached this node directly, not through the overlay (standalone
+    /// full NAT, or a gateway's own VIP): its replies are routed straight back. Node ids start at 1.
+    pub const DIRECT: u16 = 0;
+
+    /// A flow of application `app` from a client that reached this node directly.
+    pub fn direct(app: u16) -> Origin {
+        Origin {
+            app,
+            edge: Origin::DIRECT,
+            stream: 0,
+        }
+    }
+
+    pub fn is_direct(&self) -> bool {
+        self.edge == Origin::DIRECT
+    }
 }
 
 /// Per-core counters (drops are counted by reason in [`DropCounts`]).

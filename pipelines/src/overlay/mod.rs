@@ -48,6 +48,9 @@ pub enum Verdict {
     },
     /// Send back out of the port it came in on (an ICMP error built in place).
     Reply,
+    /// Done with the stages, not for the overlay: route it by its (translated) destination address like
+    /// any router hop (a gateway's reply to a client that reached it directly).
+    Route,
     /// Belongs to state another worker owns (a NAT session): hand it to that worker through its ring.
     Handoff {
         worker: u16,

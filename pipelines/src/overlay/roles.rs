@@ -15,7 +15,7 @@ use super::replicate::Replicate;
 use super::{decap, Burst, PeerSet, Verdict};
 use crate::buf::PacketBuf;
 use crate::drop::{DropCounts, DropReason};
-use crate::nat::Nat;
+use crate::nat::{Nat, Origin};
 use crate::wire::ethernet;
 use std::net::Ipv4Addr;
 
@@ -102,7 +102,9 @@ impl GatewayIn {
 /// back to the target (from the pool address, so its path-MTU discovery works); then reverse NAT (replies
 /// owned by another worker get Handoff), encapsulation toward the edge the session came from (VNI = the
 /// application; the stream keeps the edge stream's bucket, so a flow keeps one stream both ways) and one
-/// copy per path of that edge's path set.
+/// copy per path of that edge's path set. Replies to clients that reached the gateway directly (at an
+/// application's `vip`, [`Origin::DIRECT`]) get Route: straight back, as standalone full NAT sends them.
+/// The pool addresses' path MTU is the overlay's for these clients too (the target sees one pool).
 pub struct GatewayOut {
     pub mtu: MtuGuard,
     pub encap: Encap,
@@ -115,6 +117,10 @@ impl GatewayOut {
         nat.run_inbound(b, now_ns);
         for (p, m) in b.pkts.iter_mut().zip(b.meta.iter_mut()) {
             if !m.is_next() {
+                continue;
+            }
+            if m.sender == Origin::DIRECT {
+                m.verdict = Verdict::Route;
                 continue;
             }
             let Some(dest) = self.encap.dest_index(m.sender) else {
