@@ -1,7 +1,7 @@
 //! The control thread: owns the neighbour table. Workers send it misses and ARP senders through bounded
 //! lock-free rings; it sends ARP requests by handing frames to a worker (which owns the tx queues) and
 //! publishes the resolved entries as a new read-only snapshot that workers pick up between bursts.
-use crate::runtime::Shared;
+use crate::shared::Shared;
 use crate::worker::{ToControl, ToWorker};
 use pipelines::neigh::{emit_arp_request, NeighConfig, NeighEvent, NeighbourTable, Solicit, ARP_FRAME_LEN};
 use pmd_bindings::Mempool;

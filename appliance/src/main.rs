@@ -10,6 +10,7 @@ mod nat_config;
 mod overlay_config;
 mod prober;
 mod runtime;
+mod shared;
 mod stats;
 mod tables;
 mod worker;

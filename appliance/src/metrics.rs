@@ -1,6 +1,6 @@
 //! Prometheus text exposition, built at scrape time from the published counters with the `prometheus`
 //! crate's data model and text encoder.
-use crate::runtime::Shared;
+use crate::shared::Shared;
 use pipelines::DropReason;
 use prometheus::proto::{Counter, Gauge, LabelPair, Metric, MetricFamily, MetricType};
 use prometheus::{Encoder, TextEncoder};
@@ -228,7 +228,7 @@ fn overlay_families(fs: &mut Families, sh: &Shared) {
 /// Probe measurements and the selection, per path (edge, gateway).
 fn path_families(fs: &mut Families, sh: &Shared) {
     let reports = sh.paths.load();
-    let labels = |p: &crate::runtime::PathReport| {
+    let labels = |p: &crate::shared::PathReport| {
         vec![
             ("path", p.id.to_string()),
             ("name", p.name.clone()),
@@ -237,7 +237,7 @@ fn path_families(fs: &mut Families, sh: &Shared) {
         ]
     };
     let g = MetricType::GAUGE;
-    let each = |f: &dyn Fn(&crate::runtime::PathReport) -> Option<f64>| -> Vec<(Vec<(&str, String)>, f64)> {
+    let each = |f: &dyn Fn(&crate::shared::PathReport) -> Option<f64>| -> Vec<(Vec<(&str, String)>, f64)> {
         reports.iter().filter_map(|p| f(p).map(|v| (labels(p), v))).collect()
     };
     fs.add(
@@ -315,7 +315,7 @@ pub fn render(sh: &Shared, http: &mgmt_http::Counters) -> String {
         .iter()
         .map(|p| (p, p.port.stats().unwrap_or_default()))
         .collect();
-    let pl = |p: &crate::runtime::PortRt| vec![("port", p.port.id().0.to_string()), ("name", p.name.clone())];
+    let pl = |p: &crate::shared::PortRt| vec![("port", p.port.id().0.to_string()), ("name", p.name.clone())];
     type Field = fn(&pmd_bindings::PortStats) -> u64;
     let port_counters: [(&str, &str, Field); 8] = [
         (

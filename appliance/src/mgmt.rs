@@ -1,6 +1,6 @@
 //! The management thread: an HTTP endpoint (loopback by default) serving Prometheus `/metrics`, `/healthz`
 //! and read-only state as JSON at `/state`. Not a worker: it only reads published counters.
-use crate::runtime::Shared;
+use crate::shared::Shared;
 use crate::stats::stalest_age_secs;
 use crate::tables::Reloader;
 use mgmt_http::Method;
@@ -69,8 +69,10 @@ fn answer(
 /// Reloads the configuration file: 200 and a summary, or 400 naming every problem (the running
 /// configuration stays).
 fn reload(sh: &Shared, r: &Reloader) -> Answer {
-    match r.reload(sh) {
-        Ok(msg) => {
+    let macs: Vec<_> = sh.ports.iter().map(|p| p.mac).collect();
+    match r.reload(&sh.tables.load(), &macs) {
+        Ok((tables, msg)) => {
+            sh.publish_tables(tables);
             log::info!("{msg}");
             (200, "text/plain", msg + "\n")
         }

@@ -5,7 +5,7 @@
 //! best k fit paths through different regions, with hysteresis). A changed set is published as a new
 //! table that workers take between bursts; the measurements are published for metrics and /state.
 use crate::overlay_config::ProbeSettings;
-use crate::runtime::{PathReport, Shared};
+use crate::shared::{PathReport, Shared};
 use crate::tables::Tables;
 use pipelines::overlay::probe::{self, Probe};
 use pipelines::overlay::replicate::{Path, PathSet};

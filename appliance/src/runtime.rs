@@ -3,17 +3,15 @@
 use crate::config::{problem, Problems, Validated};
 use crate::control::Control;
 use crate::overlay_config::RoleSpec;
+use crate::shared::{PortRt, Shared};
 use crate::stats::{ControlShared, WorkerShared};
 use crate::tables::{Reloader, Tables};
 use crate::worker::{ToControl, ToWorker, Worker};
 use arc_swap::ArcSwap;
-use ipnet::Ipv4Net;
 use pipelines::handoff::Handoff;
-use pipelines::nat::NatConfig;
 use pipelines::neigh::{NeighConfig, NeighSnapshot};
-use pipelines::presence::Presence;
 use pipelines::MacAddr;
-use pmd_bindings::{Eal, LcoreId, Mbuf, Mempool, Port, PortConfig, PortId, RxQueue, SocketId, TxQueue};
+use pmd_bindings::{Eal, LcoreId, Mempool, Port, PortConfig, PortId, RxQueue, SocketId, TxQueue};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -31,68 +29,6 @@ impl From<pmd_bindings::Error> for RunError {
     fn from(e: pmd_bindings::Error) -> Self {
         RunError::Fatal(e.to_string())
     }
-}
-
-/// A started port as workers and the management thread see it.
-pub struct PortRt {
-    pub port: Port,
-    pub name: String,
-    pub mac: MacAddr,
-    pub addrs: Vec<Ipv4Net>,
-}
-
-/// State shared by workers, the control and the management thread. Workers only read it, except their
-/// own `workers[i]` entry, which only they write.
-pub struct Shared {
-    pub stop: Arc<AtomicBool>,
-    pub workers: Vec<WorkerShared>,
-    pub control: ControlShared,
-    pub neigh: ArcSwap<NeighSnapshot>,
-    pub neigh_gen: AtomicU64,
-    pub ports: Vec<PortRt>,
-    pub presence: Presence,
-    pub pool: Mempool,
-    pub pool_size: u32,
-    pub tsc_hz: u64,
-    pub started: Instant,
-    pub dpdk_version: String,
-    /// Full NAT's fixed part (pool, timeouts, table size), when `[nat]` is configured; its applications
-    /// are in `tables`. Each worker keeps its own sessions.
-    pub nat: Option<NatConfig>,
-    /// The reloadable configuration workers read, and its generation (bumped by each reload).
-    pub tables: ArcSwap<Tables>,
-    pub tables_gen: AtomicU64,
-    /// Rings between workers for packets whose state another worker owns.
-    pub handoff: Handoff<Mbuf>,
-    /// This node's overlay address (fixed; the role's tables are in `tables`).
-    pub overlay_addr: Option<std::net::Ipv4Addr>,
-    /// Probe replies from each worker to the control thread (one single-producer ring per worker).
-    pub probe_replies: Vec<crossbeam_queue::ArrayQueue<ProbeReply>>,
-    /// Path measurements and selection, published by the control thread for metrics and /state.
-    pub paths: ArcSwap<Vec<PathReport>>,
-}
-
-/// A probe reply a worker received: the probed path, the probe's sequence number, when it came back (ns
-/// of the TSC clock workers and the control thread share).
-#[derive(Debug, Clone, Copy)]
-pub struct ProbeReply {
-    pub path: u8,
-    pub seq: u32,
-    pub at_ns: u64,
-}
-
-/// One path's measurements as the control thread last published them.
-#[derive(Debug, Clone)]
-pub struct PathReport {
-    pub id: u8,
-    pub name: String,
-    pub dest: u16,
-    pub region: String,
-    pub stats: pipelines::paths::PathStats,
-    /// In the destination's path set now.
-    pub selected: bool,
-    /// Why the selection would not use it now (None: fit).
-    pub unfit: Option<&'static str>,
 }
 
 pub fn run(v: Validated, eal_argv: Vec<String>, reloader: Reloader) -> Result<(), RunError> {
@@ -144,7 +80,7 @@ pub fn run(v: Validated, eal_argv: Vec<String>, reloader: Reloader) -> Result<()
     let mut rx_by_worker: Vec<Vec<RxQueue>> = (0..nworkers).map(|_| Vec::new()).collect();
     let mut tx_by_worker: Vec<Vec<TxQueue>> = (0..nworkers).map(|_| Vec::new()).collect();
     let mut port_rts = Vec::new();
-    for (p, vp) in ports.iter().zip(&v.ports) {
+    for (mut p, vp) in ports.into_iter().zip(&v.ports) {
         let info = p.info()?;
         if info.max_rx_queues < nworkers || info.max_tx_queues < nworkers {
             return Err(RunError::Config(Problems(vec![problem(
@@ -189,7 +125,7 @@ pub fn run(v: Validated, eal_argv: Vec<String>, reloader: Reloader) -> Result<()
             nworkers
         );
         port_rts.push(PortRt {
-            port: *p,
+            port: p,
             name,
             mac,
             addrs: vp.addrs.clone(),

@@ -6,7 +6,6 @@
 use crate::config::{problem, Config, Problem, Validated};
 use crate::eal_args::EalArgs;
 use crate::overlay_config::{RoleSpec, ValidOverlay};
-use crate::runtime::Shared;
 use pipelines::nat::NatApps;
 use pipelines::overlay::classify::Classifier;
 use pipelines::presence::{PortAddrs, Presence};
@@ -14,7 +13,6 @@ use pipelines::route::{Route, RouteTable};
 use serde_json::json;
 use std::net::Ipv4Addr;
 use std::path::PathBuf;
-use std::sync::atomic::Ordering::{Relaxed, Release};
 use std::sync::Arc;
 
 #[derive(Clone)]
@@ -128,18 +126,17 @@ pub struct Reloader {
 }
 
 impl Reloader {
-    /// Loads, validates and publishes the configuration; on any problem the running tables stay.
-    pub fn reload(&self, sh: &Shared) -> Result<String, Vec<Problem>> {
+    /// Loads and validates the configuration and builds its tables (`macs`: the ports' MAC addresses),
+    /// with a summary to log; refused where it changes what `running` cannot change without a restart.
+    pub fn reload(&self, running: &Tables, macs: &[pipelines::MacAddr]) -> Result<(Tables, String), Vec<Problem>> {
         let v = crate::config::load(&self.path)
             .and_then(|c| c.validate(&self.eal))
             .map_err(|p| p.0)?;
-        let old = sh.tables.load();
-        let errs = needs_restart(&old.raw, &v.raw);
+        let errs = needs_restart(&running.raw, &v.raw);
         if !errs.is_empty() {
             return Err(errs);
         }
-        let macs: Vec<_> = sh.ports.iter().map(|p| p.mac).collect();
-        let t = Tables::build(&v, &macs);
+        let t = Tables::build(&v, macs);
         let summary = format!(
             "reloaded {}: {} NAT application(s), {} edge application(s), {} path(s)",
             self.path.display(),
@@ -147,10 +144,7 @@ impl Reloader {
             v.raw.overlay.as_ref().map_or(0, |o| o.apps.len()),
             t.path_names.len()
         );
-        sh.tables.store(Arc::new(t));
-        sh.tables_gen.fetch_add(1, Release);
-        sh.control.reloads.fetch_add(1, Relaxed);
-        Ok(summary)
+        Ok((t, summary))
     }
 }
 

@@ -3,7 +3,7 @@
 //! sleeps when bursts come back empty.
 use crate::config::IdleMode;
 use crate::overlay_config::RoleSpec;
-use crate::runtime::Shared;
+use crate::shared::Shared;
 use crate::stats::Local;
 use crate::tables::Tables;
 use crossbeam_queue::ArrayQueue;
@@ -455,7 +455,7 @@ impl Worker {
             return drop_pkt(st, DropReason::WrongNode, m);
         }
         if o.opt.flags & pipelines::wire::geneve::FLAG_PROBE_REPLY != 0 {
-            let r = crate::runtime::ProbeReply {
+            let r = crate::shared::ProbeReply {
                 path: o.opt.stream as u8,
                 seq: o.opt.seq,
                 at_ns: st.now_ns,
@@ -611,7 +611,7 @@ impl Worker {
             return drop_pkt(st, DropReason::NoRoute, m);
         };
         if buf.is_full() {
-            let (sent, dropped) = buf.drain(&mut self.txqs[port]);
+            let (sent, dropped) = self.txqs[port].send(buf);
             st.l.tx += sent as u64;
             st.l.drops.add(DropReason::TxFull, dropped as u64);
         }
@@ -629,7 +629,7 @@ impl Worker {
 
     fn drain_all(&mut self, st: &mut State) {
         for (buf, q) in st.txbufs.iter_mut().zip(self.txqs.iter_mut()) {
-            let (sent, dropped) = buf.drain(q);
+            let (sent, dropped) = q.send(buf);
             st.l.tx += sent as u64;
             st.l.drops.add(DropReason::TxFull, dropped as u64);
         }

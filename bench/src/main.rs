@@ -185,16 +185,19 @@ fn die(msg: impl std::fmt::Display) -> i32 {
 /// One port's rx and tx queue.
 type Queues = (pmd_bindings::RxQueue, pmd_bindings::TxQueue);
 
+/// What [`bring_up`] started: the EAL, the pool, the ports and each port's queues.
+type Up = (Eal, Mempool, Vec<Port>, Vec<Queues>);
+
 /// Starts the EAL and configures `ports` ports with one rx and one tx queue each.
-fn bring_up(eal_args: &[String], ports: u16) -> Result<(Eal, Mempool, Vec<Queues>), String> {
+fn bring_up(eal_args: &[String], ports: u16) -> Result<Up, String> {
     let args: Vec<String> = std::iter::once("bench".to_string())
         .chain(eal_args.iter().cloned())
         .collect();
     let eal = Eal::init(&args).map_err(|e| format!("EAL: {e}"))?;
     let pool = Mempool::new(&eal, "bench", 65535, 256, 2048 + 128, SocketId(-1)).map_err(|e| e.to_string())?;
-    let mut qs = Vec::new();
+    let (mut started, mut qs) = (Vec::new(), Vec::new());
     for p in 0..ports {
-        let port = Port::new(&eal, PortId(p)).map_err(|e| format!("port {p}: {e}"))?;
+        let mut port = Port::new(&eal, PortId(p)).map_err(|e| format!("port {p}: {e}"))?;
         let cfg = PortConfig {
             rx_queues: 1,
             tx_queues: 1,
@@ -207,8 +210,9 @@ fn bring_up(eal_args: &[String], ports: u16) -> Result<(Eal, Mempool, Vec<Queues
         let (mut rx, mut tx) = port.configure(&cfg, &pool).map_err(|e| e.to_string())?;
         port.start().map_err(|e| e.to_string())?;
         qs.push((rx.remove(0), tx.remove(0)));
+        started.push(port);
     }
-    Ok((eal, pool, qs))
+    Ok((eal, pool, started, qs))
 }
 
 /// Prints rx/tx/drop rates once a second until `done`.
@@ -364,18 +368,16 @@ fn measure_role(
     }
 }
 
-/// Stops and closes the first `n` ports before the EAL goes.
-fn shutdown(eal: &Eal, n: u16) {
-    for p in 0..n {
-        if let Ok(port) = Port::new(eal, PortId(p)) {
-            let _ = port.stop();
-            let _ = port.close();
-        }
+/// Stops and closes the ports before the EAL goes.
+fn shutdown(ports: &[Port]) {
+    for port in ports {
+        let _ = port.stop();
+        let _ = port.close();
     }
 }
 
 fn child_inproc(eal_args: &[String], opts: &Opts) -> i32 {
-    let (eal, pool, mut qs) = match bring_up(eal_args, 2) {
+    let (eal, pool, ports, mut qs) = match bring_up(eal_args, 2) {
         Ok(x) => x,
         Err(e) => return die(e),
     };
@@ -405,7 +407,7 @@ fn child_inproc(eal_args: &[String], opts: &Opts) -> i32 {
         out.push(measure_role(&eal, pool, gen_lcore, &mut wq, *role, opts, &mode, &slot));
     }
     drop(slot.lock().unwrap().take());
-    shutdown(&eal, 2);
+    shutdown(&ports);
     println!("{}", serde_json::to_string(&out).unwrap_or_default());
     let _ = std::io::stdout().flush();
     0
@@ -413,11 +415,11 @@ fn child_inproc(eal_args: &[String], opts: &Opts) -> i32 {
 
 /// Generator over net_memif (server side): feeds the DUT for warm-up + seconds, prints the rates.
 fn child_gen(eal_args: &[String], opts: &Opts) -> i32 {
-    let (eal, pool, mut qs) = match bring_up(eal_args, 1) {
+    let (eal, pool, ports, mut qs) = match bring_up(eal_args, 1) {
         Ok(x) => x,
         Err(e) => return die(e),
     };
-    let port = Port::new(&eal, PortId(0)).expect("port");
+    let port = &ports[0];
     let t0 = Instant::now();
     while !port.link().map(|l| l.up).unwrap_or(false) {
         if t0.elapsed() > Duration::from_secs(20) {
@@ -459,14 +461,14 @@ fn child_gen(eal_args: &[String], opts: &Opts) -> i32 {
     println!("{{\"in_pps\":{inp},\"out_pps\":{outp}}}");
     let _ = std::io::stdout().flush();
     drop(g);
-    shutdown(&eal, 1);
+    shutdown(&ports);
     drop(eal);
     0
 }
 
 /// The role's worker on net_memif (client side), for warm-up + seconds + a margin.
 fn child_dut(eal_args: &[String], opts: &Opts) -> i32 {
-    let (eal, _pool, mut qs) = match bring_up(eal_args, 1) {
+    let (eal, _pool, ports, mut qs) = match bring_up(eal_args, 1) {
         Ok(x) => x,
         Err(e) => return die(e),
     };
@@ -489,7 +491,7 @@ fn child_dut(eal_args: &[String], opts: &Opts) -> i32 {
         None,
     );
     eprintln!("dut {}: rx {} tx {} drops {}", role.name(), t.rx, t.tx, t.drops);
-    shutdown(&eal, 1);
+    shutdown(&ports);
     0
 }
 

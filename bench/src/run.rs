@@ -107,7 +107,7 @@ pub fn worker(
                 }
             }
         }
-        let (sent, dropped) = txb.drain(txq);
+        let (sent, dropped) = txq.send(&mut txb);
         dl.free_all();
         t.rx += n as u64;
         t.tx += sent as u64;
@@ -261,7 +261,7 @@ impl Generator {
                     }
                     let _ = txb.push(m);
                 }
-                let (sent, dropped) = txb.drain(&mut self.txq);
+                let (sent, dropped) = self.txq.send(&mut txb);
                 self.sent += sent as u64;
                 self.full += dropped as u64;
                 live.gen_tx.store(self.sent, Relaxed);

@@ -380,25 +380,24 @@ impl<const N: usize> TxBuffer<N> {
         self.0.len == N
     }
 
-    /// Queues an mbuf. The caller drains first when [`TxBuffer::is_full`]; if it did not, the mbuf is
-    /// handed back.
+    /// Queues an mbuf. The caller sends first ([`crate::TxQueue::send`]) when [`TxBuffer::is_full`]; if
+    /// it did not, the mbuf is handed back.
     #[inline]
     pub fn push(&mut self, m: Mbuf) -> std::result::Result<(), Mbuf> {
         self.0.push(m)
     }
 
-    /// Sends what is queued on `txq`. Returns (sent, dropped): mbufs the driver did not take are freed.
+    /// The queued mbufs, for a transmit call: (first pointer, count). The caller hands the first `sent`
+    /// to the driver and then calls [`TxBuffer::sent`].
     #[inline]
-    pub fn drain(&mut self, txq: &mut crate::port::TxQueue) -> (usize, usize) {
-        let n = self.0.len;
-        if n == 0 {
-            return (0, 0);
-        }
-        // SAFETY: the first n slots are mbufs we own; the driver takes ownership of the first `sent`, which
-        // `release` then forgets; txq is the only sender on (port, queue).
-        let sent = unsafe { ffi::shim_tx_burst(txq.port.0, txq.queue.0, self.0.ptrs.as_mut_ptr(), n as u16) } as usize;
-        let dropped = self.0.release(sent);
-        (sent, dropped)
+    pub(crate) fn raw(&mut self) -> (*mut *mut ffi::rte_mbuf, usize) {
+        (self.0.ptrs.as_mut_ptr(), self.0.len)
+    }
+
+    /// The driver took the first `sent` mbufs; the rest are freed. Returns how many were freed.
+    #[inline]
+    pub(crate) fn sent(&mut self, sent: usize) -> usize {
+        self.0.release(sent)
     }
 }
 

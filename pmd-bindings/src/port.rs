@@ -2,8 +2,11 @@
 use crate::eal::{Eal, SocketId};
 use crate::error::{check, Error, Result};
 use crate::ffi;
-use crate::mbuf::{Burst, Mempool};
+use crate::mbuf::{Burst, Mempool, TxBuffer};
+use std::cell::Cell;
 use std::ffi::CStr;
+use std::marker::PhantomData;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 /// A DPDK port id.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -59,21 +62,34 @@ pub struct PortStats {
     pub rx_nombuf: u64,
 }
 
+/// Ports claimed by a [`Port`] in this process, one bit per port id (DPDK's RTE_MAX_ETHPORTS is 32).
+static CLAIMED: AtomicU64 = AtomicU64::new(0);
+
 /// A port. Control operations take &self; the data path goes through [`RxQueue`] and [`TxQueue`], which
-/// `configure` hands out once each.
-#[derive(Debug, Clone, Copy)]
+/// [`Port::configure`] hands out once. There is one `Port` per port id in a process (a second
+/// [`Port::new`] for the same id fails, and a `Port` is neither Clone nor Copy), so each queue has exactly
+/// one handle and one owner.
+#[derive(Debug)]
 pub struct Port {
     id: PortId,
+    /// The queues were handed out.
+    configured: bool,
 }
 
 impl Port {
-    /// The port with id `id`, if the EAL knows it.
+    /// The port with id `id`, if the EAL knows it and no other `Port` of this process has it (EBUSY).
+    /// The claim lasts for the process: queue handles may outlive the `Port`.
     pub fn new(_eal: &Eal, id: PortId) -> Result<Port> {
         // SAFETY: plain query, valid after EAL init.
-        if unsafe { ffi::rte_eth_dev_is_valid_port(id.0) } == 0 {
+        if unsafe { ffi::rte_eth_dev_is_valid_port(id.0) } == 0 || id.0 >= 64 {
             return Err(Error::new("rte_eth_dev_is_valid_port", 19)); // ENODEV
         }
-        Ok(Port { id })
+        let bit = 1u64 << id.0;
+        if CLAIMED.fetch_or(bit, Ordering::AcqRel) & bit != 0 {
+            return Err(Error::new("Port::new (the port is claimed already)", 16));
+            // EBUSY
+        }
+        Ok(Port { id, configured: false })
     }
 
     pub fn id(&self) -> PortId {
@@ -123,8 +139,12 @@ impl Port {
     }
 
     /// Configures queues (RSS over them when more than one rx queue), MTU and MAC, and sets up every
-    /// queue with mbufs from `pool`. Returns one handle per rx and tx queue.
-    pub fn configure(&self, cfg: &PortConfig, pool: &Mempool) -> Result<(Vec<RxQueue>, Vec<TxQueue>)> {
+    /// queue with mbufs from `pool`. Returns one handle per rx and tx queue; a second call fails (EBUSY).
+    pub fn configure(&mut self, cfg: &PortConfig, pool: &Mempool) -> Result<(Vec<RxQueue>, Vec<TxQueue>)> {
+        if self.configured {
+            return Err(Error::new("Port::configure (the queues were handed out already)", 16));
+            // EBUSY
+        }
         let info = self.info()?;
         let mut conf = ffi::rte_eth_conf::default();
         if cfg.rx_queues > 1 && info.rss_offloads != 0 {
@@ -149,6 +169,7 @@ impl Port {
             rx.push(RxQueue {
                 port: self.id,
                 queue: QueueId(q),
+                one_thread: PhantomData,
             });
         }
         let mut tx = Vec::with_capacity(cfg.tx_queues as usize);
@@ -160,6 +181,7 @@ impl Port {
             tx.push(TxQueue {
                 port: self.id,
                 queue: QueueId(q),
+                one_thread: PhantomData,
             });
         }
         if let Some(mac) = cfg.mac {
@@ -174,6 +196,7 @@ impl Port {
         if cfg.promiscuous {
             self.set_promiscuous()?;
         }
+        self.configured = true;
         Ok((rx, tx))
     }
 
@@ -244,21 +267,26 @@ impl Port {
     }
 }
 
-/// The receive side of one queue. Not Clone and not Sync: exactly one thread polls it.
+/// The receive side of one queue. Not Clone and not Sync: exactly one thread polls it. It may move to the
+/// thread that owns it (Send).
 #[derive(Debug)]
 pub struct RxQueue {
-    pub(crate) port: PortId,
-    pub(crate) queue: QueueId,
+    port: PortId,
+    queue: QueueId,
+    /// `Cell` is Send but not Sync, and so is the handle.
+    one_thread: PhantomData<Cell<()>>,
 }
 
-/// The transmit side of one queue. Not Clone and not Sync: exactly one thread sends on it.
+/// The transmit side of one queue. Not Clone and not Sync: exactly one thread sends on it. It may move to
+/// the thread that owns it (Send).
 #[derive(Debug)]
 pub struct TxQueue {
-    pub(crate) port: PortId,
-    pub(crate) queue: QueueId,
+    port: PortId,
+    queue: QueueId,
+    /// As [`RxQueue`]'s.
+    one_thread: PhantomData<Cell<()>>,
 }
 
-// Queue handles move to the worker that owns them; they are not Sync (raw marker below).
 impl RxQueue {
     pub fn port(&self) -> PortId {
         self.port
@@ -291,4 +319,45 @@ impl TxQueue {
     pub fn queue(&self) -> QueueId {
         self.queue
     }
+
+    /// Sends what `buf` holds. Returns (sent, dropped): mbufs the driver did not take are freed.
+    #[inline]
+    pub fn send<const N: usize>(&mut self, buf: &mut TxBuffer<N>) -> (usize, usize) {
+        let (ptrs, n) = buf.raw();
+        if n == 0 {
+            return (0, 0);
+        }
+        // SAFETY: the first n slots of buf are mbufs it owns; the driver takes ownership of the first
+        // `sent`, which `buf.sent` then forgets and frees the rest; this handle is the only sender on
+        // (port, queue) (it is neither Clone nor Sync).
+        let sent = unsafe { ffi::shim_tx_burst(self.port.0, self.queue.0, ptrs, n as u16) } as usize;
+        let dropped = buf.sent(sent);
+        (sent, dropped)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{RxQueue, TxQueue};
+
+    /// Compiles only for types that are Send.
+    fn send<T: Send>() {}
+
+    #[test]
+    fn queue_handles_move_to_their_thread() {
+        send::<RxQueue>();
+        send::<TxQueue>();
+    }
+
+    /// `<T as AmbiguousIfSync<_>>::check` names one impl when T is not Sync and two (a compile error)
+    /// when it is: the handles must not be shared between threads.
+    trait AmbiguousIfSync<A> {
+        fn check() {}
+    }
+    impl<T: ?Sized> AmbiguousIfSync<()> for T {}
+    impl<T: ?Sized + Sync> AmbiguousIfSync<u8> for T {}
+    const _: fn() = || {
+        <RxQueue as AmbiguousIfSync<_>>::check();
+        <TxQueue as AmbiguousIfSync<_>>::check();
+    };
 }

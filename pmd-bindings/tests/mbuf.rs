@@ -1,6 +1,7 @@
 //! The safe layer against the real EAL (one process per test under nextest, --no-pci, --no-huge, a file
 //! prefix of its own): Mbuf as a PacketBuf, replicas (one by one and in bulk) that never share bytes, a net_ring port round trip
-//! through TxBuffer and Burst, buffers all back in the pool afterwards, and a second EAL start refused.
+//! through TxBuffer and Burst, buffers all back in the pool afterwards, a second EAL start refused, and a
+//! port's queues handed out once.
 use pipelines::buf::PacketBuf;
 use pmd_bindings::{Burst, DropList, Eal, Mbuf, Mempool, Port, PortConfig, PortId, SocketId, TxBuffer};
 
@@ -106,7 +107,7 @@ fn mbufs_ports_and_the_eal_on_a_real_dpdk() {
     assert_eq!(small.in_use(), 0, "every copy is back in its pool");
 
     // A net_ring port sends into the ring it receives from.
-    let port = Port::new(&eal, PortId(0)).unwrap();
+    let mut port = Port::new(&eal, PortId(0)).unwrap();
     let info = port.info().unwrap();
     assert_eq!(info.driver, "net_ring");
     let cfg = PortConfig {
@@ -119,6 +120,16 @@ fn mbufs_ports_and_the_eal_on_a_real_dpdk() {
         promiscuous: false,
     };
     let (mut rxq, mut txq) = port.configure(&cfg, &pool).unwrap();
+    assert_eq!(
+        port.configure(&cfg, &pool).err().map(|e| e.errno),
+        Some(16),
+        "the queues are handed out once (EBUSY)"
+    );
+    assert_eq!(
+        Port::new(&eal, PortId(0)).err().map(|e| e.errno),
+        Some(16),
+        "one Port per port id (EBUSY)"
+    );
     port.start().unwrap();
     let mut tx: TxBuffer<32> = TxBuffer::new();
     for i in 0..20u8 {
@@ -127,7 +138,7 @@ fn mbufs_ports_and_the_eal_on_a_real_dpdk() {
         f.data_mut().unwrap().fill(i);
         tx.push(f).unwrap();
     }
-    assert_eq!(tx.drain(&mut txq[0]), (20, 0));
+    assert_eq!(txq[0].send(&mut tx), (20, 0));
     let mut burst: Burst<32> = Burst::new();
     assert_eq!(rxq[0].rx_burst(&mut burst), 20);
     let mut drops: DropList<8> = DropList::new();

@@ -19,6 +19,7 @@
 //! - IPv4 fragments are dropped (no reassembly).
 //! - Expiry runs in slices ([`Nat::expire`]) and lazily when a lookup meets an expired session.
 pub mod packet;
+#[allow(unsafe_code)] // a session's client-side key compared as two words in place
 pub mod table;
 
 use crate::drop::DropReason;
