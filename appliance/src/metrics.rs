@@ -478,7 +478,7 @@ pub fn render(sh: &Shared, http: &mgmt_http::Counters) -> String {
             "appliance_management_connections_refused_total",
             "Management connections closed at once because the most allowed were open.",
             c,
-            &http.over_limit,
+            &http.refused,
         ),
         (
             "appliance_management_connections_stalled_total",

@@ -4,11 +4,11 @@
 //!   mapper --config conf/mapper.toml [--check]
 use clap::Parser;
 use prometheus::{Encoder, IntCounterVec, IntGaugeVec, Opts as MOpts, Registry, TextEncoder};
-use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream, UdpSocket};
-use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
+use std::net::{SocketAddr, UdpSocket};
+use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
 use std::time::Duration;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 mod answer;
 
@@ -26,6 +26,9 @@ struct Cli {
 
 /// Most TCP connections served at once; more are closed at accept.
 const MAX_TCP: usize = 64;
+/// How long a DNS-over-TCP client may take: to send a whole message from its first byte, to start the
+/// next message (an idle connection ends), and to let a write of an answer make progress.
+const TCP_DEADLINE: Duration = Duration::from_secs(10);
 
 struct Metrics {
     registry: Registry,
@@ -60,8 +63,8 @@ impl Metrics {
         let tcp = IntCounterVec::new(
             MOpts::new(
                 "mapper_tcp_connections_total",
-                "DNS-over-TCP connections: served, refused (the most allowed were open, or no thread could \
-                 start), or accept_error (a failed accept, e.g. no file descriptor left; retried after 100 ms).",
+                "DNS-over-TCP connections: served, refused (the most allowed were open), or accept_error (a \
+                 failed accept, e.g. no file descriptor left; retried after 100 ms).",
             ),
             &["result"],
         )
@@ -80,6 +83,19 @@ impl Metrics {
             healthy,
             checks,
             tcp,
+        }
+    }
+
+    /// Brings `mapper_tcp_connections_total` up to the TCP listener's counters. Called only by the metrics
+    /// thread, the metric's only writer: each result grows by what its counter has grown since.
+    fn sync_tcp(&self, c: &mgmt_http::Counters) {
+        for (result, counter) in [
+            ("served", &c.served),
+            ("refused", &c.refused),
+            ("accept_error", &c.accept_errors),
+        ] {
+            let m = self.tcp.with_label_values(&[result]);
+            m.inc_by(counter.load(Relaxed).saturating_sub(m.get()));
         }
     }
 
@@ -144,7 +160,7 @@ fn main() {
         }
     };
     let udp = UdpSocket::bind(listen);
-    let tcp = TcpListener::bind(listen);
+    let tcp = mgmt_http::accept::Listener::bind(listen);
     let http = mgmt_http::Endpoint::bind(metrics_at);
     let (udp, tcp, http) = match (udp, tcp, http) {
         (Ok(u), Ok(t), Ok(h)) => (u, t, h),
@@ -191,43 +207,17 @@ fn main() {
             }
         });
     }
-    // TCP: a thread per connection, at most MAX_TCP at once. A failed accept (EMFILE: the connection
-    // stays queued, so the next accept fails at once too) waits before the next try instead of spinning.
+    // TCP: one thread serves every connection, at most MAX_TCP at once (see mgmt_http::accept).
+    let tcp_counters = tcp.counters();
     {
-        let (zone, metrics) = (zone.clone(), metrics.clone());
-        let open = Arc::new(AtomicUsize::new(0));
-        let mut failing = false;
-        std::thread::spawn(move || loop {
-            let s = match tcp.accept() {
-                Ok((s, _)) => s,
-                Err(e) => {
-                    metrics.tcp.with_label_values(&["accept_error"]).inc();
-                    if !failing {
-                        log::warn!("tcp accept failed ({e}); trying again every 100 ms");
-                        failing = true;
-                    }
-                    std::thread::sleep(Duration::from_millis(100));
-                    continue;
-                }
-            };
-            if std::mem::take(&mut failing) {
-                log::warn!("tcp: accepting again");
-            }
-            if open.fetch_add(1, Relaxed) >= MAX_TCP {
-                open.fetch_sub(1, Relaxed);
-                metrics.tcp.with_label_values(&["refused"]).inc();
-                continue;
-            }
-            let (zone, m2, o2) = (zone.clone(), metrics.clone(), open.clone());
-            let started = std::thread::Builder::new().spawn(move || {
-                m2.tcp.with_label_values(&["served"]).inc();
-                serve_tcp(s, &zone, &m2);
-                o2.fetch_sub(1, Relaxed);
-            });
-            if started.is_err() {
-                open.fetch_sub(1, Relaxed);
-                metrics.tcp.with_label_values(&["refused"]).inc();
-            }
+        let (zone, metrics, counters) = (zone.clone(), metrics.clone(), tcp.counters());
+        std::thread::spawn(move || {
+            tcp.serve(
+                "dns tcp",
+                MAX_TCP,
+                || true,
+                move |s| serve_tcp(s, zone.clone(), metrics.clone(), counters.clone()),
+            )
         });
     }
     // Metrics, served on this thread (connections bounded and timed out, see mgmt_http).
@@ -235,6 +225,7 @@ fn main() {
         || true,
         move |req| {
             if req.path == "/metrics" {
+                metrics.sync_tcp(&tcp_counters);
                 let mut out = Vec::new();
                 let _ = TextEncoder::new().encode(&metrics.registry.gather(), &mut out);
                 mgmt_http::Reply::new(200, "text/plain; version=0.0.4", out)
@@ -245,28 +236,39 @@ fn main() {
     );
 }
 
-/// DNS over TCP (RFC 7766): two-byte length, message; several per connection; 10 s idle limit.
-fn serve_tcp(mut s: TcpStream, zone: &Zone, metrics: &Metrics) {
-    let _ = s.set_read_timeout(Some(Duration::from_secs(10)));
-    let _ = s.set_write_timeout(Some(Duration::from_secs(10)));
-    let Ok(peer) = s.peer_addr() else { return };
+/// DNS over TCP (RFC 7766): two-byte length, message; several per connection. Each message must arrive
+/// whole within [`TCP_DEADLINE`] of its first byte, and its first byte within [`TCP_DEADLINE`] of the last
+/// answer (or of the accept); an answer whose write makes no progress for that long ends the connection.
+async fn serve_tcp(
+    stream: tokio::net::TcpStream,
+    zone: Arc<Zone>,
+    metrics: Arc<Metrics>,
+    counters: Arc<mgmt_http::Counters>,
+) {
+    let Ok(peer) = stream.peer_addr() else { return };
+    let mut s = mgmt_http::Stalls::new(stream, TCP_DEADLINE, &counters.stalled);
     let mut buf = vec![0u8; 65535];
     loop {
         let mut len = [0u8; 2];
-        if s.read_exact(&mut len).is_err() {
-            return;
+        match tokio::time::timeout(TCP_DEADLINE, s.read(&mut len[..1])).await {
+            Ok(Ok(1)) => {}
+            _ => return,
         }
-        let n = u16::from_be_bytes(len) as usize;
-        if s.read_exact(&mut buf[..n]).is_err() {
-            return;
-        }
-        let Some((resp, o)) = answer::answer(zone, &buf[..n], peer.ip()) else {
+        let message = async {
+            s.read_exact(&mut len[1..]).await?;
+            let n = u16::from_be_bytes(len) as usize;
+            s.read_exact(&mut buf[..n]).await
+        };
+        let Ok(Ok(n)) = tokio::time::timeout(TCP_DEADLINE, message).await else {
             return;
         };
-        metrics.count(zone, &o);
+        let Some((resp, o)) = answer::answer(&zone, &buf[..n], peer.ip()) else {
+            return;
+        };
+        metrics.count(&zone, &o);
         let mut out = (resp.len() as u16).to_be_bytes().to_vec();
         out.extend_from_slice(&resp);
-        if s.write_all(&out).is_err() {
+        if s.write_all(&out).await.is_err() {
             return;
         }
     }

@@ -1,10 +1,12 @@
 //! The mapper binary answered with `dig` (and a small client for the load test): VIP per client prefix, by
 //! EDNS Client Subnet (scope echoed) and by source address; an unhealthy edge leaves the answers within two
 //! TTLs and comes back; NXDOMAIN, NODATA and REFUSED; TCP; `getent hosts` in a client namespace through
-//! the system resolver; 20 000 queries in a bounded burst; bad configurations exit 2 naming the field.
+//! the system resolver; 20 000 queries in a bounded burst; bad configurations exit 2 naming the field;
+//! DNS over TCP survives running out of file descriptors and cuts off a client that sends too slowly.
 use hickory_proto::op::{Message, MessageType, OpCode, Query};
 use hickory_proto::rr::{Name, RData, RecordType};
-use std::net::{Ipv4Addr, UdpSocket};
+use std::io::{Read, Write};
+use std::net::{Ipv4Addr, SocketAddr, TcpStream, UdpSocket};
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicBool, AtomicU16, Ordering::Relaxed};
 use std::sync::Arc;
@@ -25,6 +27,58 @@ struct Mapper {
     port: u16,
     metrics: u16,
     dir: std::path::PathBuf,
+}
+
+impl Mapper {
+    /// What the mapper has logged so far.
+    fn stderr(&self) -> String {
+        std::fs::read_to_string(self.dir.join("stderr.log")).unwrap_or_default()
+    }
+
+    /// The mapper's metrics page.
+    fn scrape(&self) -> String {
+        let out = Command::new("curl")
+            .args(["-s", "-m", "10", &format!("http://127.0.0.1:{}/metrics", self.metrics)])
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    /// The DNS address, TCP.
+    fn tcp(&self) -> SocketAddr {
+        SocketAddr::from(([127, 0, 0, 1], self.port))
+    }
+}
+
+/// `mapper_tcp_connections_total{result}` in a metrics page, if there.
+fn tcp_connections(text: &str, result: &str) -> Option<f64> {
+    let line = format!("mapper_tcp_connections_total{{result=\"{result}\"}} ");
+    text.lines().find_map(|l| l.strip_prefix(line.as_str())?.parse().ok())
+}
+
+/// Calls `f` every 50 ms until it gives a value, for up to `limit`.
+fn wait_for<T>(limit: Duration, mut f: impl FnMut() -> Option<T>) -> Option<T> {
+    let t0 = Instant::now();
+    loop {
+        if let Some(v) = f() {
+            return Some(v);
+        }
+        if t0.elapsed() > limit {
+            return None;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// An A query for shop.app.example with id `id`.
+fn query(id: u16) -> Vec<u8> {
+    let mut q = Message::new(id, MessageType::Query, OpCode::Query);
+    q.metadata.recursion_desired = true;
+    q.queries.push(Query::query(
+        Name::from_ascii("shop.app.example.").unwrap(),
+        RecordType::A,
+    ));
+    q.to_vec().unwrap()
 }
 
 impl Drop for Mapper {
@@ -74,23 +128,21 @@ edges = [{{ edge = "edge-eu", vip = "10.91.0.100" }}, {{ edge = "edge-us", vip =
     )
 }
 
+/// The mapper on `port` (DNS) and `metrics`, once it answers; its log goes to `stderr.log` in its folder.
 fn start(text: &str, port: u16, metrics: u16) -> Mapper {
-    start_with(text, port, metrics, |_| {})
-}
-
-/// `start`, with `adjust` applied to the command first.
-fn start_with(text: &str, port: u16, metrics: u16, adjust: impl FnOnce(&mut Command)) -> Mapper {
     let dir = std::env::temp_dir().join(format!("mapper-{}-{port}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let cfg = dir.join("mapper.toml");
     std::fs::write(&cfg, text).unwrap();
-    let mut cmd = Command::new(BIN);
-    cmd.arg("--config")
+    let log = std::fs::File::create(dir.join("stderr.log")).unwrap();
+    let child = Command::new(BIN)
+        .arg("--config")
         .arg(&cfg)
+        .env("RUST_LOG", "info")
         .stdout(Stdio::null())
-        .stderr(Stdio::null());
-    adjust(&mut cmd);
-    let child = cmd.spawn().expect("mapper");
+        .stderr(log)
+        .spawn()
+        .expect("mapper");
     let m = Mapper {
         child,
         port,
@@ -168,11 +220,7 @@ fn nxdomain_nodata_refused_and_tcp() {
     assert!(refused.contains("status: REFUSED"), "{refused}");
     let tcp = dig(&m, &["+tcp", "shop.app.example", "A", "+subnet=10.2.0.0/16"]);
     assert!(tcp.contains("\tA\t10.92.0.100") && tcp.contains("(TCP)"), "{tcp}");
-    let metrics = Command::new("curl")
-        .args(["-s", &format!("http://127.0.0.1:{}/metrics", m.metrics)])
-        .output()
-        .unwrap();
-    let text = String::from_utf8_lossy(&metrics.stdout);
+    let text = m.scrape();
     assert!(
         text.contains(r#"mapper_queries_total{answer="nxdomain",name="other",region="eu"}"#),
         "{text}"
@@ -181,6 +229,9 @@ fn nxdomain_nodata_refused_and_tcp() {
         text.contains(r#"mapper_queries_total{answer="answer",name="shop.app.example.",region="us"}"#),
         "{text}"
     );
+    assert_eq!(tcp_connections(&text, "served"), Some(1.0), "{text}");
+    assert_eq!(tcp_connections(&text, "refused"), Some(0.0), "{text}");
+    assert_eq!(tcp_connections(&text, "accept_error"), Some(0.0), "{text}");
 }
 
 #[test]
@@ -291,13 +342,6 @@ fn twenty_thousand_queries_in_a_bounded_burst_all_answered() {
     sock.set_read_timeout(Some(Duration::from_millis(500))).unwrap();
     const N: u16 = 20_000;
     const WINDOW: u16 = 64;
-    let name = Name::from_ascii("shop.app.example.").unwrap();
-    let query = |id: u16| {
-        let mut q = Message::new(id, MessageType::Query, OpCode::Query);
-        q.metadata.recursion_desired = true;
-        q.queries.push(Query::query(name.clone(), RecordType::A));
-        q.to_vec().unwrap()
-    };
     let mut sent_at = vec![None; N as usize];
     let mut lat = Vec::with_capacity(N as usize);
     let (mut next, mut errors) = (0u16, 0u32);
@@ -394,65 +438,146 @@ fn cpu_ticks(pid: u32) -> u64 {
     f[11].parse::<u64>().unwrap() + f[12].parse::<u64>().unwrap()
 }
 
+/// Clock ticks a second (`sysconf(_SC_CLK_TCK)`).
+fn ticks_per_second() -> f64 {
+    // SAFETY: sysconf only reads a configuration value.
+    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
+    assert!(hz > 0, "_SC_CLK_TCK");
+    hz as f64
+}
+
 #[test]
 fn tcp_accept_failures_wait_instead_of_spinning_and_the_mapper_recovers() {
-    use std::os::unix::process::CommandExt;
     let (p, mp) = (free_port(), free_port());
-    let m = start_with(&config(p, mp, 20, ""), p, mp, |cmd| {
-        // SAFETY: runs in the child between fork and exec, and only calls setrlimit (async-signal-safe)
-        // on a value on its stack.
-        unsafe {
-            cmd.pre_exec(|| {
-                let l = libc::rlimit {
-                    rlim_cur: 48,
-                    rlim_max: 48,
-                };
-                if libc::setrlimit(libc::RLIMIT_NOFILE, &l) != 0 {
-                    return Err(std::io::Error::last_os_error());
-                }
-                Ok(())
-            });
-        }
-    });
-    // Idle TCP clients hold every descriptor the mapper may open (a connection thread waits 10 s for a
-    // query); the rest wait in the kernel's queue, so each accept fails with EMFILE.
-    let addr = std::net::SocketAddr::from(([127, 0, 0, 1], p));
-    let held: Vec<_> = (0..100)
-        .map_while(|_| std::net::TcpStream::connect_timeout(&addr, Duration::from_secs(1)).ok())
+    let m = start(&config(p, mp, 20, ""), p, mp);
+    // The mapper gets room for exactly SPARE more descriptors than it holds now, and idle clients open
+    // twice as many connections. The listen backlog (128 at least) and the connection bound (64) are far
+    // above that, so every connect completes in the kernel whatever the host, and the mapper runs out of
+    // descriptors while connections still wait to be accepted: each accept fails with EMFILE until the
+    // accepted ones end (idle for 10 s).
+    const SPARE: u64 = 8;
+    let pid = m.child.id();
+    let open = std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .expect("the mapper's descriptors")
+        .count() as u64;
+    let limit = libc::rlimit {
+        rlim_cur: open + SPARE,
+        rlim_max: open + SPARE,
+    };
+    // SAFETY: prlimit reads the new limit from a valid rlimit on the stack and writes no old value (null).
+    let r = unsafe { libc::prlimit(pid as libc::pid_t, libc::RLIMIT_NOFILE, &limit, std::ptr::null_mut()) };
+    assert_eq!(r, 0, "prlimit: {}", std::io::Error::last_os_error());
+    let held: Vec<_> = (0..2 * SPARE)
+        .map(|i| {
+            TcpStream::connect_timeout(&m.tcp(), Duration::from_secs(10))
+                .unwrap_or_else(|e| panic!("connection {i} of {}: {e}", 2 * SPARE))
+        })
         .collect();
-    std::thread::sleep(Duration::from_millis(300));
-    // Over a second of failing accepts, the mapper sleeps between tries (it spun on both before).
-    let t0 = cpu_ticks(m.child.id());
-    std::thread::sleep(Duration::from_secs(1));
-    let used = cpu_ticks(m.child.id()) - t0;
+    let (failing, again) = (
+        format!("127.0.0.1:{p}: accepting failed"),
+        format!("127.0.0.1:{p}: accepting again"),
+    );
+    let exhausted = wait_for(Duration::from_secs(20), || m.stderr().contains(&failing).then_some(()));
     assert!(
-        used < 30,
-        "{used} ticks of CPU in one second with {} clients held",
-        held.len()
+        exhausted.is_some(),
+        "{} connections over {open} open descriptors did not exhaust the limit:\n{}",
+        held.len(),
+        m.stderr()
+    );
+    // While accepts keep failing, the mapper waits between tries: a loop that retried at once would take a
+    // whole core; allow a fifth of one.
+    let (cpu0, t0) = (cpu_ticks(pid), Instant::now());
+    std::thread::sleep(Duration::from_secs(2));
+    let (used, window) = (cpu_ticks(pid) - cpu0, t0.elapsed().as_secs_f64());
+    assert!(
+        !m.stderr().contains(&again),
+        "accepting came back within the window, which measured nothing:\n{}",
+        m.stderr()
+    );
+    assert!(
+        (used as f64) < 0.2 * ticks_per_second() * window,
+        "{used} ticks of CPU in {window:.1} s of failing accepts"
     );
     drop(held);
     // Answers over TCP again, and the failed accepts were counted.
+    let answered = wait_for(Duration::from_secs(20), || {
+        dig(&m, &["+tcp", "shop.app.example", "A", "+subnet=10.2.0.0/16"])
+            .contains("\tA\t10.92.0.100")
+            .then_some(())
+    });
+    assert!(
+        answered.is_some(),
+        "no TCP answer after the clients left:\n{}",
+        m.stderr()
+    );
+    let text = m.scrape();
+    assert!(
+        tcp_connections(&text, "accept_error").is_some_and(|n| n > 0.0),
+        "accept failures are counted:\n{text}"
+    );
+    assert!(m.stderr().contains(&again), "{}", m.stderr());
+}
+
+/// Whether `s` (with a read timeout) has been closed by the peer: a read gives 0 or an error other than
+/// the timeout. Panics on data.
+fn closed(s: &mut TcpStream) -> bool {
+    match s.read(&mut [0u8; 512]) {
+        Ok(0) => true,
+        Ok(n) => panic!("{n} bytes from the mapper"),
+        Err(e) => !matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut),
+    }
+}
+
+#[test]
+fn a_tcp_message_sent_byte_by_byte_is_cut_off_by_its_deadline() {
+    let (p, mp) = (free_port(), free_port());
+    let m = start(&config(p, mp, 20, ""), p, mp);
+    let framed = |id: u16| {
+        let q = query(id);
+        [&(q.len() as u16).to_be_bytes()[..], &q].concat()
+    };
+    let mut s = TcpStream::connect(m.tcp()).unwrap();
+    let mut idle = TcpStream::connect(m.tcp()).unwrap();
+    let idle_since = Instant::now();
+    // Two messages in one write: two answers on the connection.
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    s.write_all(&[framed(1), framed(2)].concat()).unwrap();
+    for id in [1, 2] {
+        let mut len = [0u8; 2];
+        s.read_exact(&mut len).unwrap();
+        let mut msg = vec![0u8; u16::from_be_bytes(len) as usize];
+        s.read_exact(&mut msg).unwrap();
+        let r = Message::from_vec(&msg).unwrap();
+        assert_eq!(r.metadata.id, id);
+        assert_eq!(r.answers[0].data, RData::A(Ipv4Addr::new(10, 91, 0, 100).into()));
+    }
+    // A third, one byte every 2 s: each read is quick, but the message is not whole 10 s after its first
+    // byte, which ends the connection.
+    s.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
     let t0 = Instant::now();
-    loop {
-        let tcp = dig(&m, &["+tcp", "shop.app.example", "A", "+subnet=10.2.0.0/16"]);
-        if tcp.contains("\tA\t10.92.0.100") {
+    let mut cut = None;
+    for b in framed(3) {
+        if t0.elapsed() > Duration::from_secs(30) {
             break;
         }
-        assert!(
-            t0.elapsed() < Duration::from_secs(15),
-            "no TCP answer after the clients left: {tcp}"
-        );
-        std::thread::sleep(Duration::from_millis(200));
+        if s.write_all(&[b]).is_err() || closed(&mut s) {
+            cut = Some(t0.elapsed());
+            break;
+        }
     }
-    let metrics = Command::new("curl")
-        .args(["-s", &format!("http://127.0.0.1:{}/metrics", m.metrics)])
-        .output()
-        .unwrap();
-    let text = String::from_utf8_lossy(&metrics.stdout);
-    let errors: f64 = text
-        .lines()
-        .find_map(|l| l.strip_prefix(r#"mapper_tcp_connections_total{result="accept_error"} "#))
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(0.0);
-    assert!(errors > 0.0, "accept failures are counted:\n{text}");
+    let cut = cut.expect("a message dribbled in for 30 s kept its connection");
+    assert!(
+        cut >= Duration::from_secs(9) && cut < Duration::from_secs(25),
+        "cut off after {cut:?}, the deadline is 10 s"
+    );
+    // A connection that never sends ends too.
+    idle.set_read_timeout(Some(Duration::from_millis(200))).unwrap();
+    let ended = wait_for(Duration::from_secs(25), || {
+        closed(&mut idle).then(|| idle_since.elapsed())
+    });
+    let ended = ended.expect("an idle connection kept for 25 s");
+    assert!(ended >= Duration::from_secs(9), "idle connection ended after {ended:?}");
+    // Others are answered all along.
+    let tcp = dig(&m, &["+tcp", "shop.app.example", "A"]);
+    assert!(tcp.contains("\tA\t10.91.0.100"), "{tcp}");
 }
