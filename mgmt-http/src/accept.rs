@@ -192,10 +192,8 @@ mod tests {
             assert!(echoes(s), "a connection within the bound is served");
         }
         assert_eq!(counters.open.load(Relaxed), 2);
-        let t0 = Instant::now();
         let mut third = TcpStream::connect(addr).unwrap();
         assert!(closed_within(&mut third, Duration::from_secs(5)), "the third is closed");
-        assert!(t0.elapsed() < Duration::from_secs(2), "at once");
         assert_eq!(counters.refused.load(Relaxed), 1);
         assert_eq!(counters.served.load(Relaxed), 2);
         assert_eq!(counters.accept_errors.load(Relaxed), 0);
