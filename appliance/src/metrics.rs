@@ -131,8 +131,8 @@ fn nat_families(fs: &mut Families, snaps: &[crate::stats::Snapshot]) {
         by(
             "kind",
             &[
-                ("table_full", |s| s.drops.get(DropReason::NatTableFull)),
-                ("ports_exhausted", |s| s.drops.get(DropReason::NatPortsExhausted)),
+                ("table_full", |s| s.drops.reason(DropReason::NatTableFull)),
+                ("ports_exhausted", |s| s.drops.reason(DropReason::NatPortsExhausted)),
             ],
         ),
     );
@@ -428,15 +428,16 @@ pub fn render(sh: &Shared, http: &mgmt_http::Counters) -> String {
     }
     let mut drops = Vec::new();
     for (i, s) in snaps.iter().enumerate() {
-        for r in DropReason::ALL {
+        for (stage, r, n) in s.drops.series() {
             let mut l = wl(i, s.lcore);
+            l.push(("stage", stage.name().to_string()));
             l.push(("reason", r.name().to_string()));
-            drops.push((l, s.drops.get(*r) as f64));
+            drops.push((l, n as f64));
         }
     }
     fs.add(
         "appliance_drops_total",
-        "Packets dropped, by worker and reason.",
+        "Packets dropped, by worker, stage and reason.",
         c,
         drops,
     );

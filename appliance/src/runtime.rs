@@ -306,11 +306,8 @@ fn print_summary(sh: &Shared) {
             s.drops.total(),
             s.idle_sleeps
         );
-        for r in pipelines::DropReason::ALL {
-            let c = s.drops.get(*r);
-            if c > 0 {
-                println!("  drop {}: {}", r.name(), c);
-            }
+        for (stage, r, c) in s.drops.series().filter(|(_, _, c)| *c > 0) {
+            println!("  drop {} at {}: {}", r.name(), stage.name(), c);
         }
         if sh.nat.is_some() {
             println!(

@@ -3,11 +3,11 @@
 use pipelines::drop::DropCounts;
 use pipelines::nat::NatStats;
 use pipelines::overlay::dedupe::{Counters, PathRx};
-use pipelines::DropReason;
+use pipelines::{DropReason, Stage};
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 
 /// What one worker counts, locally.
-#[derive(Debug, Clone, Copy, Default)]
+#[derive(Debug, Clone, Default)]
 pub struct Local {
     pub rx: u64,
     pub tx: u64,
@@ -42,7 +42,7 @@ pub struct WorkerShared {
     loops: AtomicU64,
     control_ring_full: AtomicU64,
     hold_len: AtomicU64,
-    drops: [AtomicU64; DropReason::COUNT],
+    drops: [[AtomicU64; DropReason::COUNT]; Stage::COUNT],
     handoff_out: AtomicU64,
     handoff_in: AtomicU64,
     nat_created: [AtomicU64; 3],
@@ -74,7 +74,7 @@ impl WorkerShared {
             loops: AtomicU64::new(0),
             control_ring_full: AtomicU64::new(0),
             hold_len: AtomicU64::new(0),
-            drops: std::array::from_fn(|_| AtomicU64::new(0)),
+            drops: std::array::from_fn(|_| std::array::from_fn(|_| AtomicU64::new(0))),
             handoff_out: AtomicU64::new(0),
             handoff_in: AtomicU64::new(0),
             nat_created: Default::default(),
@@ -140,8 +140,11 @@ impl WorkerShared {
         self.loops.store(l.loops, Relaxed);
         self.control_ring_full.store(l.control_ring_full, Relaxed);
         self.hold_len.store(hold_len as u64, Relaxed);
-        for (a, v) in self.drops.iter().zip(l.drops.0.iter()) {
-            a.store(*v, Relaxed);
+        // Only the stages that dropped anything: the others' counters are all zero, as published.
+        for (s, row) in l.drops.rows() {
+            for (a, v) in self.drops[s.index()].iter().zip(row) {
+                a.store(*v, Relaxed);
+            }
         }
         self.handoff_out.store(l.handoff_out, Relaxed);
         self.handoff_in.store(l.handoff_in, Relaxed);
@@ -166,7 +169,7 @@ impl WorkerShared {
             loops: self.loops.load(Relaxed),
             control_ring_full: self.control_ring_full.load(Relaxed),
             hold_len: self.hold_len.load(Relaxed),
-            drops: DropCounts(std::array::from_fn(|i| self.drops[i].load(Relaxed))),
+            drops: DropCounts::from_fn(|s, r| self.drops[s.index()][r.index()].load(Relaxed)),
             heartbeat: self.heartbeat.load(Relaxed),
             handoff_out: self.handoff_out.load(Relaxed),
             handoff_in: self.handoff_in.load(Relaxed),
@@ -183,7 +186,7 @@ impl WorkerShared {
 }
 
 /// A worker's counters as read by another thread.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct Snapshot {
     pub lcore: u32,
     pub rx: u64,
@@ -239,14 +242,14 @@ mod tests {
             consumed: 1,
             ..Default::default()
         };
-        l.drops.add(DropReason::Ipv4Checksum, 2);
+        l.drops.add(Stage::Presence, DropReason::Ipv4Checksum, 2);
         w.publish(&l, 7, 1234);
         let s = w.snapshot();
         assert_eq!(
             (s.lcore, s.rx, s.tx, s.consumed, s.hold_len, s.heartbeat),
             (3, 5, 4, 1, 7, 1234)
         );
-        assert_eq!(s.drops.get(DropReason::Ipv4Checksum), 2);
+        assert_eq!(s.drops.get(Stage::Presence, DropReason::Ipv4Checksum), 2);
         assert_eq!(s.drops.total(), 2);
     }
 

@@ -137,13 +137,17 @@ fn arp_request_through_net_pcap_gets_the_right_reply() {
         panic!("not ICMP")
     };
     assert!(matches!(icmp.icmp_type(), Icmpv4Type::EchoReply(e) if e.id == 0x4242 && e.seq == 1));
-    // The request for someone else was dropped under its reason.
+    // The request for someone else was dropped by the presence stage under its reason.
     assert_eq!(
-        metric(&metrics, "appliance_drops_total", &[("reason", "arp_not_for_us")]),
+        metric(
+            &metrics,
+            "appliance_drops_total",
+            &[("stage", "presence"), ("reason", "arp_not_for_us")]
+        ),
         Some(1.0)
     );
     assert_eq!(metric(&metrics, "appliance_drops_total", &[]), Some(1.0));
-    assert!(stdout.contains("drop arp_not_for_us: 1"), "{stdout}");
+    assert!(stdout.contains("drop arp_not_for_us at presence: 1"), "{stdout}");
 }
 
 #[test]
@@ -402,7 +406,8 @@ services = [{ proto = "udp", port = 53, target_port = 53 }]
 fn overlay_frame(from: std::net::Ipv4Addr, hops: u8) -> Vec<u8> {
     use pipelines::buf::VecBuf;
     use pipelines::overlay::encap::{AppRoute, Encap};
-    use pipelines::overlay::{sample, Burst, Meta};
+    use pipelines::overlay::sample;
+    use pipelines::stage::{Burst, Meta};
     let mut client = Vec::new();
     PacketBuilder::ethernet2([2, 0, 0, 0, 0, 0xc1], [2, 0, 0, 0, 0, 0xe1])
         .ipv4([192, 168, 1, 10], sample::VIP.octets(), 64)

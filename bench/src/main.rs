@@ -362,8 +362,8 @@ fn measure_role(
         dedupe_lost: lost,
         drop_reasons: pipelines::DropReason::ALL
             .iter()
-            .filter(|r| drops.get(**r) > 0)
-            .map(|r| (r.name().to_string(), drops.get(*r)))
+            .filter(|r| drops.reason(**r) > 0)
+            .map(|r| (r.name().to_string(), drops.reason(*r)))
             .collect(),
     }
 }

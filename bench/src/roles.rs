@@ -10,7 +10,8 @@ use pipelines::overlay::mtu::MtuGuard;
 use pipelines::overlay::relay::{Hop, Relay};
 use pipelines::overlay::roles::{EdgeOut, GatewayIn};
 use pipelines::overlay::sample::{self, EDGE, GW, GW_NODE, R1, R2, VIP, VNI};
-use pipelines::overlay::{Burst, Meta, Verdict, OPT_OFF, OUTER_LEN};
+use pipelines::overlay::{OPT_OFF, OUTER_LEN};
+use pipelines::stage::{Burst, Meta, Verdict};
 use std::collections::HashMap;
 use std::net::Ipv4Addr;
 

@@ -2,7 +2,7 @@
 use crate::roles::{Pipeline, Traffic};
 use hdrhistogram::Histogram;
 use pipelines::drop::DropCounts;
-use pipelines::overlay::{Burst as PBurst, Meta, Verdict};
+use pipelines::stage::{Burst as PBurst, Meta, Verdict};
 use pipelines::MacAddr;
 use pmd_bindings::{rdtsc, Burst, DropList, Mbuf, Mempool, RxQueue, TxBuffer, TxQueue};
 use serde::Serialize;
@@ -96,8 +96,8 @@ pub fn worker(
                         t.drops += 1;
                     }
                 }
-                Verdict::Drop(r) => {
-                    drops.add(r, 1);
+                Verdict::Drop(s, r) => {
+                    drops.add(s, r, 1);
                     t.drops += 1;
                     dl.push(m);
                 }

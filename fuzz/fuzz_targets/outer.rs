@@ -9,7 +9,8 @@ use pipelines::overlay::dedupe::{Dedupe, DedupeConfig};
 use pipelines::overlay::mtu::MtuGuard;
 use pipelines::overlay::relay::{Hop, Relay};
 use pipelines::overlay::roles::{EdgeIn, EdgeOut};
-use pipelines::overlay::{decap, parse_outer, probe, sample, Burst, Meta, PeerSet};
+use pipelines::overlay::{decap, parse_outer, probe, sample, PeerSet};
+use pipelines::stage::{Burst, Meta};
 use std::collections::HashMap;
 use std::net::Ipv4Addr;
 

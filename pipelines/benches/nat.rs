@@ -14,7 +14,8 @@ use criterion::{criterion_group, criterion_main, BenchmarkGroup, Criterion, Thro
 use etherparse::PacketBuilder;
 use pipelines::buf::VecBuf;
 use pipelines::nat::Nat;
-use pipelines::overlay::{sample, Burst, Meta};
+use pipelines::overlay::sample;
+use pipelines::stage::{Burst, Meta};
 use std::time::{Duration, Instant};
 
 const N: usize = 32;

@@ -6,7 +6,8 @@
 use etherparse::{ArpHardwareId, ArpOperation, ArpPacket, EtherType, PacketBuilder, TcpOptionElement};
 use pipelines::buf::{PacketBuf, VecBuf};
 use pipelines::drop::DropCounts;
-use pipelines::overlay::{sample, Burst, Meta};
+use pipelines::overlay::sample;
+use pipelines::stage::{Burst, Meta};
 use std::path::PathBuf;
 
 fn main() {

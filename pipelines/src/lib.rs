@@ -23,7 +23,8 @@ pub mod paths;
 pub mod prefetch;
 pub mod presence;
 pub mod route;
+pub mod stage;
 pub mod wire;
 
-pub use drop::DropReason;
+pub use drop::{DropReason, Stage};
 pub use wire::MacAddr;

@@ -2,8 +2,9 @@
 //! there is no kernel. Answers ARP for own addresses (and extra addresses a role claims: VIPs, NAT pools),
 //! answers ICMP echo to own addresses, validates IPv4 (version, IHL, total length, header checksum, TTL),
 //! and routes transit packets when forwarding is on. Replies are written in place.
-use crate::drop::DropReason;
+use crate::drop::{DropReason, Stage};
 use crate::route::RouteTable;
+use crate::stage::Verdict;
 use crate::wire::{arp, ethernet, icmpv4, ipv4, MacAddr};
 use crate::wire::{Error as WireError, Layer};
 use ipnet::Ipv4Net;
@@ -39,28 +40,6 @@ impl PortAddrs {
     }
 }
 
-/// What to do with a packet after [`Presence::process`].
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Action {
-    /// Rewritten in place into a reply: send it back out of the port it came in on.
-    Reply,
-    /// Forward out of `port` to `next_hop`; the TTL was decremented; the caller writes the L2 header
-    /// ([`set_l2`]) once the next hop's MAC is known.
-    Forward {
-        port: u16,
-        next_hop: Ipv4Addr,
-    },
-    /// Used up (an ARP reply whose content goes to the control thread); not a drop.
-    Consumed,
-    /// A valid IPv4 packet (checksum, source, TTL checked) to a service address (one of some port's
-    /// `arp_extra`: a VIP or a NAT pool address): the role's stages take it.
-    Service,
-    /// A valid IPv4 UDP packet to an own address on the overlay port (when the overlay is on): the
-    /// overlay stages take it.
-    Overlay,
-    Drop(DropReason),
-}
-
 /// An ARP sender the control thread may learn (see `neigh::NeighEvent::Learn`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Learn {
@@ -69,22 +48,52 @@ pub struct Learn {
     pub for_us: bool,
 }
 
+/// What presence decided for a packet.
+///
+/// - [`Verdict::Reply`]: rewritten in place into a reply (ARP, ICMP echo), to send back out of the port it
+///   came in on.
+/// - [`Verdict::Forward`]: a transit packet to route (forwarding on); its TTL was decremented, and the
+///   caller writes the L2 header ([`set_l2`]) once the next hop's MAC is known.
+/// - [`Verdict::Consumed`]: an ARP reply or gratuitous request, whose content is in `learn`.
+/// - [`Verdict::Next`]: a valid IPv4 packet (checksum, source, TTL checked) for the role's stages of
+///   `lane`.
+/// - [`Verdict::Drop`], by the presence stage.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Outcome {
-    pub action: Action,
+    pub verdict: Verdict,
+    /// The stages that take a packet presence passed on (verdict Next).
+    pub lane: Lane,
     pub learn: Option<Learn>,
 }
 
+/// Which of a role's stage lists takes a packet after presence.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Lane {
+    /// To a service address (some port's `arp_extra`: a VIP or a NAT pool address).
+    Service,
+    /// UDP to the overlay port of an own address (when the overlay is on).
+    Overlay,
+}
+
 impl Outcome {
-    const fn act(action: Action) -> Outcome {
-        Outcome { action, learn: None }
+    const fn act(verdict: Verdict) -> Outcome {
+        Outcome {
+            verdict,
+            lane: Lane::Service,
+            learn: None,
+        }
+    }
+
+    const fn next(lane: Lane) -> Outcome {
+        Outcome {
+            verdict: Verdict::Next,
+            lane,
+            learn: None,
+        }
     }
 
     const fn drop(r: DropReason) -> Outcome {
-        Outcome {
-            action: Action::Drop(r),
-            learn: None,
-        }
+        Outcome::act(Verdict::Drop(Stage::Presence, r))
     }
 }
 
@@ -111,7 +120,7 @@ impl Presence {
         }
     }
 
-    /// Hands UDP packets to `port` of own addresses on as [`Action::Overlay`].
+    /// Hands UDP packets to `port` of own addresses on to [`Lane::Overlay`].
     pub fn with_overlay(mut self, port: u16) -> Self {
         self.overlay_udp = Some(port);
         self
@@ -180,19 +189,19 @@ impl Presence {
                 }
                 .emit(eth_hdr);
                 Outcome {
-                    action: Action::Reply,
                     learn,
+                    ..Outcome::act(Verdict::Reply)
                 }
             }
             // A gratuitous request (sender == target) refreshes an existing entry.
             arp::OP_REQUEST if req.sender_ip == req.target_ip => Outcome {
-                action: Action::Consumed,
                 learn,
+                ..Outcome::act(Verdict::Consumed)
             },
             arp::OP_REQUEST => Outcome::drop(DropReason::ArpNotForUs),
             arp::OP_REPLY => Outcome {
-                action: Action::Consumed,
                 learn,
+                ..Outcome::act(Verdict::Consumed)
             },
             _ => Outcome::drop(DropReason::ArpOpUnsupported),
         }
@@ -218,7 +227,7 @@ impl Presence {
             return self.local(me, frame);
         }
         if self.ports.iter().any(|p| p.arp_extra.contains(&dst)) {
-            return Outcome::act(Action::Service);
+            return Outcome::next(Lane::Service);
         }
         if !self.forwarding {
             return Outcome::drop(DropReason::NotForUs);
@@ -231,7 +240,7 @@ impl Presence {
         };
         let mut ip = ip;
         ip.decrement_ttl();
-        Outcome::act(Action::Forward {
+        Outcome::act(Verdict::Forward {
             port: nh.port,
             next_hop: nh.addr,
         })
@@ -246,7 +255,7 @@ impl Presence {
         if let Some(port) = self.overlay_udp {
             let l4 = ip.payload();
             if ip.protocol() == ipv4::protocol::UDP && l4.len() >= 8 && u16::from_be_bytes([l4[2], l4[3]]) == port {
-                return Outcome::act(Action::Overlay);
+                return Outcome::next(Lane::Overlay);
             }
         }
         if ip.protocol() != ipv4::protocol::ICMP {
@@ -272,7 +281,7 @@ impl Presence {
         let peer = eth.src();
         eth.set_dst(peer);
         eth.set_src(me.mac);
-        Outcome::act(Action::Reply)
+        Outcome::act(Verdict::Reply)
     }
 }
 

@@ -8,8 +8,9 @@ use pipelines::buf::{PacketBuf, VecBuf};
 use pipelines::handoff::Handoff;
 use pipelines::nat::table::TICK_NS;
 use pipelines::nat::{Nat, NatApp, NatApps, NatConfig, NatRule, NatTarget, Origin, Pool, Timeouts};
-use pipelines::overlay::{Burst, Meta, Verdict};
+use pipelines::stage::{Burst, Meta, Verdict};
 use pipelines::DropReason;
+use pipelines::Stage;
 use proptest::prelude::*;
 use std::net::Ipv4Addr;
 use std::sync::Arc;
@@ -495,14 +496,14 @@ fn a_tiny_pool_and_table_run_out_without_harm_to_existing_flows() {
     for c in 4..10 {
         let r = n.outbound(&mut udp(CLIENT, VIP, 100 + c, 53, b""), ORIGIN, 0);
         assert_eq!(r, Err(DropReason::NatPortsExhausted));
-        drops.add(r.unwrap_err(), 1);
+        drops.add(Stage::Nat, r.unwrap_err(), 1);
     }
     // TCP has its own ports: 2 more sessions fill the table of 6.
     open_tcp(&mut n, 1, 0);
     open_tcp(&mut n, 2, 0);
     let r = n.outbound(&mut tcp(CLIENT, VIP, 3, 80, "S", b""), ORIGIN, 0);
     assert_eq!(r, Err(DropReason::NatTableFull));
-    drops.add(r.unwrap_err(), 1);
+    drops.add(Stage::Nat, r.unwrap_err(), 1);
     // Existing flows continue both ways.
     for (c, p) in (100..104).zip([2000u16, 2001, 2002, 2003]) {
         n.outbound(&mut udp(CLIENT, VIP, c, 53, b"more"), ORIGIN, SEC).unwrap();
@@ -512,14 +513,14 @@ fn a_tiny_pool_and_table_run_out_without_harm_to_existing_flows() {
         "tiny pool: live {:?} created {:?} ports_exhausted {} table_full {} translated out {} in {}",
         n.live(),
         n.stats.created,
-        drops.get(DropReason::NatPortsExhausted),
-        drops.get(DropReason::NatTableFull),
+        drops.reason(DropReason::NatPortsExhausted),
+        drops.reason(DropReason::NatTableFull),
         n.stats.translated_out,
         n.stats.translated_in
     );
     assert_eq!(n.live(), [2, 4, 0]);
-    assert_eq!(drops.get(DropReason::NatPortsExhausted), 6);
-    assert_eq!(drops.get(DropReason::NatTableFull), 1);
+    assert_eq!(drops.reason(DropReason::NatPortsExhausted), 6);
+    assert_eq!(drops.reason(DropReason::NatTableFull), 1);
     // After expiry the pool serves new flows again.
     n.expire(1000 * SEC, 100);
     n.outbound(&mut udp(CLIENT, VIP, 200, 53, b""), ORIGIN, 1000 * SEC)
@@ -578,7 +579,7 @@ fn burst_form_matches_the_per_packet_form() {
         assert_eq!(p.to_vec(), want[i].0, "packet {i}");
         match want[i].1 {
             None => assert_eq!(m.verdict, Verdict::Next),
-            Some(r) => assert_eq!(m.verdict, Verdict::Drop(r)),
+            Some(r) => assert_eq!(m.verdict, Verdict::Drop(Stage::Nat, r)),
         }
     }
 }

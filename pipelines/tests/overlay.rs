@@ -10,9 +10,10 @@ use pipelines::overlay::mtu::{MtuAction, MtuGuard};
 use pipelines::overlay::relay::{Hop, Relay};
 use pipelines::overlay::replicate::{PathSet, PathSetError, Replicate};
 use pipelines::overlay::sample::path;
-use pipelines::overlay::{decap, parse_outer, Burst, Meta, PeerSet, Verdict, OUTER_LEN};
+use pipelines::overlay::{decap, parse_outer, PeerSet, OUTER_LEN};
+use pipelines::stage::{Burst, Meta, Verdict};
 use pipelines::wire::geneve::OptRepr;
-use pipelines::DropReason;
+use pipelines::{DropReason, Stage};
 use std::collections::HashMap;
 use std::net::Ipv4Addr;
 
@@ -129,8 +130,14 @@ fn classify_by_vip_protocol_and_port() {
     c.run(&mut b);
     assert_eq!((b.meta[0].verdict, b.meta[0].app), (Verdict::Next, 0));
     assert_eq!((b.meta[1].verdict, b.meta[1].app), (Verdict::Next, 1));
-    assert_eq!(b.meta[2].verdict, Verdict::Drop(DropReason::NoApplication));
-    assert_eq!(b.meta[3].verdict, Verdict::Drop(DropReason::NoApplication));
+    assert_eq!(
+        b.meta[2].verdict,
+        Verdict::Drop(Stage::Classify, DropReason::NoApplication)
+    );
+    assert_eq!(
+        b.meta[3].verdict,
+        Verdict::Drop(Stage::Classify, DropReason::NoApplication)
+    );
     // Same flow, same hash; ICMP echo by VIP.
     assert_eq!(c.classify(&tcp_frame(b"other", None)).unwrap().1, b.meta[0].flow_hash);
     let mut ping = Vec::new();
@@ -353,7 +360,7 @@ fn encap_toward_the_path_set_gives_what_replicate_would_have_written() {
     e.run_toward(&mut b, 0, &r);
     assert!(!b.meta[0].stamped);
     r.run(&mut b, &mut DropCounts::default());
-    assert_eq!(b.meta[0].verdict, Verdict::Drop(DropReason::NoPath));
+    assert_eq!(b.meta[0].verdict, Verdict::Drop(Stage::Replicate, DropReason::NoPath));
 }
 
 #[test]
@@ -372,7 +379,7 @@ fn replicate_degrades_to_the_live_paths_and_counts_a_full_burst() {
     c.run(&mut b);
     e.run(&mut b, 0);
     r.run(&mut b, &mut drops);
-    assert_eq!(b.meta[0].verdict, Verdict::Drop(DropReason::NoPath));
+    assert_eq!(b.meta[0].verdict, Verdict::Drop(Stage::Replicate, DropReason::NoPath));
     // A burst without room for the copies.
     let (c, _, mut e, r) = edge_stages();
     let mut b = Burst::with_capacity(1);
@@ -380,7 +387,7 @@ fn replicate_degrades_to_the_live_paths_and_counts_a_full_burst() {
     c.run(&mut b);
     e.run(&mut b, 0);
     r.run(&mut b, &mut drops);
-    assert_eq!(drops.get(DropReason::BurstFull), 1);
+    assert_eq!(drops.get(Stage::Replicate, DropReason::BurstFull), 1);
     assert!(matches!(b.meta[0].verdict, Verdict::Forward { .. }));
 }
 
@@ -479,25 +486,31 @@ fn relay_refuses_what_it_must() {
         v[26..30].copy_from_slice(&[6, 6, 6, 6]);
         fix_ip(v)
     });
-    assert_eq!(r.relay(&mut p), Verdict::Drop(DropReason::NotAPeer));
+    assert_eq!(r.relay(&mut p), Verdict::Drop(Stage::Relay, DropReason::NotAPeer));
     // Hop count exhausted.
     let mut p = mk(&|v| v[pipelines::overlay::OPT_OFF + 1] = 1);
-    assert_eq!(r.relay(&mut p), Verdict::Drop(DropReason::HopLimit));
+    assert_eq!(r.relay(&mut p), Verdict::Drop(Stage::Relay, DropReason::HopLimit));
     // Unknown path.
     let mut p = mk(&|v| v[pipelines::overlay::OPT_OFF + 2] = 99);
-    assert_eq!(r.relay(&mut p), Verdict::Drop(DropReason::NoOverlayRoute));
+    assert_eq!(r.relay(&mut p), Verdict::Drop(Stage::Relay, DropReason::NoOverlayRoute));
     // Not for this relay.
     let mut p = mk(&|v| {
         v[30..34].copy_from_slice(&R2.octets());
         fix_ip(v)
     });
-    assert_eq!(r.relay(&mut p), Verdict::Drop(DropReason::NotForUs));
+    assert_eq!(r.relay(&mut p), Verdict::Drop(Stage::Relay, DropReason::NotForUs));
     // Unknown critical option type.
     let mut p = mk(&|v| v[14 + 20 + 8 + 8 + 2] = 0x82);
-    assert_eq!(r.relay(&mut p), Verdict::Drop(DropReason::OverlayMalformed));
+    assert_eq!(
+        r.relay(&mut p),
+        Verdict::Drop(Stage::Relay, DropReason::OverlayMalformed)
+    );
     // Not Geneve.
     let mut p = mk(&|v| v[36..38].copy_from_slice(&4789u16.to_be_bytes()));
-    assert_eq!(r.relay(&mut p), Verdict::Drop(DropReason::ProtocolUnhandled));
+    assert_eq!(
+        r.relay(&mut p),
+        Verdict::Drop(Stage::Relay, DropReason::ProtocolUnhandled)
+    );
 }
 
 #[test]
@@ -529,7 +542,7 @@ fn edge_relays_gateway_end_to_end_delivers_each_packet_once() {
                 assert_eq!(m.vni, 0x1234);
                 delivered.push(p.data()[14..].to_vec());
             }
-            Verdict::Drop(DropReason::Duplicate) => dups += 1,
+            Verdict::Drop(Stage::Dedupe, DropReason::Duplicate) => dups += 1,
             v => panic!("{v:?}"),
         }
     }
@@ -554,13 +567,19 @@ fn gateway_refuses_non_peers_and_other_nodes() {
     }
     // Straight from the edge (not a peer of this gateway in this test), and for node 9.
     dd.run(&mut g, GW_NODE, &peers, 0);
-    assert!(g.meta.iter().all(|m| m.verdict == Verdict::Drop(DropReason::NotAPeer)));
+    assert!(g
+        .meta
+        .iter()
+        .all(|m| m.verdict == Verdict::Drop(Stage::Dedupe, DropReason::NotAPeer)));
     let peers: PeerSet = [EDGE].into_iter().collect();
     for m in g.meta.iter_mut() {
         *m = Meta::new(0);
     }
     dd.run(&mut g, 9, &peers, 0);
-    assert!(g.meta.iter().all(|m| m.verdict == Verdict::Drop(DropReason::WrongNode)));
+    assert!(g
+        .meta
+        .iter()
+        .all(|m| m.verdict == Verdict::Drop(Stage::Dedupe, DropReason::WrongNode)));
 }
 
 #[test]

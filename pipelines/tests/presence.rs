@@ -4,8 +4,10 @@ use etherparse::{
     ArpEthIpv4Packet, ArpHardwareId, ArpOperation, ArpPacket, EtherType, Icmpv4Type, NetSlice, PacketBuilder,
     SlicedPacket, TransportSlice,
 };
-use pipelines::presence::{Action, Learn, PortAddrs, Presence};
+use pipelines::presence::{Lane, Learn, PortAddrs, Presence};
 use pipelines::route::{Route, RouteTable};
+use pipelines::stage::Verdict;
+use pipelines::Stage;
 use pipelines::{DropReason, MacAddr};
 use proptest::prelude::*;
 use std::net::Ipv4Addr;
@@ -69,7 +71,7 @@ fn arp_request_for_own_address_is_answered_in_place() {
     let p = presence(false);
     let mut f = arp_frame(ArpOperation::REQUEST, [0xff; 6], PEER, PEER_IP, [0; 6], MY_IP);
     let out = p.process(0, &mut f);
-    assert_eq!(out.action, Action::Reply);
+    assert_eq!(out.verdict, Verdict::Reply);
     assert_eq!(
         out.learn,
         Some(Learn {
@@ -98,15 +100,19 @@ fn arp_request_for_own_address_is_answered_in_place() {
 fn arp_for_extra_address_is_answered_and_its_packets_go_to_the_service() {
     let p = presence(false);
     let mut f = arp_frame(ArpOperation::REQUEST, [0xff; 6], PEER, PEER_IP, [0; 6], [10, 0, 0, 50]);
-    assert_eq!(p.process(0, &mut f).action, Action::Reply);
+    assert_eq!(p.process(0, &mut f).verdict, Verdict::Reply);
     // Not answered as an own address: the role's stages (NAT, overlay) take a valid packet to it.
     let mut f = ping(PEER_IP, [10, 0, 0, 50], 64, b"x");
     let before = f.clone();
-    assert_eq!(p.process(0, &mut f).action, Action::Service);
+    let o = p.process(0, &mut f);
+    assert_eq!((o.verdict, o.lane), (Verdict::Next, Lane::Service));
     assert_eq!(f, before, "left as it came");
     let mut bad = ping(PEER_IP, [10, 0, 0, 50], 64, b"x");
     bad[24] ^= 1;
-    assert_eq!(p.process(0, &mut bad).action, Action::Drop(DropReason::Ipv4Checksum));
+    assert_eq!(
+        p.process(0, &mut bad).verdict,
+        Verdict::Drop(Stage::Presence, DropReason::Ipv4Checksum)
+    );
 }
 
 #[test]
@@ -115,28 +121,37 @@ fn arp_cases() {
     // Request for someone else: dropped, but the sender is offered for refresh only.
     let mut f = arp_frame(ArpOperation::REQUEST, [0xff; 6], PEER, PEER_IP, [0; 6], [10, 0, 0, 77]);
     let o = p.process(0, &mut f);
-    assert_eq!(o.action, Action::Drop(DropReason::ArpNotForUs));
+    assert_eq!(o.verdict, Verdict::Drop(Stage::Presence, DropReason::ArpNotForUs));
     // Our address on the other port is not answered on this port (per-port addresses).
     let mut f = arp_frame(ArpOperation::REQUEST, [0xff; 6], PEER, PEER_IP, [0; 6], [10, 1, 0, 2]);
-    assert_eq!(p.process(0, &mut f).action, Action::Drop(DropReason::ArpNotForUs));
+    assert_eq!(
+        p.process(0, &mut f).verdict,
+        Verdict::Drop(Stage::Presence, DropReason::ArpNotForUs)
+    );
     // A reply goes to the control thread.
     let mut f = arp_frame(ArpOperation::REPLY, ME, PEER, PEER_IP, ME, MY_IP);
     let o = p.process(0, &mut f);
-    assert_eq!(o.action, Action::Consumed);
+    assert_eq!(o.verdict, Verdict::Consumed);
     assert_eq!(o.learn.unwrap().ip, Ipv4Addr::from(PEER_IP));
     // Gratuitous ARP refreshes.
     let mut f = arp_frame(ArpOperation::REQUEST, [0xff; 6], PEER, PEER_IP, [0; 6], PEER_IP);
-    assert_eq!(p.process(0, &mut f).action, Action::Consumed);
+    assert_eq!(p.process(0, &mut f).verdict, Verdict::Consumed);
     // ARP probe (sender 0.0.0.0) for our address: answered, nothing learned.
     let mut f = arp_frame(ArpOperation::REQUEST, [0xff; 6], PEER, [0, 0, 0, 0], [0; 6], MY_IP);
     let o = p.process(0, &mut f);
-    assert_eq!((o.action, o.learn), (Action::Reply, None));
+    assert_eq!((o.verdict, o.learn), (Verdict::Reply, None));
     // Unknown operation and truncated ARP.
     let mut f = arp_frame(ArpOperation(9), [0xff; 6], PEER, PEER_IP, [0; 6], MY_IP);
-    assert_eq!(p.process(0, &mut f).action, Action::Drop(DropReason::ArpOpUnsupported));
+    assert_eq!(
+        p.process(0, &mut f).verdict,
+        Verdict::Drop(Stage::Presence, DropReason::ArpOpUnsupported)
+    );
     let mut f = arp_frame(ArpOperation::REQUEST, [0xff; 6], PEER, PEER_IP, [0; 6], MY_IP);
     f.truncate(14 + 20);
-    assert_eq!(p.process(0, &mut f).action, Action::Drop(DropReason::ArpMalformed));
+    assert_eq!(
+        p.process(0, &mut f).verdict,
+        Verdict::Drop(Stage::Presence, DropReason::ArpMalformed)
+    );
 }
 
 #[test]
@@ -144,18 +159,27 @@ fn l2_filter() {
     let p = presence(false);
     let mut f = ping(PEER_IP, MY_IP, 64, b"x");
     f[0..6].copy_from_slice(&[0x02, 9, 9, 9, 9, 9]);
-    assert_eq!(p.process(0, &mut f).action, Action::Drop(DropReason::OtherHost));
+    assert_eq!(
+        p.process(0, &mut f).verdict,
+        Verdict::Drop(Stage::Presence, DropReason::OtherHost)
+    );
     let mut f = vec![0u8; 13];
-    assert_eq!(p.process(0, &mut f).action, Action::Drop(DropReason::EthTruncated));
+    assert_eq!(
+        p.process(0, &mut f).verdict,
+        Verdict::Drop(Stage::Presence, DropReason::EthTruncated)
+    );
     let mut f = ping(PEER_IP, MY_IP, 64, b"x");
     f[12..14].copy_from_slice(&[0x86, 0xdd]);
     assert_eq!(
-        p.process(0, &mut f).action,
-        Action::Drop(DropReason::EtherTypeUnsupported)
+        p.process(0, &mut f).verdict,
+        Verdict::Drop(Stage::Presence, DropReason::EtherTypeUnsupported)
     );
     // Unknown port index.
     let mut f = ping(PEER_IP, MY_IP, 64, b"x");
-    assert_eq!(p.process(7, &mut f).action, Action::Drop(DropReason::OtherHost));
+    assert_eq!(
+        p.process(7, &mut f).verdict,
+        Verdict::Drop(Stage::Presence, DropReason::OtherHost)
+    );
 }
 
 #[test]
@@ -164,7 +188,7 @@ fn echo_request_gets_a_valid_reply() {
     let mut f = ping(PEER_IP, MY_IP, 5, b"hello, appliance");
     // Ethernet padding after the IP packet must not confuse length handling.
     f.extend_from_slice(&[0u8; 6]);
-    assert_eq!(p.process(0, &mut f).action, Action::Reply);
+    assert_eq!(p.process(0, &mut f).verdict, Verdict::Reply);
     let s = SlicedPacket::from_ethernet(&f).unwrap();
     let eth = s.link.unwrap().to_header().unwrap().ethernet2().unwrap();
     assert_eq!((eth.source, eth.destination), (ME, PEER));
@@ -279,7 +303,11 @@ fn ipv4_validation_reasons() {
     for (name, mutate, reason) in cases {
         let mut f = base.clone();
         mutate(&mut f);
-        assert_eq!(p.process(0, &mut f).action, Action::Drop(reason), "{name}");
+        assert_eq!(
+            p.process(0, &mut f).verdict,
+            Verdict::Drop(Stage::Presence, reason),
+            "{name}"
+        );
     }
 }
 
@@ -303,8 +331,8 @@ fn forwarding_routes_and_decrements_ttl() {
     let p = presence(true);
     let mut f = ping(PEER_IP, [192, 168, 5, 5], 9, b"x");
     assert_eq!(
-        p.process(0, &mut f).action,
-        Action::Forward {
+        p.process(0, &mut f).verdict,
+        Verdict::Forward {
             port: 1,
             next_hop: "10.1.0.1".parse().unwrap()
         }
@@ -314,19 +342,25 @@ fn forwarding_routes_and_decrements_ttl() {
     assert_eq!(h.header_checksum, h.calc_header_checksum());
     let mut f = ping(PEER_IP, [10, 1, 0, 9], 9, b"x");
     assert_eq!(
-        p.process(0, &mut f).action,
-        Action::Forward {
+        p.process(0, &mut f).verdict,
+        Verdict::Forward {
             port: 1,
             next_hop: "10.1.0.9".parse().unwrap()
         }
     );
     let mut f = ping(PEER_IP, [8, 8, 8, 8], 9, b"x");
-    assert_eq!(p.process(0, &mut f).action, Action::Drop(DropReason::NoRoute));
+    assert_eq!(
+        p.process(0, &mut f).verdict,
+        Verdict::Drop(Stage::Presence, DropReason::NoRoute)
+    );
     let mut f = ping(PEER_IP, [10, 1, 0, 9], 1, b"x");
-    assert_eq!(p.process(0, &mut f).action, Action::Drop(DropReason::Ipv4TtlExpired));
+    assert_eq!(
+        p.process(0, &mut f).verdict,
+        Verdict::Drop(Stage::Presence, DropReason::Ipv4TtlExpired)
+    );
     // Our address on another port is still ours (weak host model): answered, not forwarded.
     let mut f = ping(PEER_IP, [10, 1, 0, 2], 9, b"x");
-    assert_eq!(p.process(0, &mut f).action, Action::Reply);
+    assert_eq!(p.process(0, &mut f).verdict, Verdict::Reply);
 }
 
 proptest! {

@@ -13,10 +13,11 @@ use pipelines::overlay::relay::{Hop, Relay};
 use pipelines::overlay::replicate::{PathSet, Replicate};
 use pipelines::overlay::roles::{EdgeIn, EdgeOut, GatewayIn, GatewayOut};
 use pipelines::overlay::sample::{self, EDGE, EDGE_NODE, GW, GW_NODE, R1, R2, TARGET, VIP, VNI};
-use pipelines::overlay::{parse_outer, Burst, Meta, OuterRepr, PeerSet, Verdict};
+use pipelines::overlay::{parse_outer, OuterRepr, PeerSet};
+use pipelines::stage::{Burst, Meta, Verdict};
 use pipelines::wire::geneve::OptRepr;
 use pipelines::wire::MacAddr;
-use pipelines::DropReason;
+use pipelines::{DropReason, Stage};
 use std::collections::HashMap;
 use std::net::Ipv4Addr;
 
@@ -71,7 +72,7 @@ fn the_one(b: &mut Burst<VecBuf>) -> VecBuf {
     for (p, m) in b.drain() {
         match m.verdict {
             Verdict::Next => next.push(p),
-            Verdict::Drop(DropReason::Duplicate) => {}
+            Verdict::Drop(Stage::Dedupe, DropReason::Duplicate) => {}
             v => panic!("unexpected verdict {v:?}"),
         }
     }
@@ -209,13 +210,13 @@ fn edge_refuses_a_decapsulated_packet_not_from_a_vip() {
     f[pipelines::overlay::OUTER_LEN..].copy_from_slice(inner);
     let mut b = one(VecBuf::new(&f, 64));
     e_in.run(&mut b, &e_out, 0);
-    assert_eq!(b.meta[0].verdict, Verdict::Drop(DropReason::NotFromVip));
+    assert_eq!(b.meta[0].verdict, Verdict::Drop(Stage::Inner, DropReason::NotFromVip));
     // The same from a host that is not a peer never gets that far.
     let peers: PeerSet = [R2].into_iter().collect();
     e_in.peers = peers;
     let mut b = one(VecBuf::new(&f, 64));
     e_in.run(&mut b, &e_out, 0);
-    assert_eq!(b.meta[0].verdict, Verdict::Drop(DropReason::NotAPeer));
+    assert_eq!(b.meta[0].verdict, Verdict::Drop(Stage::Dedupe, DropReason::NotAPeer));
 }
 
 #[test]

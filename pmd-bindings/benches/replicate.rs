@@ -10,7 +10,8 @@
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughput};
 use etherparse::PacketBuilder;
 use pipelines::drop::DropCounts;
-use pipelines::overlay::{sample, Burst, Meta};
+use pipelines::overlay::sample;
+use pipelines::stage::{Burst, Meta};
 use pmd_bindings::{Eal, Mbuf, Mempool, SocketId};
 
 const N: usize = 32;

@@ -23,7 +23,8 @@ pub mod packet;
 pub mod table;
 
 use crate::drop::DropReason;
-use crate::overlay::{Burst, Verdict};
+use crate::drop::Stage;
+use crate::stage::{Burst, Verdict};
 use crate::wire::{ipv4, tcp};
 use packet::{Kind, Parsed, Tuple};
 use std::fmt;
@@ -224,7 +225,7 @@ impl Origin {
     }
 }
 
-/// Per-core counters (drops are counted by reason in [`DropCounts`]).
+/// Per-core counters (drops are counted by stage and reason in [`crate::drop::DropCounts`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct NatStats {
     pub created: [u64; 3],
@@ -588,7 +589,7 @@ impl Nat {
                 }
                 let p = &mut pre[i - start];
                 if let Err(r) = self.prepare(burst.pkts[i].data(), DIR, m.app, p) {
-                    m.verdict = Verdict::Drop(r);
+                    m.verdict = Verdict::Drop(Stage::Nat, r);
                     continue;
                 }
                 if DIR == REV {
@@ -638,7 +639,7 @@ impl Nat {
                     let p = &pre[k];
                     let m = &mut burst.meta[i];
                     let Some(d) = burst.pkts[i].data_mut() else {
-                        m.verdict = Verdict::Drop(DropReason::MultiSegment);
+                        m.verdict = Verdict::Drop(Stage::Nat, DropReason::NotWritable);
                         continue;
                     };
                     let r = if DIR == FWD {
@@ -656,7 +657,7 @@ impl Nat {
                         })
                     };
                     if let Err(r) = r {
-                        m.verdict = Verdict::Drop(r);
+                        m.verdict = Verdict::Drop(Stage::Nat, r);
                     }
                 }
             }

@@ -1,9 +1,11 @@
 //! Edge: which application a client packet belongs to, by VIP, protocol and port (ICMP echo by VIP when the
 //! application allows it). Everything else is dropped and counted. Validates the IPv4 header, since this is
 //! the first stage that reads the client's packet.
-use super::{flow_hash, Burst, Verdict};
+use super::flow_hash;
 use crate::buf::PacketBuf;
 use crate::drop::DropReason;
+use crate::drop::Stage;
+use crate::stage::{Burst, Verdict};
 use crate::wire::{ethernet, icmpv4, ipv4};
 use std::collections::HashMap;
 use std::net::Ipv4Addr;
@@ -101,7 +103,7 @@ impl Classifier {
                     m.app = app;
                     m.flow_hash = hash;
                 }
-                Err(r) => m.verdict = Verdict::Drop(r),
+                Err(r) => m.verdict = Verdict::Drop(Stage::Classify, r),
             }
         }
     }

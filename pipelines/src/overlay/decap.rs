@@ -1,8 +1,10 @@
 //! Strips the outer headers of an overlay frame and hands on the inner IPv4 packet, behind a 14-byte
 //! Ethernet slot (the outer Ethernet header's place, ethertype IPv4) for the next stage to address.
-use super::{parse_outer, Burst, Verdict};
+use super::parse_outer;
 use crate::buf::PacketBuf;
 use crate::drop::DropReason;
+use crate::drop::Stage;
+use crate::stage::{Burst, Verdict};
 use crate::wire::{ethernet, ipv4};
 
 /// Decapsulates one frame whose inner packet starts at `inner_off` (0: parse the outer headers here).
@@ -31,7 +33,7 @@ pub fn decap<B: PacketBuf>(pkt: &mut B, inner_off: usize) -> Result<(), DropReas
     if extra > 0 && !pkt.trim(extra) {
         return Err(DropReason::MultiSegment);
     }
-    let d = pkt.data_mut().ok_or(DropReason::MultiSegment)?;
+    let d = pkt.data_mut().ok_or(DropReason::NotWritable)?;
     d[ethernet::field::ETHERTYPE..ethernet::field::ETHERTYPE + 2]
         .copy_from_slice(&ethernet::ethertype::IPV4.to_be_bytes());
     Ok(())
@@ -43,7 +45,7 @@ pub fn run<B: PacketBuf>(burst: &mut Burst<B>) {
             continue;
         }
         if let Err(r) = decap(p, m.inner_off as usize) {
-            m.verdict = Verdict::Drop(r);
+            m.verdict = Verdict::Drop(Stage::Decap, r);
         }
         m.inner_off = 0;
     }

@@ -13,10 +13,12 @@
 //!
 //! Not replay protection: that needs authentication. State is owned by one worker: a stream is pinned to
 //! one core by (sender, stream). The stream table and the window memory are allocated once.
-use super::{parse_outer, Burst, PeerSet, Verdict};
+use super::{parse_outer, PeerSet};
 use crate::buf::PacketBuf;
 use crate::drop::DropReason;
+use crate::drop::Stage;
 use crate::index::Index;
+use crate::stage::{Burst, Verdict};
 
 #[derive(Debug, Clone, Copy)]
 pub struct DedupeConfig {
@@ -336,16 +338,16 @@ impl Dedupe {
                 let o = match parse_outer(p.data()) {
                     Ok(o) => o,
                     Err(r) => {
-                        m.verdict = Verdict::Drop(r);
+                        m.verdict = Verdict::Drop(Stage::Dedupe, r);
                         continue;
                     }
                 };
                 if !peers.contains(&o.ip_src) {
-                    m.verdict = Verdict::Drop(DropReason::NotAPeer);
+                    m.verdict = Verdict::Drop(Stage::Dedupe, DropReason::NotAPeer);
                     continue;
                 }
                 if o.opt.dest != node {
-                    m.verdict = Verdict::Drop(DropReason::WrongNode);
+                    m.verdict = Verdict::Drop(Stage::Dedupe, DropReason::WrongNode);
                     continue;
                 }
                 m.sender = o.opt.sender;
@@ -369,7 +371,7 @@ impl Dedupe {
                         self.prefetch_slot(slot, seq);
                         slots[k] = slot;
                     }
-                    Err(r) => m.verdict = Verdict::Drop(r),
+                    Err(r) => m.verdict = Verdict::Drop(Stage::Dedupe, r),
                 }
             }
             for (k, m) in burst.meta[start..end].iter_mut().enumerate() {
@@ -378,8 +380,8 @@ impl Dedupe {
                 }
                 m.verdict = match self.check_slot(slots[k], todo[k].2, now_ns) {
                     Decision::Pass => Verdict::Next,
-                    Decision::Duplicate => Verdict::Drop(DropReason::Duplicate),
-                    Decision::Rogue => Verdict::Drop(DropReason::Rogue),
+                    Decision::Duplicate => Verdict::Drop(Stage::Dedupe, DropReason::Duplicate),
+                    Decision::Rogue => Verdict::Drop(Stage::Dedupe, DropReason::Rogue),
                 };
             }
             start = end;

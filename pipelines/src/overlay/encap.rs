@@ -7,10 +7,12 @@
 //! is given the path table ([`Encap::run_toward`]), else zero and left to [`super::replicate`]; the MACs
 //! are the worker's.
 use super::replicate::Replicate;
-use super::{at, Burst, OuterRepr, Verdict, OUTER_LEN};
+use super::{at, OuterRepr, OUTER_LEN};
 use crate::buf::PacketBuf;
 use crate::checksum;
 use crate::drop::DropReason;
+use crate::drop::Stage;
+use crate::stage::{Burst, Verdict};
 use crate::wire::geneve::OptRepr;
 use crate::wire::{ethernet, geneve, ipv4, udp, MacAddr};
 use std::net::Ipv4Addr;
@@ -247,7 +249,7 @@ impl Encap {
             seq,
             tstamp: now_ns,
         };
-        let frame = pkt.data_mut().ok_or(DropReason::MultiSegment)?;
+        let frame = pkt.data_mut().ok_or(DropReason::NotWritable)?;
         let f: &mut [u8; OUTER_LEN] = frame
             .get_mut(..OUTER_LEN)
             .and_then(|f| f.try_into().ok())
@@ -282,7 +284,7 @@ impl Encap {
             });
             match r {
                 Ok((route, stream, first)) => m.mark(self.node, stream, route.dest, first),
-                Err(r) => m.verdict = Verdict::Drop(r),
+                Err(r) => m.verdict = Verdict::Drop(Stage::Encap, r),
             }
         }
     }

@@ -3,9 +3,10 @@
 //! overlay MTU with DF set are turned, in place, into an ICMP "fragmentation needed" (type 3 code 4)
 //! carrying the overlay MTU, back to the sender (RFC 1191); without DF they are dropped (`too_big`; the
 //! overlay does not fragment).
-use super::{Burst, Verdict};
 use crate::buf::PacketBuf;
 use crate::drop::DropReason;
+use crate::drop::Stage;
+use crate::stage::{Burst, Verdict};
 use crate::wire::{ethernet, icmpv4, ipv4, tcp};
 
 #[derive(Debug, Clone, Copy)]
@@ -37,7 +38,7 @@ impl MtuGuard {
     /// Handles one frame (Ethernet + a valid IPv4 packet, as classify leaves it).
     pub fn apply<B: PacketBuf>(&self, pkt: &mut B) -> MtuAction {
         let Some(frame) = pkt.data_mut() else {
-            return MtuAction::Drop(DropReason::MultiSegment);
+            return MtuAction::Drop(DropReason::NotWritable);
         };
         let Some(l3) = frame.get_mut(ethernet::HEADER_LEN..) else {
             return MtuAction::Drop(DropReason::EthTruncated);
@@ -68,7 +69,7 @@ impl MtuGuard {
     /// address the packet was sent to (the VIP), the payload the original IP header and 8 bytes.
     fn frag_needed<B: PacketBuf>(&self, pkt: &mut B) -> MtuAction {
         let Some(frame) = pkt.data_mut() else {
-            return MtuAction::Drop(DropReason::MultiSegment);
+            return MtuAction::Drop(DropReason::NotWritable);
         };
         let l3 = &frame[ethernet::HEADER_LEN..];
         let ip = ipv4::Packet::new_unchecked(l3);
@@ -127,7 +128,7 @@ impl MtuGuard {
                 MtuAction::Pass => {}
                 MtuAction::Clamped { .. } => clamped += 1,
                 MtuAction::FragNeeded => m.verdict = Verdict::Reply,
-                MtuAction::Drop(r) => m.verdict = Verdict::Drop(r),
+                MtuAction::Drop(r) => m.verdict = Verdict::Drop(Stage::Mtu, r),
             }
         }
         clamped

@@ -1,11 +1,13 @@
 //! Relay: validates the outer headers and the option of packets addressed to it, checks that they come
 //! from a configured overlay peer, looks up the next hop by (destination node, path id), rewrites the outer
 //! addresses (relay -> next), decrements the hop count (dropped at 0) and forwards. Stateless.
-use super::{parse_outer, Burst, Verdict};
+use super::parse_outer;
 use crate::buf::PacketBuf;
 use crate::checksum;
 use crate::drop::DropReason;
+use crate::drop::Stage;
 use crate::fixed::FixedMap;
+use crate::stage::{Burst, Verdict};
 use crate::wire::geneve::opt;
 use crate::wire::{ethernet, ipv4, udp};
 use std::collections::HashMap;
@@ -49,22 +51,22 @@ impl Relay {
     pub fn relay<B: PacketBuf>(&self, pkt: &mut B) -> Verdict {
         let o = match parse_outer(pkt.data()) {
             Ok(o) => o,
-            Err(r) => return Verdict::Drop(r),
+            Err(r) => return Verdict::Drop(Stage::Relay, r),
         };
         if o.ip_dst != self.addr {
-            return Verdict::Drop(DropReason::NotForUs);
+            return Verdict::Drop(Stage::Relay, DropReason::NotForUs);
         }
         if !self.peers.contains(u32::from(o.ip_src)) {
-            return Verdict::Drop(DropReason::NotAPeer);
+            return Verdict::Drop(Stage::Relay, DropReason::NotAPeer);
         }
         if o.opt.hops <= 1 {
-            return Verdict::Drop(DropReason::HopLimit);
+            return Verdict::Drop(Stage::Relay, DropReason::HopLimit);
         }
         let Some(hop) = self.hops.get(hop_key(o.opt.dest, o.opt.path)) else {
-            return Verdict::Drop(DropReason::NoOverlayRoute);
+            return Verdict::Drop(Stage::Relay, DropReason::NoOverlayRoute);
         };
         let Some(d) = pkt.data_mut() else {
-            return Verdict::Drop(DropReason::MultiSegment);
+            return Verdict::Drop(Stage::Relay, DropReason::NotWritable);
         };
         // Hop count: one byte of the option, in the 16-bit word it shares with version/flags.
         let word_at = o.opt_off + opt::VER_FLAGS;

@@ -2,10 +2,11 @@
 //! original buffer; every other copy is a full copy ([`PacketBuf::replicate_into`]: in bulk for mbufs),
 //! so no copy writes into a segment another shares (ARCHITECTURE.md "Replicas"). Each copy gets its path id, the outer destination
 //! (the path's relay) and the underlay next hop to send it to.
-use super::{outer_csum, set_outer_dst, write_outer_dst, Burst, Verdict, OPT_OFF, OUTER_LEN};
+use super::{outer_csum, set_outer_dst, write_outer_dst, OPT_OFF, OUTER_LEN};
 use crate::buf::PacketBuf;
 use crate::checksum;
-use crate::drop::{DropCounts, DropReason};
+use crate::drop::{DropCounts, DropReason, Stage};
+use crate::stage::{Burst, Verdict};
 use crate::wire::geneve::opt;
 use std::fmt;
 use std::net::Ipv4Addr;
@@ -116,7 +117,7 @@ struct Out {
 }
 
 /// The replicate stage: path sets per destination index (as in [`super::encap::AppRoute::dest`] and
-/// [`super::Meta::dest`]), and, built from them whenever they change, the live paths of each.
+/// [`crate::stage::Meta::dest`]), and, built from them whenever they change, the live paths of each.
 #[derive(Debug, Clone)]
 pub struct Replicate {
     sets: Vec<PathSet>,
@@ -237,7 +238,7 @@ impl Replicate {
             let (start, len) = match self.live.get(burst.meta[i].dest as usize) {
                 Some(&(s, l)) if l > 0 => (s as usize, l as usize),
                 _ => {
-                    burst.meta[i].verdict = Verdict::Drop(DropReason::NoPath);
+                    burst.meta[i].verdict = Verdict::Drop(Stage::Replicate, DropReason::NoPath);
                     continue;
                 }
             };
@@ -251,7 +252,7 @@ impl Replicate {
                 stamp(&mut burst.pkts[i], first)
             };
             let Some(csum) = csum else {
-                burst.meta[i].verdict = Verdict::Drop(DropReason::MultiSegment);
+                burst.meta[i].verdict = Verdict::Drop(Stage::Replicate, DropReason::NotWritable);
                 continue;
             };
             let m = &mut burst.meta[i];
@@ -278,7 +279,7 @@ impl Replicate {
     /// `k` that finds room and a buffer.
     fn copies<B: PacketBuf>(&self, burst: &mut Burst<B>, todo: &Copies, drops: &mut DropCounts) {
         let want = todo.len.min(burst.capacity().saturating_sub(burst.len()));
-        drops.add(DropReason::BurstFull, (todo.len - want) as u64);
+        drops.add(Stage::Replicate, DropReason::BurstFull, (todo.len - want) as u64);
         if want == 0 {
             return;
         }
@@ -286,7 +287,7 @@ impl Replicate {
         let made = B::replicate_into(&mut burst.pkts, &todo.from[..want], |k, d| {
             ok[k] = restamp(d, todo.csum[k], &self.outs[todo.via[k] as usize]);
         });
-        drops.add(DropReason::ReplicaNoBuffer, (want - made) as u64);
+        drops.add(Stage::Replicate, DropReason::ReplicaNoBuffer, (want - made) as u64);
         for ((&src, &v), &ok) in todo.from[..made].iter().zip(&todo.via).zip(&ok) {
             let p = &self.outs[v as usize];
             let mut m = burst.meta[src as usize];
@@ -297,7 +298,7 @@ impl Replicate {
                     next_hop: p.next_hop,
                 }
             } else {
-                Verdict::Drop(DropReason::MultiSegment)
+                Verdict::Drop(Stage::Replicate, DropReason::NotWritable)
             };
             burst.meta.push(m);
         }

@@ -12,10 +12,11 @@ use super::dedupe::Dedupe;
 use super::encap::{AppRoute, Encap};
 use super::mtu::{MtuAction, MtuGuard};
 use super::replicate::Replicate;
-use super::{decap, Burst, PeerSet, Verdict};
+use super::{decap, PeerSet};
 use crate::buf::PacketBuf;
-use crate::drop::{DropCounts, DropReason};
+use crate::drop::{DropCounts, DropReason, Stage};
 use crate::nat::{Nat, Origin};
+use crate::stage::{Burst, Verdict};
 use crate::wire::ethernet;
 use std::net::Ipv4Addr;
 
@@ -59,19 +60,19 @@ impl EdgeIn {
             let src = match d.get(at..at + 4) {
                 Some(s) => Ipv4Addr::new(s[0], s[1], s[2], s[3]),
                 None => {
-                    m.verdict = Verdict::Drop(DropReason::InnerMalformed);
+                    m.drop(Stage::Inner, DropReason::InnerMalformed);
                     continue;
                 }
             };
             if !out.classify.is_vip(src) {
-                m.verdict = Verdict::Drop(DropReason::NotFromVip);
+                m.drop(Stage::Inner, DropReason::NotFromVip);
                 continue;
             }
             // Came through the overlay, so it fits: only the clamp can apply.
             match out.mtu.apply(p) {
                 MtuAction::Pass | MtuAction::Clamped { .. } => {}
-                MtuAction::FragNeeded => m.verdict = Verdict::Drop(DropReason::TooBig),
-                MtuAction::Drop(r) => m.verdict = Verdict::Drop(r),
+                MtuAction::FragNeeded => m.drop(Stage::Inner, DropReason::TooBig),
+                MtuAction::Drop(r) => m.drop(Stage::Inner, r),
             }
         }
     }
@@ -124,7 +125,7 @@ impl GatewayOut {
                 continue;
             }
             let Some(dest) = self.encap.dest_index(m.sender) else {
-                m.verdict = Verdict::Drop(DropReason::NoPath);
+                m.drop(Stage::Return, DropReason::NoPath);
                 continue;
             };
             let route = AppRoute {
@@ -134,7 +135,7 @@ impl GatewayOut {
             let first = self.replicate.first_hop(dest);
             match self.encap.encap_to(p, route, m.stream as u32, now_ns, first) {
                 Ok((stream, _)) => m.mark(self.encap.node(), stream, dest, first),
-                Err(r) => m.verdict = Verdict::Drop(r),
+                Err(r) => m.drop(Stage::Encap, r),
             }
         }
         self.replicate.run(b, drops);
