@@ -332,7 +332,9 @@ impl Worker {
         }
         match (out.lane, &st.role) {
             (Lane::Service, Role::Edge { .. }) => self.stage(st, Lane::Service, pi, m),
-            (Lane::Service, Role::Gateway { inn, .. }) if inn.nat.pool().contains(dst_of(m.data())) => {
+            (Lane::Service, Role::Gateway { inn, .. })
+                if dst_of(m.data()).is_some_and(|d| inn.nat.pool().contains(d)) =>
+            {
                 self.stage(st, Lane::Service, pi, m)
             }
             // A gateway's own VIP clients, and standalone full NAT.
@@ -373,7 +375,8 @@ impl Worker {
         let Some(d) = m.data_mut() else {
             return drop_pkt(st, Stage::Nat, DropReason::NotWritable, m);
         };
-        let dst = dst_of(d);
+        // Presence passed on a valid IPv4 packet.
+        let dst = dst_of(d).unwrap_or(Ipv4Addr::UNSPECIFIED);
         // Presence sends packets to service addresses here only when NAT owns them (validation).
         let Some(nat) = st.nat_mut() else {
             return drop_pkt(st, Stage::Worker, DropReason::Internal, m);
@@ -573,7 +576,7 @@ impl Worker {
         match &st.role {
             Role::Edge { .. } => self.overlay_in(st, 0, m, false),
             Role::Gateway { .. } => {
-                if m.data().len() >= 34 && Some(dst_of(m.data())) == overlay_addr {
+                if dst_of(m.data()).is_some_and(|d| Some(d) == overlay_addr) {
                     self.overlay_in(st, 0, m, false)
                 } else {
                     self.stage(st, Lane::Service, 0, m)
@@ -733,10 +736,10 @@ impl Worker {
     }
 }
 
-/// The IPv4 destination of an Ethernet + IPv4 frame of at least 34 bytes.
+/// The IPv4 destination of an Ethernet + IPv4 frame, if it is long enough to have one.
 #[inline]
-fn dst_of(d: &[u8]) -> Ipv4Addr {
-    Ipv4Addr::new(d[30], d[31], d[32], d[33])
+fn dst_of(d: &[u8]) -> Option<Ipv4Addr> {
+    ipv4::addrs_in_frame(d).map(|(_, dst)| dst)
 }
 
 #[inline]

@@ -17,8 +17,7 @@ use crate::buf::PacketBuf;
 use crate::drop::{DropCounts, DropReason, Stage};
 use crate::nat::{Nat, Origin};
 use crate::stage::{Burst, Verdict};
-use crate::wire::ethernet;
-use std::net::Ipv4Addr;
+use crate::wire::ipv4;
 
 /// Edge, client side: which application, MSS clamping or "fragmentation needed", encapsulation, one copy
 /// per path. Packets leave with Forward (toward a relay) or Reply (an ICMP error for the client).
@@ -55,10 +54,8 @@ impl EdgeIn {
             if !m.is_next() {
                 continue;
             }
-            let d = p.data();
-            let at = ethernet::HEADER_LEN + 12;
-            let src = match d.get(at..at + 4) {
-                Some(s) => Ipv4Addr::new(s[0], s[1], s[2], s[3]),
+            let src = match ipv4::addrs_in_frame(p.data()) {
+                Some((src, _)) => src,
                 None => {
                     m.drop(Stage::Inner, DropReason::InnerMalformed);
                     continue;

@@ -272,6 +272,15 @@ impl Repr {
 
 /// Whether `a` is usable as a source address on the wire (not multicast, broadcast, loopback or
 /// "this network").
+/// The source and destination addresses of the IPv4 header behind an Ethernet header in `frame`, when
+/// the frame is long enough to hold them (nothing else is checked: for packets a stage validated).
+#[inline]
+pub fn addrs_in_frame(frame: &[u8]) -> Option<(Ipv4Addr, Ipv4Addr)> {
+    let h = frame.get(super::ethernet::HEADER_LEN..super::ethernet::HEADER_LEN + field::DST + 4)?;
+    let addr = |at: usize| Ipv4Addr::new(h[at], h[at + 1], h[at + 2], h[at + 3]);
+    Some((addr(field::SRC), addr(field::DST)))
+}
+
 pub fn valid_source(a: Ipv4Addr) -> bool {
     !(a.is_multicast() || a.is_broadcast() || a.is_loopback() || a.octets()[0] == 0)
 }
