@@ -58,9 +58,7 @@ struct State {
     neigh_gen: u64,
     macs: Vec<MacAddr>,
     l: Local,
-    /// This worker's NAT sessions, when `[nat]` is configured without the gateway role.
-    nat: Option<Nat>,
-    /// This worker's stages of its overlay role.
+    /// This worker's role and all the state it owns.
     role: Role,
     /// Packets collected for the role's stages: from clients (edge) or targets (gateway), and from the
     /// overlay. Run as bursts after each rx burst.
@@ -76,12 +74,21 @@ struct State {
     tables_gen: u64,
 }
 
-/// A worker's overlay role with the state it owns.
+/// A worker's role with the state it owns.
 enum Role {
+    /// A router: presence alone.
     Plain,
+    /// Standalone full NAT (`[nat]` without `[overlay]`): this worker's sessions.
+    Nat(Box<Nat>),
     Relay(pipelines::overlay::relay::Relay),
-    Edge { out: Box<EdgeOut>, inn: Box<EdgeIn> },
-    Gateway { inn: Box<GatewayIn>, out: Box<GatewayOut> },
+    Edge {
+        out: Box<EdgeOut>,
+        inn: Box<EdgeIn>,
+    },
+    Gateway {
+        inn: Box<GatewayIn>,
+        out: Box<GatewayOut>,
+    },
 }
 
 /// Room in a stage burst: a full rx burst plus its copies (path sets have at most 8 paths).
@@ -89,39 +96,29 @@ const STAGE_CAP: usize = BURST * 9;
 /// Dedupe streams examined for expiry per loop iteration.
 const DEDUPE_EXPIRE_BUDGET: usize = 16;
 
-impl State {
-    fn nat_mut(&mut self) -> Option<&mut Nat> {
-        match &mut self.role {
+impl Role {
+    /// The NAT sessions this role owns (standalone full NAT, gateway).
+    fn nat(&mut self) -> Option<&mut Nat> {
+        match self {
+            Role::Nat(n) => Some(n),
             Role::Gateway { inn, .. } => Some(&mut inn.nat),
-            _ => self.nat.as_mut(),
-        }
-    }
-
-    fn nat_ref(&self) -> Option<&Nat> {
-        match &self.role {
-            Role::Gateway { inn, .. } => Some(&inn.nat),
-            _ => self.nat.as_ref(),
-        }
-    }
-
-    fn dedupe(&self) -> Option<&Dedupe> {
-        match &self.role {
-            Role::Edge { inn, .. } => Some(&inn.dedupe),
-            Role::Gateway { inn, .. } => Some(&inn.dedupe),
             _ => None,
         }
     }
 
-    fn dedupe_mut(&mut self) -> Option<&mut Dedupe> {
-        match &mut self.role {
+    /// The duplicate removal this role owns (edge, gateway).
+    fn dedupe(&mut self) -> Option<&mut Dedupe> {
+        match self {
             Role::Edge { inn, .. } => Some(&mut inn.dedupe),
             Role::Gateway { inn, .. } => Some(&mut inn.dedupe),
             _ => None,
         }
     }
+}
 
+impl State {
     fn publish_nat(&mut self) {
-        if let Some((stats, live, away)) = self.nat_ref().map(|n| (n.stats, n.live(), n.table().spilled())) {
+        if let Some((stats, live, away)) = self.role.nat().map(|n| (n.stats, n.live(), n.table().spilled())) {
             self.l.nat = stats;
             self.l.nat_live = live;
             self.l.nat_away = away;
@@ -131,7 +128,12 @@ impl State {
 
 /// Builds worker `idx`'s stages of the configured role.
 fn build_role(sh: &Shared, t: &Tables, idx: usize) -> Role {
-    let Some(o) = &t.overlay else { return Role::Plain };
+    let Some(o) = &t.overlay else {
+        return match (&sh.nat, &t.nat) {
+            (Some(cfg), Some(n)) => Role::Nat(Box::new(Nat::new(cfg, idx as u16, n.apps.clone()))),
+            _ => Role::Plain,
+        };
+    };
     let sender = |s: &crate::overlay_config::Sender, routes| {
         (
             MtuGuard::new(s.link_mtu),
@@ -200,11 +202,6 @@ impl Worker {
             neigh_gen: sh.neigh_gen.load(Acquire),
             macs: sh.ports.iter().map(|p| p.mac).collect(),
             l: Local::default(),
-            nat: match (&tables.overlay, &sh.nat, &tables.nat) {
-                (Some(o), _, _) if matches!(o.role, RoleSpec::Gateway(_)) => None,
-                (_, Some(cfg), Some(n)) => Some(Nat::new(cfg, self.idx as u16, n.apps.clone())),
-                _ => None,
-            },
             role: build_role(&sh, &tables, self.idx),
             svc: StageBurst::with_capacity(STAGE_CAP),
             ovl: StageBurst::with_capacity(STAGE_CAP),
@@ -259,10 +256,10 @@ impl Worker {
                 }
             }
             let now_ns = st.now_ns;
-            if let Some(n) = st.nat_mut() {
+            if let Some(n) = st.role.nat() {
                 n.expire_slice(now_ns);
             }
-            if let Some(d) = st.dedupe_mut() {
+            if let Some(d) = st.role.dedupe() {
                 d.expire(now_ns, DEDUPE_EXPIRE_BUDGET);
             }
             st.drops.free_all();
@@ -299,7 +296,7 @@ impl Worker {
         }
         st.drops.free_all();
         st.publish_nat();
-        self.publish_overlay(&st);
+        self.publish_overlay(&mut st);
         me.publish(&st.l, 0, rdtsc());
         log::info!("worker {} stopped", self.idx);
         0
@@ -342,7 +339,7 @@ impl Worker {
             (Lane::Overlay, Role::Relay(_)) => self.relay(st, m),
             (Lane::Overlay, Role::Edge { .. } | Role::Gateway { .. }) => self.overlay_in(st, pi, m, true),
             // Presence passes overlay packets on only when the overlay is configured.
-            (Lane::Overlay, Role::Plain) => drop_pkt(st, Stage::Worker, DropReason::Internal, m),
+            (Lane::Overlay, Role::Plain | Role::Nat(_)) => drop_pkt(st, Stage::Worker, DropReason::Internal, m),
         }
     }
 
@@ -378,7 +375,7 @@ impl Worker {
         // Presence passed on a valid IPv4 packet.
         let dst = dst_of(d).unwrap_or(Ipv4Addr::UNSPECIFIED);
         // Presence sends packets to service addresses here only when NAT owns them (validation).
-        let Some(nat) = st.nat_mut() else {
+        let Some(nat) = st.role.nat() else {
             return drop_pkt(st, Stage::Worker, DropReason::Internal, m);
         };
         if nat.pool().contains(dst) {
@@ -394,7 +391,7 @@ impl Worker {
             None => return drop_pkt(st, Stage::Worker, DropReason::Internal, m),
         };
         let o = Origin::direct(app);
-        let Some(nat) = st.nat_mut() else {
+        let Some(nat) = st.role.nat() else {
             return drop_pkt(st, Stage::Worker, DropReason::Internal, m);
         };
         match nat.outbound(d, o, now) {
@@ -589,7 +586,7 @@ impl Worker {
     /// Reverse NAT for a packet from the target side whose session this worker owns.
     fn nat_inbound(&mut self, st: &mut State, mut m: Mbuf) {
         // Only standalone full NAT hands packets to this function (validation).
-        let Some(nat) = st.nat.as_mut() else {
+        let Some(nat) = st.role.nat() else {
             return drop_pkt(st, Stage::Worker, DropReason::Internal, m);
         };
         let Some(d) = m.data_mut() else {
@@ -717,7 +714,7 @@ impl Worker {
             }
             _ => {}
         }
-        if let (Some(n), Some(nt)) = (st.nat.as_mut(), &t.nat) {
+        if let (Role::Nat(n), Some(nt)) = (&mut st.role, &t.nat) {
             n.set_apps(nt.apps.clone());
         }
         st.tables = t;
@@ -729,8 +726,8 @@ impl Worker {
     }
 
     /// Publishes duplicate-removal and per-path counters (every ~10 ms: summing the streams is not free).
-    fn publish_overlay(&self, st: &State) {
-        if let Some(d) = st.dedupe() {
+    fn publish_overlay(&self, st: &mut State) {
+        if let Some(d) = st.role.dedupe() {
             self.shared.workers[self.idx].publish_overlay(&d.totals(), d.streams(), &d.paths, &st.path_tx);
         }
     }
