@@ -69,51 +69,59 @@ pub fn parse_outer(frame: &[u8]) -> Result<Outer, DropReason> {
 #[inline(always)]
 fn parse_outer_fast(frame: &[u8]) -> Option<Outer> {
     let f: &[u8; OUTER_LEN] = frame.get(..OUTER_LEN)?.try_into().ok()?;
-    let be16 = |at: usize| u16::from_be_bytes([f[at], f[at + 1]]);
-    // Ethernet IPv4, version 4 IHL 5, not a fragment, TTL > 0, UDP.
-    if be16(12) != ethernet::ethertype::IPV4 || f[14] != 0x45 || be16(20) & 0x3fff != 0 || f[22] == 0 || f[23] != 17 {
-        return None;
-    }
-    let total = be16(16) as usize;
-    if total < OVERHEAD || total > frame.len() - ethernet::HEADER_LEN || !crate::checksum::verify(&f[14..34]) {
-        return None;
-    }
-    // UDP to 6081 with a length that holds the Geneve header and fits the IPv4 payload.
-    let udp_len = be16(38) as usize;
-    if be16(36) != geneve::PORT || udp_len < udp::HEADER_LEN + geneve::OVERLAY_GENEVE_LEN || udp_len > total - 20 {
-        return None;
-    }
-    // Geneve version 0 with 7 words of options, IPv4 inside; the option is ours, 6 words, version 1.
-    if f[42] != (geneve::OPT_LEN / 4) as u8
-        || be16(44) != geneve::PROTO_IPV4
-        || be16(50) != geneve::OPT_CLASS
-        || f[52] != geneve::OPT_TYPE
-        || f[53] & 0x1f != (geneve::OPT_DATA_LEN / 4) as u8
-        || f[54] >> 4 != geneve::OPT_VERSION
+    let be16 = |i: usize| u16::from_be_bytes([f[i], f[i + 1]]);
+    let be32 = |i: usize| u32::from_be_bytes([f[i], f[i + 1], f[i + 2], f[i + 3]]);
+    // Ethernet IPv4, version 4 IHL 5, not a fragment (MF clear, offset 0), TTL > 0, UDP.
+    if be16(at::ETHERTYPE) != ethernet::ethertype::IPV4
+        || f[at::IP_VER_IHL] != 0x45
+        || be16(at::IP_FLAGS_FRAG) & 0x3fff != 0
+        || f[at::IP_TTL] == 0
+        || f[at::IP_PROTO] != ipv4::protocol::UDP
     {
         return None;
     }
-    let d = &f[OPT_OFF..OPT_OFF + geneve::OPT_DATA_LEN];
+    let total = be16(at::IP_TOTAL) as usize;
+    if total < OVERHEAD || total > frame.len() - ethernet::HEADER_LEN || !crate::checksum::verify(&f[at::IP..at::UDP]) {
+        return None;
+    }
+    // UDP to 6081 with a length that holds the Geneve header and fits the IPv4 payload.
+    let udp_len = be16(at::UDP_LEN) as usize;
+    if be16(at::UDP_DST) != geneve::PORT
+        || udp_len < udp::HEADER_LEN + geneve::OVERLAY_GENEVE_LEN
+        || udp_len > total - ipv4::MIN_HEADER_LEN
+    {
+        return None;
+    }
+    // Geneve version 0 with 7 words of options, IPv4 inside; the option is ours, 6 words, version 1.
+    if f[at::GENEVE_VER_OPT_LEN] != (geneve::OPT_LEN / 4) as u8
+        || be16(at::GENEVE_PROTOCOL) != geneve::PROTO_IPV4
+        || be16(at::OPT_CLASS) != geneve::OPT_CLASS
+        || f[at::OPT_TYPE] != geneve::OPT_TYPE
+        || f[at::OPT_DATA_WORDS] & 0x1f != (geneve::OPT_DATA_LEN / 4) as u8
+        || f[at::VER_FLAGS] >> 4 != geneve::OPT_VERSION
+    {
+        return None;
+    }
     Some(Outer {
-        ip_src: Ipv4Addr::new(f[26], f[27], f[28], f[29]),
-        ip_dst: Ipv4Addr::new(f[30], f[31], f[32], f[33]),
-        ttl: f[22],
-        udp_src: be16(34),
-        udp_csum: be16(40),
-        udp_off: 34,
-        vni: u32::from_be_bytes([0, f[46], f[47], f[48]]),
+        ip_src: Ipv4Addr::from(be32(at::IP_SRC)),
+        ip_dst: Ipv4Addr::from(be32(at::IP_DST)),
+        ttl: f[at::IP_TTL],
+        udp_src: be16(at::UDP_SRC),
+        udp_csum: be16(at::UDP_CSUM),
+        udp_off: at::UDP,
+        vni: be32(at::VNI) >> 8,
         opt_off: OPT_OFF,
         inner_off: OUTER_LEN,
         opt: OptRepr {
-            flags: d[0] & 0x0f,
-            hops: d[1],
-            path: d[2],
-            sender: u16::from_be_bytes([d[4], d[5]]),
-            dest: u16::from_be_bytes([d[6], d[7]]),
-            stream: u16::from_be_bytes([d[8], d[9]]),
-            key: u16::from_be_bytes([d[10], d[11]]),
-            seq: u32::from_be_bytes([d[12], d[13], d[14], d[15]]),
-            tstamp: u64::from_be_bytes([d[16], d[17], d[18], d[19], d[20], d[21], d[22], d[23]]),
+            flags: f[at::VER_FLAGS] & 0x0f,
+            hops: f[at::HOPS],
+            path: f[at::PATH],
+            sender: be16(at::SENDER),
+            dest: be16(at::DEST),
+            stream: be16(at::STREAM),
+            key: be16(at::KEY),
+            seq: be32(at::SEQ),
+            tstamp: u64::from(be32(at::TSTAMP)) << 32 | u64::from(be32(at::TSTAMP + 4)),
         },
     })
 }
@@ -217,16 +225,35 @@ impl OuterRepr {
 /// Offsets in the outer headers (Ethernet, IPv4 without options, UDP, Geneve, option).
 pub(crate) mod at {
     use crate::wire::{ethernet, geneve, ipv4, udp};
+    pub const ETHERTYPE: usize = ethernet::field::ETHERTYPE;
     pub const IP: usize = ethernet::HEADER_LEN;
+    pub const IP_VER_IHL: usize = IP + ipv4::field::VER_IHL;
     pub const IP_TOTAL: usize = IP + ipv4::field::TOTAL_LEN;
+    pub const IP_FLAGS_FRAG: usize = IP + ipv4::field::FLAGS_FRAG;
+    pub const IP_TTL: usize = IP + ipv4::field::TTL;
+    pub const IP_PROTO: usize = IP + ipv4::field::PROTOCOL;
     pub const IP_CSUM: usize = IP + ipv4::field::CHECKSUM;
+    pub const IP_SRC: usize = IP + ipv4::field::SRC;
     pub const IP_DST: usize = IP + ipv4::field::DST;
     pub const UDP: usize = IP + ipv4::MIN_HEADER_LEN;
     pub const UDP_SRC: usize = UDP + udp::field::SRC_PORT;
+    pub const UDP_DST: usize = UDP + udp::field::DST_PORT;
     pub const UDP_LEN: usize = UDP + udp::field::LENGTH;
+    pub const UDP_CSUM: usize = UDP + udp::field::CHECKSUM;
+    pub const GENEVE: usize = UDP + udp::HEADER_LEN;
+    pub const GENEVE_VER_OPT_LEN: usize = GENEVE + geneve::field::VER_OPT_LEN;
+    pub const GENEVE_PROTOCOL: usize = GENEVE + geneve::field::PROTOCOL;
     /// VNI (3 bytes) and the reserved byte after it.
-    pub const VNI: usize = UDP + udp::HEADER_LEN + 4;
+    pub const VNI: usize = GENEVE + geneve::field::VNI;
+    pub const OPT_CLASS: usize = GENEVE + geneve::field::OPT_CLASS;
+    pub const OPT_TYPE: usize = GENEVE + geneve::field::OPT_TYPE;
+    pub const OPT_DATA_WORDS: usize = GENEVE + geneve::field::OPT_DATA_WORDS;
     pub const OPT: usize = super::OPT_OFF;
+    pub const VER_FLAGS: usize = OPT + geneve::opt::VER_FLAGS;
+    pub const HOPS: usize = OPT + geneve::opt::HOPS;
+    pub const SENDER: usize = OPT + geneve::opt::SENDER;
+    pub const DEST: usize = OPT + geneve::opt::DEST;
+    pub const KEY: usize = OPT + geneve::opt::KEY;
     pub const PATH: usize = OPT + geneve::opt::PATH;
     pub const STREAM: usize = OPT + geneve::opt::STREAM;
     pub const SEQ: usize = OPT + geneve::opt::SEQ;

@@ -30,6 +30,21 @@
 //! application id.
 use super::{be16, set_be16, Error, Layer};
 
+pub mod field {
+    //! Offsets in the Geneve base header, and in the header of the first option behind it.
+    /// Version (2 bits) and option length in 4-byte words (6 bits).
+    pub const VER_OPT_LEN: usize = 0;
+    /// The O (control) and C (critical options) bits.
+    pub const FLAGS: usize = 1;
+    pub const PROTOCOL: usize = 2;
+    /// 3 bytes, then a reserved byte.
+    pub const VNI: usize = 4;
+    pub const OPT_CLASS: usize = super::HEADER_LEN;
+    pub const OPT_TYPE: usize = super::HEADER_LEN + 2;
+    /// Reserved bits (3) and the option's data length in 4-byte words (5 bits).
+    pub const OPT_DATA_WORDS: usize = super::HEADER_LEN + 3;
+}
+
 pub const HEADER_LEN: usize = 8;
 pub const PORT: u16 = 6081;
 pub const PROTO_IPV4: u16 = 0x0800;
