@@ -50,28 +50,32 @@ pub struct Worker {
     pub hold_cycles: u64,
 }
 
+/// A worker's state: what the loop owns (its tx buffers, the drop list, the hold queue, the neighbour
+/// snapshot and tables it reads, its clock and counters, the lanes that feed the role's stages), and the
+/// role, which owns all the state of the packets' flows.
 struct State {
+    /// The role and all the state it owns (NAT sessions, duplicate-removal windows, sequence counters).
+    role: Role,
+    /// Packets collected for the role's stages, by lane: to service addresses (from clients at an edge,
+    /// from targets at a gateway) and from the overlay. Run as bursts after each rx burst.
+    svc: StageBurst<Mbuf>,
+    ovl: StageBurst<Mbuf>,
     txbufs: Vec<TxBuffer<TXB>>,
     drops: DropList<BURST>,
     hold: HoldQueue<Mbuf>,
     neigh: Arc<NeighSnapshot>,
     neigh_gen: u64,
     macs: Vec<MacAddr>,
-    l: Local,
-    /// This worker's role and all the state it owns.
-    role: Role,
-    /// Packets collected for the role's stages: from clients (edge) or targets (gateway), and from the
-    /// overlay. Run as bursts after each rx burst.
-    svc: StageBurst<Mbuf>,
-    ovl: StageBurst<Mbuf>,
-    /// Overlay packets sent per path id.
-    path_tx: [u64; 256],
-    ticks: u64,
-    /// ns of a monotonic clock (from the TSC), updated once per loop iteration.
-    now_ns: u64,
     /// The configuration tables in use and their generation.
     tables: Arc<Tables>,
     tables_gen: u64,
+    /// ns of a monotonic clock (from the TSC), updated once per loop iteration.
+    now_ns: u64,
+    ticks: u64,
+    /// Counters, published to the management thread every tick.
+    l: Local,
+    /// Overlay packets sent per path id.
+    path_tx: [u64; 256],
 }
 
 /// A worker's role with the state it owns.

@@ -381,3 +381,33 @@ proptest! {
         }
     }
 }
+
+#[test]
+fn udp_to_the_overlay_port_goes_to_the_overlay_lane_only_when_the_overlay_is_on() {
+    let udp = |dport: u16| {
+        let mut out = Vec::new();
+        PacketBuilder::ethernet2(PEER, ME)
+            .ipv4(PEER_IP, MY_IP, 64)
+            .udp(40000, dport)
+            .write(&mut out, &[0u8; 16])
+            .unwrap();
+        out
+    };
+    let off = presence(false);
+    let on = presence(false).with_overlay(6081);
+    let mut f = udp(6081);
+    let before = f.clone();
+    let o = on.process(0, &mut f);
+    assert_eq!((o.verdict, o.lane), (Verdict::Next, Lane::Overlay));
+    assert_eq!(f, before, "left as it came");
+    assert_eq!(
+        on.process(0, &mut udp(6082)).verdict,
+        Verdict::Drop(Stage::Presence, DropReason::ProtocolUnhandled),
+        "another port has no service"
+    );
+    assert_eq!(
+        off.process(0, &mut udp(6081)).verdict,
+        Verdict::Drop(Stage::Presence, DropReason::ProtocolUnhandled),
+        "without the overlay, 6081 is a port like any other"
+    );
+}
