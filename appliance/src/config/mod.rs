@@ -1,19 +1,47 @@
 //! Configuration: TOML through the `config` crate with environment overrides (prefix `APPLIANCE__`,
 //! sections separated by `__`, e.g. `APPLIANCE__MANAGEMENT__LISTEN=0.0.0.0:9100`), deserialized with
-//! `deny_unknown_fields`, then one `validate()` that reports every problem at once with its path, before
-//! the EAL starts or any port is touched.
+//! `deny_unknown_fields` into typed values (roles, protocols and idle modes are enums; addresses and
+//! prefixes are IP types), so an unknown key or value is refused with its path; then `validate()`, one
+//! function per section, reports every other problem at once with its path, before the EAL starts or any
+//! port is touched, and returns the [`Validated`] form the runtime reads.
+//!
+//! ```toml
+//! [dataplane]                 # workers, queues, buffers (see `dataplane`)
+//! workers = [1]
+//! [management]
+//! listen = "127.0.0.1:9100"   # the HTTP endpoint (/metrics, /healthz, /state), loopback by default
+//! debug = false               # /debug/ fault-injection endpoints (tests only)
+//! [neighbour]                 # ARP and static neighbours (see `neighbour`)
+//! [[ports]]                   # at least one (see `ports`)
+//! [[routes]]                  # static routes (see `routes`)
+//! [nat]                       # full NAT (see `nat`): a gateway needs it, an edge or relay has none
+//! [overlay]                   # this node's overlay role (see `overlay`)
+//! ```
+pub mod apps;
+pub mod dataplane;
+pub mod nat;
+pub mod neighbour;
+pub mod overlay;
+pub mod ports;
+pub mod problem;
+pub mod routes;
+mod text;
+
 use crate::eal_args::EalArgs;
-use ipnet::Ipv4Net;
-use pipelines::MacAddr;
-use serde::{Deserialize, Serialize};
-use std::collections::{BTreeMap, BTreeSet};
-use std::fmt;
-use std::net::{Ipv4Addr, SocketAddr};
+use dataplane::Dataplane;
+use nat::{NatCfg, ValidNat};
+use neighbour::{Neighbour, ValidStatic};
+use overlay::{OverlayCfg, Role, ValidOverlay};
+use ports::{PortCfg, ValidPort};
+pub use problem::{problem, Problem, Problems};
+use routes::{RouteCfg, ValidRoute};
+use serde::Deserialize;
+use std::net::SocketAddr;
 use std::path::Path;
 
 pub const ENV_PREFIX: &str = "APPLIANCE";
 
-#[derive(Debug, Clone, Deserialize, Serialize)]
+#[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Config {
     pub dataplane: Dataplane,
@@ -24,53 +52,20 @@ pub struct Config {
     pub ports: Vec<PortCfg>,
     #[serde(default)]
     pub routes: Vec<RouteCfg>,
-    /// Full NAT in front of target servers (see `nat_config`).
+    /// Full NAT in front of target servers (see `nat`).
     #[serde(default)]
-    pub nat: Option<crate::nat_config::NatCfg>,
-    /// This node's overlay role (see `overlay_config`).
+    pub nat: Option<NatCfg>,
+    /// This node's overlay role (see `overlay`).
     #[serde(default)]
-    pub overlay: Option<crate::overlay_config::OverlayCfg>,
+    pub overlay: Option<OverlayCfg>,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum IdleMode {
-    /// Poll without pause (lowest latency, one core per worker at 100 %).
-    Busy,
-    /// Back off with short sleeps when bursts come back empty.
-    Adaptive,
-}
-
-#[derive(Debug, Clone, Deserialize, Serialize)]
-#[serde(deny_unknown_fields)]
-pub struct Dataplane {
-    /// Lcores that run a worker loop; each gets one rx and one tx queue on every port.
-    pub workers: Vec<u32>,
-    #[serde(default = "d_idle")]
-    pub idle: IdleMode,
-    /// Longest sleep of an idle adaptive worker, in microseconds.
-    #[serde(default = "d_idle_max_us")]
-    pub idle_max_us: u32,
-    /// Packet buffers in the pool; by default what the queues need (see `mbufs_needed`), at least 8191.
-    #[serde(default)]
-    pub mbufs: Option<u32>,
-    #[serde(default = "d_mbuf_cache")]
-    pub mbuf_cache: u32,
-    #[serde(default = "d_desc")]
-    pub rx_desc: u16,
-    #[serde(default = "d_desc")]
-    pub tx_desc: u16,
-    /// Route IPv4 packets not addressed to the appliance (an l3fwd-style router); off by default.
-    #[serde(default)]
-    pub forwarding: bool,
-}
-
-#[derive(Debug, Clone, Deserialize, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Management {
     /// Address of the HTTP endpoint (/metrics, /healthz, /state). Loopback by default.
-    #[serde(default = "d_listen")]
-    pub listen: String,
+    #[serde(default = "d_listen", deserialize_with = "text::one")]
+    pub listen: SocketAddr,
     /// Enables /debug/ fault-injection endpoints (tests only).
     #[serde(default)]
     pub debug: bool,
@@ -85,147 +80,12 @@ impl Default for Management {
     }
 }
 
-#[derive(Debug, Clone, Deserialize, Serialize)]
-#[serde(deny_unknown_fields)]
-pub struct Neighbour {
-    /// How long a resolved neighbour is trusted before it is probed again.
-    #[serde(default = "d_reachable")]
-    pub reachable_secs: u32,
-    /// Interval between ARP requests while resolving or probing.
-    #[serde(default = "d_retrans")]
-    pub retrans_ms: u32,
-    #[serde(default = "d_probes")]
-    pub max_probes: u8,
-    #[serde(default = "d_max_entries")]
-    pub max_entries: u32,
-    /// Packets each worker may hold while their next hop is resolved.
-    #[serde(default = "d_hold")]
-    pub hold_packets: u32,
-    /// How long a held packet waits before it is dropped.
-    #[serde(default = "d_hold_ms")]
-    pub hold_ms: u32,
-    #[serde(default, rename = "static")]
-    pub statics: Vec<StaticNeighbour>,
+fn d_listen() -> SocketAddr {
+    SocketAddr::from(([127, 0, 0, 1], 9100))
 }
 
-impl Default for Neighbour {
-    fn default() -> Self {
-        Neighbour {
-            reachable_secs: d_reachable(),
-            retrans_ms: d_retrans(),
-            max_probes: d_probes(),
-            max_entries: d_max_entries(),
-            hold_packets: d_hold(),
-            hold_ms: d_hold_ms(),
-            statics: vec![],
-        }
-    }
-}
-
-#[derive(Debug, Clone, Deserialize, Serialize)]
-#[serde(deny_unknown_fields)]
-pub struct StaticNeighbour {
-    pub port: u16,
-    pub ip: String,
-    pub mac: String,
-}
-
-#[derive(Debug, Clone, Deserialize, Serialize)]
-#[serde(deny_unknown_fields)]
-pub struct PortCfg {
-    /// DPDK port id (vdevs are numbered in the order of `--vdev`).
-    pub id: u16,
-    /// A label for metrics and logs; defaults to the device name.
-    #[serde(default)]
-    pub name: Option<String>,
-    /// MAC address to use; defaults to the device's.
-    #[serde(default)]
-    pub mac: Option<String>,
-    #[serde(default)]
-    pub mtu: Option<u16>,
-    /// IPv4 addresses with prefix length, e.g. "10.0.0.2/24".
-    pub addresses: Vec<String>,
-    #[serde(default)]
-    pub promiscuous: bool,
-}
-
-#[derive(Debug, Clone, Deserialize, Serialize)]
-#[serde(deny_unknown_fields)]
-pub struct RouteCfg {
-    pub prefix: String,
-    pub via: String,
-}
-
-fn d_idle() -> IdleMode {
-    IdleMode::Adaptive
-}
-fn d_idle_max_us() -> u32 {
-    500
-}
-fn d_mbuf_cache() -> u32 {
-    256
-}
-fn d_desc() -> u16 {
-    1024
-}
-fn d_listen() -> String {
-    "127.0.0.1:9100".into()
-}
-fn d_reachable() -> u32 {
-    300
-}
-fn d_retrans() -> u32 {
-    1000
-}
-fn d_probes() -> u8 {
-    3
-}
-fn d_max_entries() -> u32 {
-    4096
-}
-fn d_hold() -> u32 {
-    64
-}
-fn d_hold_ms() -> u32 {
-    3000
-}
-
-/// One problem found in a configuration, with the path of the field.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Problem {
-    pub path: String,
-    pub msg: String,
-}
-
-impl fmt::Display for Problem {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}: {}", self.path, self.msg)
-    }
-}
-
-/// All problems of a configuration.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Problems(pub Vec<Problem>);
-
-impl fmt::Display for Problems {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        for p in &self.0 {
-            writeln!(f, "{p}")?;
-        }
-        Ok(())
-    }
-}
-
-/// A problem at `path` (shared by the config modules).
-pub(crate) fn problem(path: impl Into<String>, msg: impl Into<String>) -> Problem {
-    Problem {
-        path: path.into(),
-        msg: msg.into(),
-    }
-}
-
-/// Reads `path` (TOML) with environment overrides. Syntax errors, unknown keys and wrong types are
-/// reported with the path of the offending field.
+/// Reads `path` (TOML) with environment overrides. Syntax errors, unknown keys and values, and wrong
+/// types are reported with the path of the offending field.
 pub fn load(path: &Path) -> Result<Config, Problems> {
     let env = config::Environment::with_prefix(ENV_PREFIX)
         .prefix_separator("__")
@@ -258,368 +118,90 @@ fn from_source(c: config::Config) -> Result<Config, Problems> {
     conf_load::deserialize(&c).map_err(|e| Problems(vec![problem(e.path, e.msg)]))
 }
 
-/// A configuration that passed validation, with parsed values.
+/// A configuration that passed validation, in the form the runtime reads.
 #[derive(Debug, Clone)]
 pub struct Validated {
-    pub raw: Config,
+    pub dataplane: Dataplane,
+    /// Packet buffers in the pool: `dataplane.mbufs`, or what the queues need.
+    pub mbufs: u32,
+    /// Packets each worker's hand-off ring to every other worker holds (0: nothing is handed off).
+    pub handoff_ring: u32,
+    pub management: Management,
+    pub neighbour: Neighbour,
+    /// `neighbour.static`, by port index.
+    pub statics: Vec<ValidStatic>,
     pub ports: Vec<ValidPort>,
     pub routes: Vec<ValidRoute>,
-    pub statics: Vec<(usize, Ipv4Addr, MacAddr)>,
-    pub listen: SocketAddr,
-    pub nat: Option<crate::nat_config::ValidNat>,
-    pub overlay: Option<crate::overlay_config::ValidOverlay>,
-}
-
-#[derive(Debug, Clone)]
-pub struct ValidPort {
-    pub id: u16,
-    pub name: Option<String>,
-    pub mac: Option<MacAddr>,
-    pub mtu: Option<u16>,
-    pub addrs: Vec<Ipv4Net>,
-    pub promiscuous: bool,
-}
-
-/// The port whose subnet holds `ip`.
-pub fn port_of(ports: &[ValidPort], ip: Ipv4Addr) -> Option<usize> {
-    ports.iter().position(|p| p.addrs.iter().any(|n| n.contains(&ip)))
-}
-
-/// Whether `ip` is an address of one of `ports` (the appliance's own).
-pub fn is_port_address(ports: &[ValidPort], ip: Ipv4Addr) -> bool {
-    ports.iter().any(|p| p.addrs.iter().any(|n| n.addr() == ip))
-}
-
-#[derive(Debug, Clone)]
-pub struct ValidRoute {
-    pub net: Ipv4Net,
-    pub via: Ipv4Addr,
-    /// Index into `ports` of the port whose subnet holds `via`.
-    pub port: usize,
+    pub nat: Option<ValidNat>,
+    pub overlay: Option<ValidOverlay>,
 }
 
 impl Config {
-    /// Buffers the rings and per-worker buffers can hold at once, plus a margin.
-    pub fn mbufs_needed(&self) -> u64 {
-        let d = &self.dataplane;
-        let nworkers = d.workers.len().max(1) as u64;
-        let nports = self.ports.len().max(1) as u64;
-        let handoff = nworkers * (nworkers - 1) * self.handoff_ring() as u64;
-        nports * nworkers * (d.rx_desc as u64 + d.tx_desc as u64)
-            + nworkers * (d.mbuf_cache as u64 + 64 * nports + self.neighbour.hold_packets as u64)
-            + handoff
-            + 512
-    }
-
     /// Packets each worker's hand-off ring to every other worker holds: `nat.handoff_ring`, else 1024
     /// at an edge (dedupe streams owned by another worker), else 0 (nothing is handed off).
-    pub fn handoff_ring(&self) -> u32 {
+    fn handoff_ring(&self) -> u32 {
         match (&self.nat, &self.overlay) {
             (Some(n), _) => n.handoff_ring,
-            (None, Some(o)) if o.role != "relay" => 1024,
+            (None, Some(o)) if o.role != Role::Relay => 1024,
             _ => 0,
         }
-    }
-
-    /// The pool size to create: the configured one, or what is needed rounded up to 2^k - 1 (DPDK's
-    /// preferred size), at least 8191.
-    pub fn mbufs(&self) -> u32 {
-        self.dataplane.mbufs.unwrap_or_else(|| {
-            let need = self.mbufs_needed().max(8191) + 1;
-            (need.next_power_of_two() - 1).min(u32::MAX as u64) as u32
-        })
     }
 
     /// Checks everything that can be checked without the EAL, against the EAL arguments given.
     pub fn validate(self, eal: &EalArgs) -> Result<Validated, Problems> {
         let mut errs = Vec::new();
-        let d = &self.dataplane;
-
-        // Workers.
-        if d.workers.is_empty() {
-            errs.push(problem("dataplane.workers", "at least one worker lcore is needed"));
-        }
-        let mut seen = BTreeSet::new();
-        let enabled = eal.enabled_lcores();
-        for (i, w) in d.workers.iter().enumerate() {
-            if !seen.insert(*w) {
-                errs.push(problem(
-                    format!("dataplane.workers[{i}]"),
-                    format!("lcore {w} is listed twice"),
-                ));
-            }
-            if let Some((l, text)) = &enabled {
-                if !l.contains(w) {
-                    errs.push(problem(
-                        format!("dataplane.workers[{i}]"),
-                        format!("lcore {w} is not in the EAL core list ({text})"),
-                    ));
-                }
-            }
-        }
-        if d.workers.len() > 64 {
-            errs.push(problem("dataplane.workers", "at most 64 workers"));
-        }
-        for (name, v) in [("rx_desc", d.rx_desc), ("tx_desc", d.tx_desc)] {
-            if !(64..=16384).contains(&v) || !v.is_power_of_two() {
-                errs.push(problem(
-                    format!("dataplane.{name}"),
-                    format!("{v} must be a power of two from 64 to 16384"),
-                ));
-            }
-        }
-        if d.mbuf_cache > 512 {
-            errs.push(problem(
-                "dataplane.mbuf_cache",
-                format!("{} is above DPDK's limit of 512", d.mbuf_cache),
-            ));
-        }
-        if !(1..=100_000).contains(&d.idle_max_us) {
-            errs.push(problem(
-                "dataplane.idle_max_us",
-                "must be from 1 to 100000 (a worker must loop at least every 0.1 s)",
-            ));
-        }
-        let need = self.mbufs_needed();
-        match d.mbufs {
-            Some(m) if (m as u64) < need => errs.push(problem(
-                "dataplane.mbufs",
-                format!(
-                    "{m} buffers is fewer than the {need} the queues need (ports x workers x (rx_desc + tx_desc), plus caches, tx buffers and hold queues)"
-                ),
-            )),
-            Some(m) if m > 16 * 1024 * 1024 => errs.push(problem("dataplane.mbufs", format!("{m} is above 16M"))),
-            _ => {}
-        }
-
-        // Management.
-        let listen = match self.management.listen.parse::<SocketAddr>() {
-            Ok(a) => a,
-            Err(_) => {
-                errs.push(problem(
-                    "management.listen",
-                    format!("'{}' is not an address:port", self.management.listen),
-                ));
-                SocketAddr::from(([127, 0, 0, 1], 9100))
-            }
-        };
-
-        // Ports.
-        if self.ports.is_empty() {
-            errs.push(problem("ports", "at least one port is needed"));
-        }
-        let mut ids: BTreeMap<u16, usize> = BTreeMap::new();
-        let mut ports = Vec::new();
-        let mut all_addrs: Vec<(Ipv4Net, String)> = Vec::new();
-        for (i, p) in self.ports.iter().enumerate() {
-            let at = |f: &str| format!("ports[{i}].{f}");
-            if let Some(first) = ids.insert(p.id, i) {
-                errs.push(problem(
-                    at("id"),
-                    format!("duplicate port id {} (also ports[{first}])", p.id),
-                ));
-            }
-            if eal.no_pci && p.id as usize >= eal.vdevs.len() {
-                errs.push(problem(
-                    at("id"),
-                    format!(
-                        "port {} does not exist: with --no-pci the EAL arguments create {} port(s), one per --vdev",
-                        p.id,
-                        eal.vdevs.len()
-                    ),
-                ));
-            }
-            let mac = p.mac.as_ref().and_then(|m| match m.parse::<MacAddr>() {
-                Ok(m) if m.is_unicast() => Some(m),
-                Ok(_) => {
-                    errs.push(problem(at("mac"), format!("{m} is not a unicast address")));
-                    None
-                }
-                Err(e) => {
-                    errs.push(problem(at("mac"), format!("'{m}': {e}")));
-                    None
-                }
-            });
-            if let Some(mtu) = p.mtu {
-                if !(68..=9600).contains(&mtu) {
-                    errs.push(problem(at("mtu"), format!("{mtu} is outside 68..=9600")));
-                }
-            }
-            if p.addresses.is_empty() {
-                errs.push(problem(at("addresses"), "a port needs at least one IPv4 address"));
-            }
-            let mut addrs = Vec::new();
-            for (j, a) in p.addresses.iter().enumerate() {
-                let path = format!("ports[{i}].addresses[{j}]");
-                let net = match a.parse::<Ipv4Net>() {
-                    Ok(n) => n,
-                    Err(_) => {
-                        errs.push(problem(
-                            path,
-                            format!("'{a}' is not an IPv4 address with prefix length (a.b.c.d/n)"),
-                        ));
-                        continue;
-                    }
-                };
-                if net.prefix_len() < 31 && (net.addr() == net.network() || net.addr() == net.broadcast()) {
-                    errs.push(problem(
-                        path,
-                        format!("{a} is the network or broadcast address of its subnet"),
-                    ));
-                    continue;
-                }
-                if !pipelines::wire::ipv4::valid_source(net.addr()) {
-                    errs.push(problem(path, format!("{a} cannot be a host address")));
-                    continue;
-                }
-                if let Some((_, other)) = all_addrs.iter().find(|(o, _)| o.addr() == net.addr()) {
-                    errs.push(problem(path, format!("{} is already used at {other}", net.addr())));
-                    continue;
-                }
-                if let Some((_, other)) = all_addrs.iter().find(|(o, op)| {
-                    !op.starts_with(&format!("ports[{i}]"))
-                        && (o.contains(&net.network()) || net.contains(&o.network()))
-                }) {
-                    errs.push(problem(
-                        path,
-                        format!("subnet {} overlaps {other} on another port", net.trunc()),
-                    ));
-                    continue;
-                }
-                all_addrs.push((net, format!("ports[{i}].addresses[{j}]")));
-                addrs.push(net);
-            }
-            ports.push(ValidPort {
-                id: p.id,
-                name: p.name.clone(),
-                mac,
-                mtu: p.mtu,
-                addrs,
-                promiscuous: p.promiscuous,
-            });
-        }
-
-        // Neighbours.
-        let n = &self.neighbour;
-        if n.retrans_ms == 0 {
-            errs.push(problem("neighbour.retrans_ms", "must be above 0"));
-        }
-        if n.max_probes == 0 {
-            errs.push(problem("neighbour.max_probes", "must be above 0"));
-        }
-        if n.reachable_secs == 0 {
-            errs.push(problem("neighbour.reachable_secs", "must be above 0"));
-        }
-        if n.max_entries == 0 {
-            errs.push(problem("neighbour.max_entries", "must be above 0"));
-        }
-        if n.hold_packets > 4096 {
-            errs.push(problem("neighbour.hold_packets", "at most 4096"));
-        }
-        let mut statics = Vec::new();
-        for (i, s) in n.statics.iter().enumerate() {
-            let at = |f: &str| format!("neighbour.static[{i}].{f}");
-            let Some(pidx) = ports.iter().position(|p| p.id == s.port) else {
-                errs.push(problem(
-                    at("port"),
-                    format!("port {} is not configured in [[ports]]", s.port),
-                ));
-                continue;
-            };
-            let ip = match s.ip.parse::<Ipv4Addr>() {
-                Ok(ip) => ip,
-                Err(_) => {
-                    errs.push(problem(at("ip"), format!("'{}' is not an IPv4 address", s.ip)));
-                    continue;
-                }
-            };
-            if !ports[pidx].addrs.iter().any(|net| net.contains(&ip)) {
-                errs.push(problem(
-                    at("ip"),
-                    format!("address {ip} is outside every subnet of port {}", s.port),
-                ));
-            }
-            match s.mac.parse::<MacAddr>() {
-                Ok(m) if m.is_unicast() => statics.push((pidx, ip, m)),
-                Ok(_) => errs.push(problem(at("mac"), format!("{} is not a unicast address", s.mac))),
-                Err(e) => errs.push(problem(at("mac"), format!("'{}': {e}", s.mac))),
-            }
-        }
-
-        // NAT and the overlay role.
-        let role = self.overlay.as_ref().map(|o| o.role.as_str());
-        let gateway = role == Some("gateway");
-        let nat = self
-            .nat
-            .as_ref()
-            .and_then(|n| crate::nat_config::validate(n, &ports, d.workers.len().max(1), gateway, &mut errs));
-        let overlay = self
-            .overlay
-            .as_ref()
-            .and_then(|o| crate::overlay_config::validate(o, &ports, &mut errs));
+        let handoff_ring = self.handoff_ring();
+        let need = dataplane::mbufs_needed(
+            &self.dataplane,
+            self.ports.len(),
+            self.neighbour.hold_packets,
+            handoff_ring,
+        );
+        let mbufs = dataplane::validate(&self.dataplane, eal, need, &mut errs);
+        let ports = ports::validate(&self.ports, eal, &mut errs);
+        let statics = neighbour::validate(&self.neighbour, &ports, &mut errs);
+        let role = self.overlay.as_ref().map(|o| o.role);
+        let workers = self.dataplane.workers.len().max(1);
+        let nat =
+            (self.nat.as_ref()).and_then(|n| nat::validate(n, &ports, workers, role == Some(Role::Gateway), &mut errs));
+        let overlay = (self.overlay.as_ref()).and_then(|o| overlay::validate(o, &ports, &mut errs));
         match (role, self.nat.is_some()) {
-            (Some("gateway"), false) => errs.push(problem("nat", "the gateway role needs a [nat] section")),
-            (Some(r @ ("edge" | "relay")), true) => errs.push(problem(
+            (Some(Role::Gateway), false) => errs.push(problem("nat", "the gateway role needs a [nat] section")),
+            (Some(r @ (Role::Edge | Role::Relay)), true) => errs.push(problem(
                 "nat",
                 format!("the {r} role does not translate: remove [nat] or make this node a gateway"),
             )),
             _ => {}
         }
-
-        // Routes.
-        if self.routes.len() > 256 {
-            errs.push(problem("routes", "at most 256 routes"));
+        let routes = routes::validate(&self.routes, &ports, &mut errs);
+        if !errs.is_empty() {
+            return Err(Problems(errs));
         }
-        let mut routes = Vec::new();
-        for (i, r) in self.routes.iter().enumerate() {
-            let net = match r.prefix.parse::<Ipv4Net>() {
-                Ok(n) => n,
-                Err(_) => {
-                    errs.push(problem(
-                        format!("routes[{i}].prefix"),
-                        format!("'{}' is not a prefix (a.b.c.d/n)", r.prefix),
-                    ));
-                    continue;
-                }
-            };
-            let via = match r.via.parse::<Ipv4Addr>() {
-                Ok(v) => v,
-                Err(_) => {
-                    errs.push(problem(
-                        format!("routes[{i}].via"),
-                        format!("'{}' is not an IPv4 address", r.via),
-                    ));
-                    continue;
-                }
-            };
-            match port_of(&ports, via) {
-                Some(port) => routes.push(ValidRoute { net, via, port }),
-                None => errs.push(problem(
-                    format!("routes[{i}].via"),
-                    format!("next hop {via} is outside every port subnet"),
-                )),
-            }
-        }
-
-        if errs.is_empty() {
-            Ok(Validated {
-                raw: self,
-                ports,
-                routes,
-                statics,
-                listen,
-                nat,
-                overlay,
-            })
-        } else {
-            Err(Problems(errs))
-        }
+        Ok(Validated {
+            dataplane: self.dataplane,
+            mbufs,
+            handoff_ring,
+            management: self.management,
+            neighbour: self.neighbour,
+            statics,
+            ports,
+            routes,
+            nat,
+            overlay,
+        })
     }
 }
 
 #[cfg(test)]
 mod tests {
+    use super::dataplane::{mbufs_needed, IdleMode};
     use super::*;
+    use std::net::Ipv4Addr;
+
+    /// The buffers the queues of `v` need.
+    fn needed(v: &Validated) -> u64 {
+        mbufs_needed(&v.dataplane, v.ports.len(), v.neighbour.hold_packets, v.handoff_ring)
+    }
 
     const GOOD: &str = r#"
 [dataplane]
@@ -683,11 +265,11 @@ via = "10.0.0.1"
             .unwrap()
             .validate(&eal(&["-l", "0-1", "--no-pci", "--vdev", "net_null0"]))
             .unwrap();
-        assert_eq!(v.raw.dataplane.idle, IdleMode::Adaptive);
-        assert_eq!(v.listen, "127.0.0.1:9100".parse().unwrap());
+        assert_eq!(v.dataplane.idle, IdleMode::Adaptive);
+        assert_eq!(v.management.listen, "127.0.0.1:9100".parse().unwrap());
         assert_eq!(v.routes[0].port, 0);
         assert_eq!(v.ports[0].addrs[0].prefix_len(), 24);
-        assert_eq!(v.raw.mbufs(), 8191);
+        assert_eq!(v.mbufs, 8191);
     }
 
     #[test]
@@ -697,8 +279,8 @@ via = "10.0.0.1"
             .replace("workers = [1]", "workers = [0, 1]")
             + "\n[[ports]]\nid = 1\naddresses = [\"10.1.0.2/24\"]\n";
         let v = from_toml(&text).unwrap().validate(&eal(&["-l", "0-1"])).unwrap();
-        assert!(v.raw.mbufs() as u64 >= v.raw.mbufs_needed());
-        assert_eq!(v.raw.mbufs(), 16383);
+        assert!(v.mbufs as u64 >= needed(&v));
+        assert_eq!(v.mbufs, 16383);
     }
 
     #[test]
@@ -728,15 +310,126 @@ via = "10.0.0.1"
     }
 
     #[test]
+    fn a_bad_value_is_refused_with_its_path_and_text() {
+        let nat = GOOD.to_string() + NAT;
+        let static_mac = GOOD.replace(
+            "[[ports]]",
+            "[[neighbour.static]]\nport = 0\nip = \"10.0.0.1\"\nmac = \"02:00\"\n\n[[ports]]",
+        );
+        for (text, path, msg) in [
+            (
+                GOOD.replace("via = \"10.0.0.1\"", "via = \"10.0.0.x\""),
+                "routes[0].via",
+                "'10.0.0.x' is not an IPv4 address",
+            ),
+            (
+                GOOD.replace("0.0.0.0/0", "0.0.0.0/33"),
+                "routes[0].prefix",
+                "'0.0.0.0/33' is not an IPv4 address with prefix length (a.b.c.d/n)",
+            ),
+            (
+                GOOD.replace("[\"10.0.0.2/24\"]", "[\"10.0.0.2/24\", \"banana\"]"),
+                "ports[0].addresses[1]",
+                "'banana' is not an IPv4 address with prefix length (a.b.c.d/n)",
+            ),
+            (
+                format!("{GOOD}[management]\nlisten = \"localhost\"\n"),
+                "management.listen",
+                "'localhost' is not an address:port",
+            ),
+            (
+                static_mac,
+                "neighbour.static[0].mac",
+                "'02:00' is not a MAC address (six two-digit hex bytes, 02:00:00:00:00:01)",
+            ),
+            (
+                nat.replace("targets = [\"10.0.0.9\"]", "targets = [\"10.0.0.9\", \"banana\"]"),
+                "nat.apps[0].targets[1]",
+                "'banana' is not an IPv4 address",
+            ),
+            (
+                nat.replace("proto = \"udp\"", "proto = \"sctp\""),
+                "nat.apps[0].services[1].proto",
+                "'sctp' is not one of tcp, udp",
+            ),
+            (
+                GOOD.replace("workers = [1]", "workers = [1]\nidle = \"sleepy\""),
+                "dataplane.idle",
+                "'sleepy' is not one of busy, adaptive",
+            ),
+        ] {
+            assert_eq!(problems(&text, &[]), vec![problem(path, msg)]);
+        }
+    }
+
+    /// The example edge: two ports, two paths toward gateway 4, application 7.
+    const EDGE: &str = include_str!("../../../conf/overlay/edge.toml");
+
+    #[test]
+    fn services_follow_one_set_of_rules_in_nat_and_overlay() {
+        assert!(problems(EDGE, &[]).is_empty());
+        let edge = |services: &str| {
+            let text = EDGE.replace("{ proto = \"udp\", port = 5201 }", services);
+            problems(&text, &[])
+        };
+        assert_eq!(
+            edge("{ proto = \"udp\", port = 0 }"),
+            vec![problem("overlay.apps[0].services[1].port", "port 0 cannot be used")]
+        );
+        assert_eq!(
+            edge("{ proto = \"tcp\", port = 80 }"),
+            vec![problem(
+                "overlay.apps[0].services[1].port",
+                "tcp port 80 is listed twice"
+            )]
+        );
+        let p = edge("{ proto = \"udp\", port = 5201, target_port = 5202 }");
+        assert_eq!(p.len(), 1, "{p:?}");
+        assert_eq!(p[0].path, "overlay.apps[0].services[1].target_port");
+        let nat = |services: &str| {
+            let text = GOOD.to_string() + &NAT.replace("{ proto = \"udp\", port = 53, target_port = 5353 }", services);
+            problems(&text, &[])
+        };
+        for (service, field) in [
+            ("{ proto = \"udp\", port = 0, target_port = 53 }", "port"),
+            ("{ proto = \"udp\", port = 53, target_port = 0 }", "target_port"),
+        ] {
+            assert_eq!(
+                nat(service),
+                vec![problem(
+                    format!("nat.apps[0].services[1].{field}"),
+                    "port 0 cannot be used"
+                )]
+            );
+        }
+        assert_eq!(
+            nat("{ proto = \"tcp\", port = 80, target_port = 81 }"),
+            vec![problem("nat.apps[0].services[1].port", "tcp port 80 is listed twice")]
+        );
+        let p = nat("{ proto = \"udp\", port = 53 }");
+        assert_eq!(p.len(), 1, "{p:?}");
+        assert_eq!(p[0].path, "nat.apps[0].services[1].target_port");
+        // Application ids, in both sections.
+        let p = problems(
+            &(EDGE.to_string() + "[[overlay.apps]]\nid = 7\nvip = \"10.10.0.101\"\ngateway = 4\n"),
+            &[],
+        );
+        assert!(
+            p.iter()
+                .any(|p| p.path == "overlay.apps[1].id" && p.msg == "application id 7 is used twice"),
+            "{p:?}"
+        );
+        let p = problems(&(GOOD.to_string() + &NAT.replace("id = 1", "id = 4096")), &[]);
+        assert_eq!(p, vec![problem("nat.apps[0].id", "must be at most 4095")]);
+    }
+
+    #[test]
     fn every_problem_is_reported_at_once() {
         let text = r#"
 [dataplane]
 workers = [1, 3, 1]
 mbufs = 100
 rx_desc = 100
-
-[management]
-listen = "localhost"
 
 [neighbour]
 static = [{ port = 0, ip = "192.168.1.1", mac = "02:00:00:00:00:01" }, { port = 5, ip = "10.0.0.9", mac = "ff:ff:ff:ff:ff:ff" }]
@@ -748,7 +441,7 @@ mac = "01:00:5e:00:00:01"
 
 [[ports]]
 id = 0
-addresses = ["10.0.0.7/25", "banana"]
+addresses = ["10.0.0.7/25", "10.9.0.0/24"]
 mtu = 20
 
 [[routes]]
@@ -762,7 +455,6 @@ via = "172.16.0.1"
             "dataplane.workers[2]",
             "dataplane.rx_desc",
             "dataplane.mbufs",
-            "management.listen",
             "ports[0].mac",
             "ports[0].addresses[1]",
             "ports[1].id",
@@ -814,7 +506,7 @@ services = [{ proto = "tcp", port = 80, target_port = 8080 }, { proto = "udp", p
             .replace("mbufs = 8191\n", "")
             + NAT;
         let v = from_toml(&text).unwrap().validate(&eal(&["-l", "0-1"])).unwrap();
-        let n = v.nat.unwrap();
+        let n = v.nat.as_ref().unwrap();
         assert_eq!(
             n.arp_extra[0],
             vec![Ipv4Addr::new(10, 0, 0, 100), Ipv4Addr::new(10, 0, 0, 50)]
@@ -823,7 +515,7 @@ services = [{ proto = "tcp", port = 80, target_port = 8080 }, { proto = "udp", p
         assert_eq!(n.cfg.timeouts.tcp_established, 7440);
         let app = n.apps.get(1).unwrap();
         assert_eq!((app.rules.len(), app.icmp), (2, true));
-        assert!(v.raw.mbufs_needed() > 2 * 1024, "hand-off rings hold buffers too");
+        assert!(needed(&v) > 2 * 1024, "hand-off rings hold buffers too");
     }
 
     #[test]
@@ -839,8 +531,8 @@ udp = 0
 [[nat.apps]]
 id = 1
 vip = "10.0.0.2"
-targets = ["banana"]
-services = [{ proto = "sctp", port = 80, target_port = 80 }]
+targets = ["224.0.0.1"]
+services = [{ proto = "tcp", port = 0, target_port = 80 }]
 [[nat.apps]]
 id = 1
 vip = "10.0.0.60"
@@ -856,7 +548,7 @@ icmp = false
             "nat.timeouts.udp",
             "nat.apps[0].vip",
             "nat.apps[0].targets[0]",
-            "nat.apps[0].services[0].proto",
+            "nat.apps[0].services[0].port",
             "nat.apps[1].id",
             "nat.apps[1].services",
         ] {
