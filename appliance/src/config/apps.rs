@@ -10,11 +10,10 @@
 //! `[[nat.apps]]` `target_port`, the port on the targets (above 0); an edge does not translate ports, so
 //! `[[overlay.apps]]` services have no `target_port`.
 use super::problem::{problem, Problem};
-use super::text::{self, Named};
+use super::text;
 use pipelines::wire::ipv4::protocol;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeSet;
-use std::fmt;
 
 /// Application ids are VNIs of at most 12 bits, so that tables indexed by them stay small.
 pub const MAX_ID: u16 = 4095;
@@ -26,16 +25,7 @@ pub enum Proto {
     Udp,
 }
 
-impl Named for Proto {
-    const NAMES: &'static [(&'static str, Proto)] = &[("tcp", Proto::Tcp), ("udp", Proto::Udp)];
-}
-
-impl TryFrom<String> for Proto {
-    type Error = String;
-    fn try_from(text: String) -> Result<Proto, String> {
-        text::named(&text)
-    }
-}
+text::named!(Proto, "tcp" => Proto::Tcp, "udp" => Proto::Udp);
 
 impl Proto {
     /// The IP protocol number.
@@ -44,12 +34,6 @@ impl Proto {
             Proto::Tcp => protocol::TCP,
             Proto::Udp => protocol::UDP,
         }
-    }
-}
-
-impl fmt::Display for Proto {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(text::name(*self))
     }
 }
 

@@ -12,7 +12,7 @@
 //! forwarding = false          # route IPv4 packets not addressed to the appliance
 //! ```
 use super::problem::{problem, Problem};
-use super::text::{self, Named};
+use super::text;
 use crate::eal_args::EalArgs;
 use serde::Deserialize;
 use std::collections::BTreeSet;
@@ -26,16 +26,7 @@ pub enum IdleMode {
     Adaptive,
 }
 
-impl Named for IdleMode {
-    const NAMES: &'static [(&'static str, IdleMode)] = &[("busy", IdleMode::Busy), ("adaptive", IdleMode::Adaptive)];
-}
-
-impl TryFrom<String> for IdleMode {
-    type Error = String;
-    fn try_from(text: String) -> Result<IdleMode, String> {
-        text::named(&text)
-    }
-}
+text::named!(IdleMode, "busy" => IdleMode::Busy, "adaptive" => IdleMode::Adaptive);
 
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields)]

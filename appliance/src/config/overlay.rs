@@ -46,7 +46,7 @@
 use super::apps::{self, AppCfg, ServiceCfg, TargetPort};
 use super::ports::{host, is_port_address, port_of, Answered, ValidPort};
 use super::problem::{problem, Problem};
-use super::text::{self, Named};
+use super::text;
 use pipelines::overlay::classify::{Classifier, Service};
 use pipelines::overlay::dedupe::DedupeConfig;
 use pipelines::overlay::encap::AppRoute;
@@ -56,7 +56,6 @@ use pipelines::overlay::PeerSet;
 use pipelines::paths::SelectConfig;
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, BTreeSet, HashMap};
-use std::fmt;
 use std::net::Ipv4Addr;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
@@ -67,23 +66,7 @@ pub enum Role {
     Gateway,
 }
 
-impl Named for Role {
-    const NAMES: &'static [(&'static str, Role)] =
-        &[("edge", Role::Edge), ("relay", Role::Relay), ("gateway", Role::Gateway)];
-}
-
-impl TryFrom<String> for Role {
-    type Error = String;
-    fn try_from(text: String) -> Result<Role, String> {
-        text::named(&text)
-    }
-}
-
-impl fmt::Display for Role {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(text::name(*self))
-    }
-}
+text::named!(Role, "edge" => Role::Edge, "relay" => Role::Relay, "gateway" => Role::Gateway);
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]

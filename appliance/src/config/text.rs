@@ -1,7 +1,7 @@
 //! Values written as text in the configuration, parsed while it is deserialized: a value that does not
 //! parse is refused there, with its field's path (as an unknown key is) and the text written. Addresses,
 //! prefixes and MAC addresses are [`Text`], read with `#[serde(deserialize_with = "text::one")]` (or
-//! `list`, `option`); enums are [`Named`], read with `#[serde(try_from = "String")]` and [`named`].
+//! `list`, `option`); enums are [`Named`] (see [`named!`]), read with `#[serde(try_from = "String")]`.
 use ipnet::Ipv4Net;
 use pipelines::MacAddr;
 use serde::de::{Deserializer, Error};
@@ -60,8 +60,32 @@ pub trait Named: Copy + PartialEq + 'static {
     const NAMES: &'static [(&'static str, Self)];
 }
 
+/// `named!(Type, "name" => Type::Variant, ...)`: [`Named`] for an enum, the `TryFrom<String>` that
+/// `#[serde(try_from = "String")]` reads it with, and `Display` as its name.
+macro_rules! named {
+    ($t:ident, $($name:literal => $v:expr),+ $(,)?) => {
+        impl $crate::config::text::Named for $t {
+            const NAMES: &'static [(&'static str, $t)] = &[$(($name, $v)),+];
+        }
+
+        impl TryFrom<String> for $t {
+            type Error = String;
+            fn try_from(text: String) -> Result<$t, String> {
+                $crate::config::text::from_name(&text)
+            }
+        }
+
+        impl std::fmt::Display for $t {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str($crate::config::text::name(*self))
+            }
+        }
+    };
+}
+pub(crate) use named;
+
 /// The value named `text`.
-pub fn named<T: Named>(text: &str) -> Result<T, String> {
+pub fn from_name<T: Named>(text: &str) -> Result<T, String> {
     match T::NAMES.iter().find(|(n, _)| *n == text) {
         Some((_, v)) => Ok(*v),
         None => {
