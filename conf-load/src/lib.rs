@@ -29,12 +29,23 @@ pub fn deserialize<T: DeserializeOwned>(c: &config::Config) -> Result<T, FieldEr
     serde_path_to_error::deserialize(root).map_err(|e| {
         let path = e.path().to_string();
         let msg = match floats.get(&path) {
-            Some(f) => format!("invalid type: the float {f}, expected an integer"),
-            None => without_key(e.inner()),
+            // A number refused (a value parsed from its text, such as an address, says what it is).
+            Some(f) if matches!(innermost(e.inner()), ConfigError::Type { .. }) => {
+                format!("invalid type: the float {f}, expected an integer")
+            }
+            _ => without_key(e.inner()),
         };
         let path = if path == "." { "config".to_string() } else { path };
         FieldError { path, msg }
     })
+}
+
+/// The error `e` wraps, if it is one that `config` gave a key.
+fn innermost(e: &ConfigError) -> &ConfigError {
+    match e {
+        ConfigError::At { error, .. } => innermost(error),
+        other => other,
+    }
 }
 
 /// What `e` says, without the key `config` adds to it (the path says that, and better: `config` leaves
@@ -92,6 +103,8 @@ mod tests {
         port: u16,
         #[serde(default)]
         weights: Vec<u32>,
+        #[serde(default)]
+        addr: Option<std::net::Ipv4Addr>,
     }
 
     #[derive(Debug, Deserialize, PartialEq)]
@@ -130,7 +143,8 @@ mod tests {
                 name: "a".into(),
                 apps: vec![Inner {
                     port: 80,
-                    weights: vec![1, 2]
+                    weights: vec![1, 2],
+                    addr: None,
                 }]
             }
         );
@@ -166,6 +180,12 @@ mod tests {
         let e = parse("max = \"x\"\ngain = 0.5\nname = \"a\"").unwrap_err();
         assert_eq!(e.path, "max", "{e:?}");
         assert!(e.msg.contains("\"x\""), "{e:?}");
+        // A float where a value parsed from text belongs keeps that value's words.
+        let e = parse("max = 1\ngain = 0.5\nname = \"a\"\n[[apps]]\nport = 80\naddr = 1.5").unwrap_err();
+        assert_eq!(
+            (e.path.as_str(), e.msg.as_str()),
+            ("apps[0].addr", "invalid IPv4 address syntax")
+        );
         // Without the key `config` appends: the path names the field.
         let e = parse("max = 1\ngain = 0.5\nname = \"a\"\n[[apps]]\nport = \"x\"").unwrap_err();
         assert_eq!(
