@@ -202,3 +202,48 @@ fn needs_restart(old: &Validated, new: &Validated) -> Vec<Problem> {
     }
     errs
 }
+
+#[cfg(test)]
+mod tests {
+    use super::needs_restart;
+    use crate::config::{from_toml, Validated};
+    use crate::eal_args::EalArgs;
+
+    const GATEWAY: &str = include_str!("../../conf/overlay/gateway.toml");
+
+    fn validated(text: &str) -> Validated {
+        let eal = EalArgs::parse(&["-l", "0-1"]).unwrap();
+        from_toml(text).unwrap().validate(&eal).unwrap()
+    }
+
+    #[test]
+    fn a_reload_may_change_applications_but_not_the_node_or_the_pool() {
+        let old = validated(GATEWAY);
+        let changed = |from: &str, to: &str| {
+            assert!(GATEWAY.contains(from), "{from}");
+            let p = needs_restart(&old, &validated(&GATEWAY.replacen(from, to, 1)));
+            p.into_iter().map(|p| p.path).collect::<Vec<_>>()
+        };
+        assert!(changed("targets = [\"10.20.0.10\"]", "targets = [\"10.20.0.11\"]").is_empty());
+        assert!(changed("port = 80, target_port = 8080", "port = 81, target_port = 8080").is_empty());
+        assert_eq!(changed("node = 4", "node = 5"), ["overlay.node"]);
+        assert_eq!(
+            changed("pool = [\"10.20.0.100\"]", "pool = [\"10.20.0.101\"]"),
+            ["nat.pool"]
+        );
+        assert_eq!(changed("max_sessions = 65536", "port_min = 2048"), ["nat.port_min"]);
+        assert_eq!(changed("max_sessions = 65536", "port_max = 60000"), ["nat.port_max"]);
+        assert_eq!(
+            changed("max_sessions = 65536", "max_sessions = 1024"),
+            ["nat.max_sessions"]
+        );
+        assert_eq!(
+            changed("max_sessions = 65536", "handoff_ring = 64"),
+            ["nat.handoff_ring"]
+        );
+        assert_eq!(changed("idle = \"adaptive\"", "idle = \"busy\""), ["dataplane"]);
+        assert_eq!(changed("retrans_ms = 200", "retrans_ms = 300"), ["neighbour"]);
+        assert_eq!(changed("name = \"targets\"", "name = \"servers\""), ["ports"]);
+        assert_eq!(changed("[management]", "[management]\ndebug = true"), ["management"]);
+    }
+}
