@@ -6,8 +6,6 @@ mod control;
 mod eal_args;
 mod metrics;
 mod mgmt;
-mod nat_config;
-mod overlay_config;
 mod prober;
 mod runtime;
 mod shared;
@@ -87,8 +85,8 @@ fn main() -> ExitCode {
             "configuration {} is valid: {} port(s), {} worker(s) on lcores {:?}",
             cli.config.display(),
             v.ports.len(),
-            v.raw.dataplane.workers.len(),
-            v.raw.dataplane.workers
+            v.dataplane.workers.len(),
+            v.dataplane.workers
         );
         return ExitCode::SUCCESS;
     }

@@ -4,7 +4,7 @@
 //! (`pipelines::paths::PathStats`), and with `[overlay.select]` chooses each destination's path set (the
 //! best k fit paths through different regions, with hysteresis). A changed set is published as a new
 //! table that workers take between bursts; the measurements are published for metrics and /state.
-use crate::overlay_config::ProbeSettings;
+use crate::config::overlay::ProbeSettings;
 use crate::shared::{PathReport, Shared};
 use crate::tables::Tables;
 use pipelines::overlay::probe::{self, Probe};

@@ -1,8 +1,8 @@
 //! Bring-up and shutdown: EAL, mempool, ports, workers on their lcores, the control and management
 //! threads; SIGINT/SIGTERM stop the workers, print final counters and exit 0.
+use crate::config::overlay::RoleSpec;
 use crate::config::{problem, Problems, Validated};
 use crate::control::Control;
-use crate::overlay_config::RoleSpec;
 use crate::shared::{PortRt, Shared};
 use crate::stats::{ControlShared, WorkerShared};
 use crate::tables::{Reloader, Tables};
@@ -40,11 +40,11 @@ pub fn run(v: Validated, eal_argv: Vec<String>, reloader: Reloader) -> Result<()
             .map_err(|e| RunError::Fatal(format!("installing signal handlers: {e}")))?;
     }
     // Bind the management endpoint before anything is started, so a taken address touches nothing.
-    let server =
-        crate::mgmt::bind(v.listen).map_err(|e| RunError::Config(Problems(vec![problem("management.listen", e)])))?;
+    let server = crate::mgmt::bind(v.management.listen)
+        .map_err(|e| RunError::Config(Problems(vec![problem("management.listen", e)])))?;
 
     let eal = Eal::init(&eal_argv)?;
-    let d = &v.raw.dataplane;
+    let d = &v.dataplane;
 
     // What the configuration assumed about the EAL, checked against what it found.
     let mut errs = Vec::new();
@@ -75,7 +75,7 @@ pub fn run(v: Validated, eal_argv: Vec<String>, reloader: Reloader) -> Result<()
     }
 
     let nworkers = d.workers.len() as u16;
-    let pool_size = v.raw.mbufs();
+    let pool_size = v.mbufs;
     let pool = Mempool::new(&eal, "pkt", pool_size, d.mbuf_cache, 2048 + 128, SocketId(-1))?;
     let mut rx_by_worker: Vec<Vec<RxQueue>> = (0..nworkers).map(|_| Vec::new()).collect();
     let mut tx_by_worker: Vec<Vec<TxQueue>> = (0..nworkers).map(|_| Vec::new()).collect();
@@ -151,7 +151,7 @@ pub fn run(v: Validated, eal_argv: Vec<String>, reloader: Reloader) -> Result<()
         tsc_hz: eal.tsc_hz(),
         started: Instant::now(),
         dpdk_version: pmd_bindings::version(),
-        handoff: Handoff::new(nworkers as usize, v.raw.handoff_ring() as usize),
+        handoff: Handoff::new(nworkers as usize, v.handoff_ring as usize),
         overlay_addr: v.overlay.as_ref().map(|o| o.address),
         nat: v.nat.as_ref().map(|n| n.cfg.clone()),
         tables: ArcSwap::from_pointee(tables),
@@ -184,7 +184,7 @@ pub fn run(v: Validated, eal_argv: Vec<String>, reloader: Reloader) -> Result<()
 
     let to_control: Vec<Arc<ToControl>> = (0..nworkers).map(|_| Arc::new(ToControl::new(1024))).collect();
     let to_workers: Vec<Arc<ToWorker>> = (0..nworkers).map(|_| Arc::new(ToWorker::new(256))).collect();
-    let n = &v.raw.neighbour;
+    let n = &v.neighbour;
     let ncfg = NeighConfig {
         reachable_ns: n.reachable_secs as u64 * 1_000_000_000,
         retrans_ns: n.retrans_ms as u64 * 1_000_000,
@@ -204,12 +204,12 @@ pub fn run(v: Validated, eal_argv: Vec<String>, reloader: Reloader) -> Result<()
         .spawn(move || control.run())
         .map_err(|e| RunError::Fatal(format!("spawning the control thread: {e}")))?;
     let sh = shared.clone();
-    let debug = v.raw.management.debug;
+    let debug = v.management.debug;
     let mgmt_thread = std::thread::Builder::new()
         .name("management".into())
         .spawn(move || crate::mgmt::run(server, sh, debug, reloader))
         .map_err(|e| RunError::Fatal(format!("spawning the management thread: {e}")))?;
-    log::info!("management endpoint on http://{}", v.listen);
+    log::info!("management endpoint on http://{}", v.management.listen);
 
     let main_lcore = eal.main_lcore();
     let mut on_main = None;

@@ -3,9 +3,9 @@
 //! configuration file, validates it like at start, refuses changes that need a restart (ports, lcores,
 //! node ids, the role, the NAT pool and timeouts), builds new tables and publishes them with a new
 //! generation number; each worker picks them up between bursts (ARCHITECTURE.md "Reload").
-use crate::config::{problem, Config, Problem, Validated};
+use crate::config::overlay::{RoleSpec, ValidOverlay};
+use crate::config::{problem, Problem, Validated};
 use crate::eal_args::EalArgs;
-use crate::overlay_config::{RoleSpec, ValidOverlay};
 use pipelines::nat::NatApps;
 use pipelines::overlay::classify::Classifier;
 use pipelines::presence::{PortAddrs, Presence};
@@ -29,8 +29,9 @@ pub struct Tables {
     pub overlay: Option<ValidOverlay>,
     /// Path id -> name (edge and gateway), for metrics.
     pub path_names: Vec<(u8, String)>,
-    /// The configuration these tables came from (served at /state).
-    pub raw: Config,
+    /// The configuration these tables came from (its applications are served at /state; a reload is
+    /// compared with it).
+    pub config: Arc<Validated>,
 }
 
 impl Tables {
@@ -65,7 +66,7 @@ impl Tables {
                 })
                 .collect(),
             RouteTable::new(routes),
-            v.raw.dataplane.forwarding,
+            v.dataplane.forwarding,
         );
         let presence = match &v.overlay {
             Some(_) => presence.with_overlay(pipelines::wire::geneve::PORT),
@@ -79,7 +80,7 @@ impl Tables {
             }),
             overlay: v.overlay.clone(),
             path_names: v.overlay.as_ref().map(|o| o.path_names()).unwrap_or_default(),
-            raw: v.raw.clone(),
+            config: Arc::new(v.clone()),
         }
     }
 
@@ -100,9 +101,9 @@ impl Tables {
                 RoleSpec::Relay(_) => Vec::new(),
             };
             json!({"node": o.node, "role": o.role_name(), "address": o.address.to_string(), "path_sets": sets,
-                   "applications": self.raw.overlay.as_ref().map(|c| &c.apps)})
+                   "applications": o.applications})
         });
-        json!({"overlay": overlay, "nat_applications": self.raw.nat.as_ref().map(|n| &n.apps)})
+        json!({"overlay": overlay, "nat_applications": self.config.nat.as_ref().map(|n| &n.applications)})
     }
 }
 
@@ -132,7 +133,7 @@ impl Reloader {
         let v = crate::config::load(&self.path)
             .and_then(|c| c.validate(&self.eal))
             .map_err(|p| p.0)?;
-        let errs = needs_restart(&running.raw, &v.raw);
+        let errs = needs_restart(&running.config, &v);
         if !errs.is_empty() {
             return Err(errs);
         }
@@ -140,8 +141,8 @@ impl Reloader {
         let summary = format!(
             "reloaded {}: {} NAT application(s), {} edge application(s), {} path(s)",
             self.path.display(),
-            v.raw.nat.as_ref().map_or(0, |n| n.apps.len()),
-            v.raw.overlay.as_ref().map_or(0, |o| o.apps.len()),
+            v.nat.as_ref().map_or(0, |n| n.applications.len()),
+            v.overlay.as_ref().map_or(0, |o| o.applications.len()),
             t.path_names.len()
         );
         Ok((t, summary))
@@ -149,45 +150,94 @@ impl Reloader {
 }
 
 /// The parts of the configuration a reload may not change, each named.
-fn needs_restart(old: &Config, new: &Config) -> Vec<Problem> {
+fn needs_restart(old: &Validated, new: &Validated) -> Vec<Problem> {
     let mut errs = Vec::new();
-    let mut same = |path: &str, a: serde_json::Value, b: serde_json::Value| {
-        if a != b {
+    let mut same = |path: &str, changed: bool| {
+        if changed {
             errs.push(problem(path, "changing this needs a restart"));
         }
     };
-    same("dataplane", val(&old.dataplane), val(&new.dataplane));
-    same("management", val(&old.management), val(&new.management));
-    same("neighbour", val(&old.neighbour), val(&new.neighbour));
-    same("ports", val(&old.ports), val(&new.ports));
+    same("dataplane", old.dataplane != new.dataplane);
+    same("management", old.management != new.management);
+    same("neighbour", old.neighbour != new.neighbour);
+    same("ports", old.ports != new.ports);
     match (&old.overlay, &new.overlay) {
         (Some(a), Some(b)) => {
-            same("overlay.node", json!(a.node), json!(b.node));
-            same("overlay.role", json!(a.role), json!(b.role));
-            same("overlay.address", json!(a.address), json!(b.address));
-            same("overlay.dedupe", val(&a.dedupe), val(&b.dedupe));
-            same("overlay.hop_limit", json!(a.hop_limit), json!(b.hop_limit));
-            same("overlay.udp_base", json!(a.udp_base), json!(b.udp_base));
+            same("overlay.node", a.node != b.node);
+            same("overlay.role", a.role_name() != b.role_name());
+            same("overlay.address", a.address != b.address);
+            if let (Some(x), Some(y)) = (a.sender(), b.sender()) {
+                let (dx, dy) = (&x.dedupe, &y.dedupe);
+                same(
+                    "overlay.dedupe",
+                    (dx.window, dx.reset_ns, dx.max_streams) != (dy.window, dy.reset_ns, dy.max_streams),
+                );
+                same("overlay.hop_limit", x.hop_limit != y.hop_limit);
+                same("overlay.udp_base", x.udp_base != y.udp_base);
+            }
         }
         (None, None) => {}
-        _ => same("overlay", json!(old.overlay.is_some()), json!(new.overlay.is_some())),
+        _ => same("overlay", true),
     }
     match (&old.nat, &new.nat) {
         (Some(a), Some(b)) => {
-            same("nat.pool", json!(a.pool), json!(b.pool));
-            same("nat.port_min", json!(a.port_min), json!(b.port_min));
-            same("nat.port_max", json!(a.port_max), json!(b.port_max));
-            same("nat.max_sessions", json!(a.max_sessions), json!(b.max_sessions));
-            same("nat.timeouts", val(&a.timeouts), val(&b.timeouts));
-            same("nat.handoff_ring", json!(a.handoff_ring), json!(b.handoff_ring));
+            let (pa, pb) = (&a.cfg.pool, &b.cfg.pool);
+            // The pool ports in use: from the first worker's slice to the last's.
+            let last = old.dataplane.workers.len().max(1) as u16 - 1;
+            same("nat.pool", pa.addrs() != pb.addrs());
+            same("nat.port_min", pa.slice(0).start() != pb.slice(0).start());
+            same("nat.port_max", pa.slice(last).end() != pb.slice(last).end());
+            same("nat.max_sessions", a.cfg.max_sessions != b.cfg.max_sessions);
+            same("nat.timeouts", a.cfg.timeouts != b.cfg.timeouts);
+            same("nat.handoff_ring", old.handoff_ring != new.handoff_ring);
         }
         (None, None) => {}
-        _ => same("nat", json!(old.nat.is_some()), json!(new.nat.is_some())),
+        _ => same("nat", true),
     }
     errs
 }
 
-/// A config section as a JSON value, for comparison.
-fn val<T: serde::Serialize>(x: &T) -> serde_json::Value {
-    serde_json::to_value(x).unwrap_or(serde_json::Value::Null)
+#[cfg(test)]
+mod tests {
+    use super::needs_restart;
+    use crate::config::{from_toml, Validated};
+    use crate::eal_args::EalArgs;
+
+    const GATEWAY: &str = include_str!("../../conf/overlay/gateway.toml");
+
+    fn validated(text: &str) -> Validated {
+        let eal = EalArgs::parse(&["-l", "0-1"]).unwrap();
+        from_toml(text).unwrap().validate(&eal).unwrap()
+    }
+
+    #[test]
+    fn a_reload_may_change_applications_but_not_the_node_or_the_pool() {
+        let old = validated(GATEWAY);
+        let changed = |from: &str, to: &str| {
+            assert!(GATEWAY.contains(from), "{from}");
+            let p = needs_restart(&old, &validated(&GATEWAY.replacen(from, to, 1)));
+            p.into_iter().map(|p| p.path).collect::<Vec<_>>()
+        };
+        assert!(changed("targets = [\"10.20.0.10\"]", "targets = [\"10.20.0.11\"]").is_empty());
+        assert!(changed("port = 80, target_port = 8080", "port = 81, target_port = 8080").is_empty());
+        assert_eq!(changed("node = 4", "node = 5"), ["overlay.node"]);
+        assert_eq!(
+            changed("pool = [\"10.20.0.100\"]", "pool = [\"10.20.0.101\"]"),
+            ["nat.pool"]
+        );
+        assert_eq!(changed("max_sessions = 65536", "port_min = 2048"), ["nat.port_min"]);
+        assert_eq!(changed("max_sessions = 65536", "port_max = 60000"), ["nat.port_max"]);
+        assert_eq!(
+            changed("max_sessions = 65536", "max_sessions = 1024"),
+            ["nat.max_sessions"]
+        );
+        assert_eq!(
+            changed("max_sessions = 65536", "handoff_ring = 64"),
+            ["nat.handoff_ring"]
+        );
+        assert_eq!(changed("idle = \"adaptive\"", "idle = \"busy\""), ["dataplane"]);
+        assert_eq!(changed("retrans_ms = 200", "retrans_ms = 300"), ["neighbour"]);
+        assert_eq!(changed("name = \"targets\"", "name = \"servers\""), ["ports"]);
+        assert_eq!(changed("[management]", "[management]\ndebug = true"), ["management"]);
+    }
 }

@@ -1,8 +1,8 @@
 //! The run-to-completion worker loop: rx burst on each port -> presence stage -> tx by output port
 //! (buffered, drained on a TSC deadline) -> bulk free of drops. Adaptive idle mode backs off with short
 //! sleeps when bursts come back empty.
-use crate::config::IdleMode;
-use crate::overlay_config::RoleSpec;
+use crate::config::dataplane::IdleMode;
+use crate::config::overlay::RoleSpec;
 use crate::shared::Shared;
 use crate::stats::Local;
 use crate::tables::Tables;
@@ -138,7 +138,7 @@ fn build_role(sh: &Shared, t: &Tables, idx: usize) -> Role {
             _ => Role::Plain,
         };
     };
-    let sender = |s: &crate::overlay_config::Sender, routes| {
+    let sender = |s: &crate::config::overlay::Sender, routes| {
         (
             MtuGuard::new(s.link_mtu),
             Encap::new(

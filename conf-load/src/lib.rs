@@ -6,7 +6,7 @@
 //! goes, so `max_sessions = 1.5` became 2 without a word (and `-1.5` became 0 for an unsigned field).
 //! Every float of the source is handed on as its text instead, which a float or string field parses as
 //! before and an integer field refuses; the error is then worded for what was written.
-use config::{Source, Value, ValueKind};
+use config::{ConfigError, Source, Value, ValueKind};
 use serde::de::DeserializeOwned;
 use std::collections::HashMap;
 
@@ -29,12 +29,39 @@ pub fn deserialize<T: DeserializeOwned>(c: &config::Config) -> Result<T, FieldEr
     serde_path_to_error::deserialize(root).map_err(|e| {
         let path = e.path().to_string();
         let msg = match floats.get(&path) {
-            Some(f) => format!("invalid type: the float {f}, expected an integer"),
-            None => e.inner().to_string(),
+            // A number refused (a value parsed from its text, such as an address, says what it is).
+            Some(f) if matches!(innermost(e.inner()), ConfigError::Type { .. }) => {
+                format!("invalid type: the float {f}, expected an integer")
+            }
+            _ => without_key(e.inner()),
         };
         let path = if path == "." { "config".to_string() } else { path };
         FieldError { path, msg }
     })
+}
+
+/// The error `e` wraps, if it is one that `config` gave a key.
+fn innermost(e: &ConfigError) -> &ConfigError {
+    match e {
+        ConfigError::At { error, .. } => innermost(error),
+        other => other,
+    }
+}
+
+/// What `e` says, without the key `config` adds to it (the path says that, and better: `config` leaves
+/// out the dot before a field of an array's element).
+fn without_key(e: &ConfigError) -> String {
+    let origin = |o: &Option<String>| o.as_ref().map(|o| format!(" in {o}")).unwrap_or_default();
+    match e {
+        ConfigError::At { error, origin: o, .. } => format!("{}{}", without_key(error), origin(o)),
+        ConfigError::Type {
+            unexpected,
+            expected,
+            origin: o,
+            ..
+        } => format!("invalid type: {unexpected}, expected {expected}{}", origin(o)),
+        other => other.to_string(),
+    }
 }
 
 /// Replaces every float under `v` by its text (which keeps a `.0` or an exponent, so that an integer
@@ -76,6 +103,8 @@ mod tests {
         port: u16,
         #[serde(default)]
         weights: Vec<u32>,
+        #[serde(default)]
+        addr: Option<std::net::Ipv4Addr>,
     }
 
     #[derive(Debug, Deserialize, PartialEq)]
@@ -114,7 +143,8 @@ mod tests {
                 name: "a".into(),
                 apps: vec![Inner {
                     port: 80,
-                    weights: vec![1, 2]
+                    weights: vec![1, 2],
+                    addr: None,
                 }]
             }
         );
@@ -150,5 +180,17 @@ mod tests {
         let e = parse("max = \"x\"\ngain = 0.5\nname = \"a\"").unwrap_err();
         assert_eq!(e.path, "max", "{e:?}");
         assert!(e.msg.contains("\"x\""), "{e:?}");
+        // A float where a value parsed from text belongs keeps that value's words.
+        let e = parse("max = 1\ngain = 0.5\nname = \"a\"\n[[apps]]\nport = 80\naddr = 1.5").unwrap_err();
+        assert_eq!(
+            (e.path.as_str(), e.msg.as_str()),
+            ("apps[0].addr", "invalid IPv4 address syntax")
+        );
+        // Without the key `config` appends: the path names the field.
+        let e = parse("max = 1\ngain = 0.5\nname = \"a\"\n[[apps]]\nport = \"x\"").unwrap_err();
+        assert_eq!(
+            (e.path.as_str(), e.msg.as_str()),
+            ("apps[0].port", "invalid type: string \"x\", expected an integer")
+        );
     }
 }

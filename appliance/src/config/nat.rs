@@ -9,6 +9,7 @@
 //! port_min = 1024             # pool ports (and ICMP ids), sliced evenly among the workers
 //! port_max = 65535
 //! max_sessions = 65536        # per worker
+//! handoff_ring = 1024         # packets each worker's hand-off ring to every other worker holds
 //! [nat.timeouts]              # seconds; defaults are the RFC minima (5382, 4787, 5508)
 //! tcp_established = 7440
 //! tcp_transitory = 240
@@ -18,21 +19,25 @@
 //! id = 1                      # application id (the VNI at a gateway)
 //! vip = "10.91.0.100"         # answered by ARP on the port whose subnet holds it (optional at a gateway)
 //! icmp = true                 # ICMP echo to the VIP goes to a target (default)
-//! targets = ["10.92.0.1"]
+//! targets = ["10.92.0.1"]     # other machines: no port, pool or VIP address of this appliance
 //! services = [{ proto = "tcp", port = 80, target_port = 8080 }]
 //! ```
-use crate::config::{is_port_address, port_of, problem, Problem, ValidPort};
+//! Applications and services follow the rules of every section's applications (see `apps`).
+use super::apps::{self, AppCfg, ServiceCfg, TargetPort};
+use super::ports::{host, is_port_address, Answered, ValidPort};
+use super::problem::{problem, Problem};
+use super::text;
 use pipelines::nat::{NatApp, NatApps, NatConfig, NatRule, NatTarget, Pool, Timeouts};
 use pipelines::overlay::classify::{Classifier, Service};
-use pipelines::wire::ipv4::protocol;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeSet;
 use std::net::Ipv4Addr;
 
-#[derive(Debug, Clone, Deserialize, Serialize)]
+#[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct NatCfg {
-    pub pool: Vec<String>,
+    #[serde(deserialize_with = "text::list")]
+    pub pool: Vec<Ipv4Addr>,
     #[serde(default = "d_port_min")]
     pub port_min: u16,
     #[serde(default = "d_port_max")]
@@ -47,7 +52,7 @@ pub struct NatCfg {
     pub apps: Vec<NatAppCfg>,
 }
 
-#[derive(Debug, Clone, Deserialize, Serialize)]
+#[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct TimeoutsCfg {
     #[serde(default = "d_tcp_est")]
@@ -77,20 +82,13 @@ pub struct NatAppCfg {
     pub id: u16,
     /// Where clients reach the application directly; a gateway's applications come from the overlay
     /// (the VNI), so there it is optional.
-    #[serde(default)]
-    pub vip: Option<String>,
+    #[serde(default, deserialize_with = "text::option")]
+    pub vip: Option<Ipv4Addr>,
     #[serde(default = "d_true")]
     pub icmp: bool,
-    pub targets: Vec<String>,
+    #[serde(deserialize_with = "text::list")]
+    pub targets: Vec<Ipv4Addr>,
     pub services: Vec<ServiceCfg>,
-}
-
-#[derive(Debug, Clone, Deserialize, Serialize)]
-#[serde(deny_unknown_fields)]
-pub struct ServiceCfg {
-    pub proto: String,
-    pub port: u16,
-    pub target_port: u16,
 }
 
 fn d_port_min() -> u16 {
@@ -169,6 +167,8 @@ pub struct ValidNat {
     pub classifier: Classifier,
     /// Addresses each port answers ARP for besides its own (VIPs and pool addresses), by port index.
     pub arp_extra: Vec<Vec<Ipv4Addr>>,
+    /// The applications as configured, for /state.
+    pub applications: Vec<NatAppCfg>,
 }
 
 /// Checks `[nat]` against the ports and the worker count; problems go to `errs`. At a `gateway` the
@@ -181,46 +181,52 @@ pub fn validate(
     errs: &mut Vec<Problem>,
 ) -> Option<ValidNat> {
     let before = errs.len();
-    let mut arp_extra = vec![Vec::new(); ports.len()];
-    let mut taken: BTreeSet<Ipv4Addr> = BTreeSet::new();
-    // An address the appliance answers for: inside a port subnet, not an interface address, used once.
-    let mut service_addr = |path: String, text: &str, errs: &mut Vec<Problem>| -> Option<Ipv4Addr> {
-        let Ok(ip) = text.parse::<Ipv4Addr>() else {
-            errs.push(problem(path, format!("'{text}' is not an IPv4 address")));
-            return None;
-        };
-        if !pipelines::wire::ipv4::valid_source(ip) {
-            errs.push(problem(path, format!("{ip} cannot be a host address")));
-            return None;
-        }
-        if is_port_address(ports, ip) {
-            errs.push(problem(path, format!("{ip} is already a port address")));
-            return None;
-        }
-        if !taken.insert(ip) {
-            errs.push(problem(path, format!("{ip} is used twice in [nat]")));
-            return None;
-        }
-        let Some(p) = port_of(ports, ip) else {
-            errs.push(problem(
-                path,
-                format!("{ip} is inside no port's subnet, so no port would answer ARP for it"),
-            ));
-            return None;
-        };
-        arp_extra[p].push(ip);
-        Some(ip)
-    };
+    let mut answered = Answered::new(ports.len());
+    let cfg = pool_and_limits(n, ports, workers, &mut answered, errs);
+    let (apps, classifier) = applications(n, ports, gateway, &mut answered, errs);
+    if errs.len() > before {
+        return None;
+    }
+    Some(ValidNat {
+        cfg: cfg?,
+        apps,
+        classifier,
+        arp_extra: answered.by_port,
+        applications: n.apps.clone(),
+    })
+}
 
+/// `ip` at `path`, an address the appliance answers for: [`Answered::add`], and used once in `[nat]`.
+fn claim(
+    answered: &mut Answered,
+    ports: &[ValidPort],
+    path: &str,
+    ip: Ipv4Addr,
+    errs: &mut Vec<Problem>,
+) -> Option<Ipv4Addr> {
+    match answered.add(ports, path, ip, errs)? {
+        true => Some(ip),
+        false => {
+            errs.push(problem(path, format!("{ip} is used twice in [nat]")));
+            None
+        }
+    }
+}
+
+/// The pool, the session table size and the timeouts.
+fn pool_and_limits(
+    n: &NatCfg,
+    ports: &[ValidPort],
+    workers: usize,
+    answered: &mut Answered,
+    errs: &mut Vec<Problem>,
+) -> Option<NatConfig> {
     if n.pool.is_empty() {
         errs.push(problem("nat.pool", "at least one pool address is needed"));
     }
-    let mut pool_addrs = Vec::new();
-    for (i, a) in n.pool.iter().enumerate() {
-        if let Some(ip) = service_addr(format!("nat.pool[{i}]"), a, errs) {
-            pool_addrs.push(ip);
-        }
-    }
+    let pool_addrs: Vec<Ipv4Addr> = (n.pool.iter().enumerate())
+        .filter_map(|(i, ip)| claim(answered, ports, &format!("nat.pool[{i}]"), *ip, errs))
+        .collect();
     if n.port_min == 0 {
         errs.push(problem("nat.port_min", "port 0 cannot be used"));
     }
@@ -257,7 +263,26 @@ pub fn validate(
             errs.push(problem(format!("nat.timeouts.{name}"), "must be from 1 s to 7 days"));
         }
     }
+    Some(NatConfig {
+        max_sessions: n.max_sessions as usize,
+        timeouts: Timeouts {
+            tcp_established: t.tcp_established,
+            tcp_transitory: t.tcp_transitory,
+            udp: t.udp,
+            icmp: t.icmp,
+        },
+        pool: pool?,
+    })
+}
 
+/// The applications: their tables, and the classifier of clients that reach their VIPs directly.
+fn applications(
+    n: &NatCfg,
+    ports: &[ValidPort],
+    gateway: bool,
+    answered: &mut Answered,
+    errs: &mut Vec<Problem>,
+) -> (NatApps, Classifier) {
     if n.apps.is_empty() {
         errs.push(problem("nat.apps", "at least one application is needed"));
     }
@@ -268,80 +293,54 @@ pub fn validate(
     // Targets, checked against the pool and every VIP once all are known.
     let mut target_at = Vec::new();
     for (i, a) in n.apps.iter().enumerate() {
-        let at = |f: &str| format!("nat.apps[{i}].{f}");
-        if !ids.insert(a.id) {
-            errs.push(problem(at("id"), format!("application id {} is used twice", a.id)));
-        }
-        if a.id > 4095 {
-            errs.push(problem(at("id"), "must be at most 4095"));
-        }
-        let vip = match &a.vip {
-            Some(v) => service_addr(at("vip"), v, errs),
+        let at = format!("nat.apps[{i}]");
+        let common = AppCfg {
+            at: at.clone(),
+            id: a.id,
+            icmp: a.icmp,
+            services: &a.services,
+        };
+        let checked = apps::validate(common, TargetPort::Needed, &mut ids, errs);
+        let vip = match a.vip {
+            Some(v) => claim(answered, ports, &format!("{at}.vip"), v, errs),
             None => {
                 if !gateway {
-                    errs.push(problem(at("vip"), "needed unless overlay.role is gateway"));
+                    errs.push(problem(format!("{at}.vip"), "needed unless overlay.role is gateway"));
                 }
                 None
             }
         };
-        let mut targets = Vec::new();
         if a.targets.is_empty() {
-            errs.push(problem(at("targets"), "at least one target is needed"));
+            errs.push(problem(format!("{at}.targets"), "at least one target is needed"));
         }
-        for (j, tg) in a.targets.iter().enumerate() {
-            match tg.parse::<Ipv4Addr>() {
-                Ok(ip) if pipelines::wire::ipv4::valid_source(ip) => {
-                    target_at.push((format!("nat.apps[{i}].targets[{j}]"), ip));
-                    targets.push(NatTarget { addr: ip, up: true })
-                }
-                _ => errs.push(problem(
-                    format!("nat.apps[{i}].targets[{j}]"),
-                    format!("'{tg}' is not a unicast IPv4 address"),
-                )),
+        let mut targets = Vec::new();
+        for (j, ip) in a.targets.iter().enumerate() {
+            let path = format!("{at}.targets[{j}]");
+            if let Some(ip) = host(&path, *ip, errs) {
+                target_at.push((path, ip));
+                targets.push(NatTarget { addr: ip, up: true });
             }
         }
-        if a.services.is_empty() && !a.icmp {
-            errs.push(problem(at("services"), "an application needs a service or icmp = true"));
+        let Some(checked) = checked else { continue };
+        if let Some(v) = vip {
+            services.extend(checked.iter().map(|s| Service {
+                vip: v,
+                proto: s.proto.number(),
+                port: s.port,
+                app: a.id,
+            }));
+            if a.icmp {
+                icmp.push((v, a.id));
+            }
         }
-        let mut rules = Vec::new();
-        for (j, s) in a.services.iter().enumerate() {
-            let sp = |f: &str| format!("nat.apps[{i}].services[{j}].{f}");
-            let proto = match s.proto.as_str() {
-                "tcp" => protocol::TCP,
-                "udp" => protocol::UDP,
-                other => {
-                    errs.push(problem(sp("proto"), format!("'{other}' is not tcp or udp")));
-                    continue;
-                }
-            };
-            if s.port == 0 || s.target_port == 0 {
-                errs.push(problem(sp("port"), "ports must be above 0"));
-                continue;
-            }
-            if rules.iter().any(|r: &NatRule| r.proto == proto && r.port == s.port) {
-                errs.push(problem(
-                    sp("port"),
-                    format!("{} port {} is listed twice", s.proto, s.port),
-                ));
-                continue;
-            }
-            rules.push(NatRule {
-                proto,
+        let rules = checked
+            .iter()
+            .map(|s| NatRule {
+                proto: s.proto.number(),
                 port: s.port,
                 target_port: s.target_port,
-            });
-            if let Some(v) = vip {
-                services.push(Service {
-                    vip: v,
-                    proto,
-                    port: s.port,
-                    app: a.id,
-                });
-            }
-        }
-        if let (Some(v), true) = (vip, a.icmp) {
-            icmp.push((v, a.id));
-        }
+            })
+            .collect();
         let idx = a.id as usize;
         if apps.apps.len() <= idx {
             apps.apps.resize(idx + 1, None);
@@ -352,39 +351,31 @@ pub fn validate(
             icmp: a.icmp,
         });
     }
-    // A target that is one of the appliance's own addresses would loop (and a pool address or VIP as
-    // target would make the gateway answer ARP for the target's own address on its segment).
-    for (path, ip) in target_at {
-        let what = if is_port_address(ports, ip) {
+    targets_are_other_machines(&target_at, ports, answered, errs);
+    (apps, Classifier::new(&services, &icmp))
+}
+
+/// A target that is one of the appliance's own addresses would loop (and a pool address or VIP as
+/// target would make the gateway answer ARP for the target's own address on its segment).
+fn targets_are_other_machines(
+    targets: &[(String, Ipv4Addr)],
+    ports: &[ValidPort],
+    answered: &Answered,
+    errs: &mut Vec<Problem>,
+) {
+    for (path, ip) in targets {
+        let what = if is_port_address(ports, *ip) {
             "a port address"
-        } else if taken.contains(&ip) {
+        } else if answered.contains(*ip) {
             "a pool address or VIP"
         } else {
             continue;
         };
         errs.push(problem(
-            path,
+            path.as_str(),
             format!("{ip} is {what} of this appliance; a target must be another machine"),
         ));
     }
-    if errs.len() > before {
-        return None;
-    }
-    Some(ValidNat {
-        cfg: NatConfig {
-            max_sessions: n.max_sessions as usize,
-            timeouts: Timeouts {
-                tcp_established: t.tcp_established,
-                tcp_transitory: t.tcp_transitory,
-                udp: t.udp,
-                icmp: t.icmp,
-            },
-            pool: pool?,
-        },
-        apps,
-        classifier: Classifier::new(&services, &icmp),
-        arp_extra,
-    })
 }
 
 #[cfg(test)]

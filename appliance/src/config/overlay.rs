@@ -12,6 +12,16 @@
 //! window = 1024               # history window (a power of two, 64 to 65536)
 //! reset_ms = 2000             # a stream silent this long starts afresh
 //! max_streams = 16384         # per worker
+//! [overlay.probe]             # edge, gateway: path probes
+//! interval_ms = 100           # between probes on each path, at most 60000 (0: no probes)
+//! timeout_ms = 1000           # a probe unanswered this long is lost, 1 to 60000
+//! loss_gain = 0.1             # weight of each probe in the loss average, above 0 and at most 1
+//! [overlay.select]            # edge, gateway: path sets chosen from probe measurements (needs probes)
+//! k = 2                       # paths per set, 2 to 8
+//! hysteresis = 0.2            # a healthy set gives way only to one better by this fraction (0 to below 1)
+//! min_gain_us = 1000          # ...and by this much summed RTT and jitter, at most 60000000
+//! max_loss = 0.1              # a path whose loss average passes this leaves the set (above 0, below 1)
+//! silent_ms = 1000            # so does a path without a probe reply for this long
 //! [[overlay.paths]]           # edge, gateway: the paths this node sends copies over
 //! id = 1                      # global path id
 //! dest = 4                    # destination node
@@ -24,7 +34,7 @@
 //! vip = "10.10.0.100"         # answered by ARP on the port whose subnet holds it
 //! gateway = 4                 # the gateway node
 //! icmp = true                 # ICMP echo to the VIP goes through the overlay (default)
-//! services = [{ proto = "tcp", port = 80 }]
+//! services = [{ proto = "tcp", port = 80 }]   # no target_port: the gateway translates (see `apps`)
 //! [[overlay.hops]]            # relay: where packets of (destination node, path) go next
 //! node = 4
 //! path = 1
@@ -33,26 +43,40 @@
 //! ```
 //!
 //! A gateway also needs `[nat]` (its applications, targets and pool); an edge has no `[nat]`.
-use crate::config::{is_port_address, port_of, problem, Problem, ValidPort};
+use super::apps::{self, AppCfg, ServiceCfg, TargetPort};
+use super::ports::{host, is_port_address, port_of, Answered, ValidPort};
+use super::problem::{problem, Problem};
+use super::text;
 use pipelines::overlay::classify::{Classifier, Service};
 use pipelines::overlay::dedupe::DedupeConfig;
 use pipelines::overlay::encap::AppRoute;
 use pipelines::overlay::relay::{Hop, Relay};
 use pipelines::overlay::replicate::{Path, PathSet};
 use pipelines::overlay::PeerSet;
-use pipelines::wire::ipv4::protocol;
+use pipelines::paths::SelectConfig;
 use serde::{Deserialize, Serialize};
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::net::Ipv4Addr;
 
-#[derive(Debug, Clone, Deserialize, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(try_from = "String")]
+pub enum Role {
+    Edge,
+    Relay,
+    Gateway,
+}
+
+text::named!(Role, "edge" => Role::Edge, "relay" => Role::Relay, "gateway" => Role::Gateway);
+
+#[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct OverlayCfg {
     pub node: u16,
-    pub role: String,
-    pub address: String,
-    #[serde(default)]
-    pub peers: Vec<String>,
+    pub role: Role,
+    #[serde(deserialize_with = "text::one")]
+    pub address: Ipv4Addr,
+    #[serde(default, deserialize_with = "text::list")]
+    pub peers: Vec<Ipv4Addr>,
     #[serde(default = "d_hop_limit")]
     pub hop_limit: u8,
     #[serde(default = "d_udp_base")]
@@ -69,10 +93,10 @@ pub struct OverlayCfg {
     #[serde(default)]
     pub paths: Vec<PathCfg>,
     #[serde(default)]
-    pub apps: Vec<AppCfg>,
+    pub apps: Vec<EdgeAppCfg>,
 }
 
-#[derive(Debug, Clone, Deserialize, Serialize)]
+#[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct DedupeCfg {
     #[serde(default = "d_window")]
@@ -93,7 +117,7 @@ impl Default for DedupeCfg {
     }
 }
 
-#[derive(Debug, Clone, Deserialize, Serialize)]
+#[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ProbeCfg {
     /// Interval between probes on each path (0: no probes).
@@ -117,7 +141,7 @@ impl Default for ProbeCfg {
     }
 }
 
-#[derive(Debug, Clone, Deserialize, Serialize)]
+#[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct SelectCfg {
     /// Paths per set.
@@ -137,45 +161,42 @@ pub struct SelectCfg {
     pub silent_ms: u32,
 }
 
-#[derive(Debug, Clone, Deserialize, Serialize)]
+#[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct HopCfg {
     pub node: u16,
     pub path: u8,
-    pub next: String,
-    #[serde(default)]
-    pub via: Option<String>,
+    #[serde(deserialize_with = "text::one")]
+    pub next: Ipv4Addr,
+    #[serde(default, deserialize_with = "text::option")]
+    pub via: Option<Ipv4Addr>,
 }
 
-#[derive(Debug, Clone, Deserialize, Serialize)]
+#[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct PathCfg {
     pub id: u8,
     pub dest: u16,
-    pub relay: String,
+    #[serde(deserialize_with = "text::one")]
+    pub relay: Ipv4Addr,
     pub region: String,
-    pub via: String,
+    #[serde(deserialize_with = "text::one")]
+    pub via: Ipv4Addr,
     #[serde(default)]
     pub name: Option<String>,
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
-pub struct AppCfg {
+pub struct EdgeAppCfg {
     pub id: u16,
-    pub vip: String,
+    #[serde(deserialize_with = "text::one")]
+    pub vip: Ipv4Addr,
     pub gateway: u16,
     #[serde(default = "d_true")]
     pub icmp: bool,
     #[serde(default)]
-    pub services: Vec<AppServiceCfg>,
-}
-
-#[derive(Debug, Clone, Deserialize, Serialize)]
-#[serde(deny_unknown_fields)]
-pub struct AppServiceCfg {
-    pub proto: String,
-    pub port: u16,
+    pub services: Vec<ServiceCfg>,
 }
 
 fn d_hop_limit() -> u8 {
@@ -270,6 +291,8 @@ pub struct ValidOverlay {
     pub node: u16,
     pub address: Ipv4Addr,
     pub role: RoleSpec,
+    /// The edge's applications as configured, for /state.
+    pub applications: Vec<EdgeAppCfg>,
 }
 
 impl ValidOverlay {
@@ -309,19 +332,9 @@ impl ValidOverlay {
     }
 }
 
-fn addr(path: String, text: &str, errs: &mut Vec<Problem>) -> Option<Ipv4Addr> {
-    match text.parse::<Ipv4Addr>() {
-        Ok(a) if pipelines::wire::ipv4::valid_source(a) => Some(a),
-        _ => {
-            errs.push(problem(path, format!("'{text}' is not a unicast IPv4 address")));
-            None
-        }
-    }
-}
-
-/// [`addr`] for a field that names another machine: not an address of this node's ports.
-fn other(path: String, text: &str, ports: &[ValidPort], errs: &mut Vec<Problem>) -> Option<Ipv4Addr> {
-    let ip = addr(path.clone(), text, errs)?;
+/// `ip` at `path`, for a field that names another machine: a host address, not one of this node's ports.
+fn other(path: &str, ip: Ipv4Addr, ports: &[ValidPort], errs: &mut Vec<Problem>) -> Option<Ipv4Addr> {
+    host(path, ip, errs)?;
     if is_port_address(ports, ip) {
         errs.push(problem(
             path,
@@ -335,67 +348,43 @@ fn other(path: String, text: &str, ports: &[ValidPort], errs: &mut Vec<Problem>)
 /// Checks `[overlay]` against the ports; problems go to `errs`.
 pub fn validate(o: &OverlayCfg, ports: &[ValidPort], errs: &mut Vec<Problem>) -> Option<ValidOverlay> {
     let before = errs.len();
-    if !["edge", "relay", "gateway"].contains(&o.role.as_str()) {
-        errs.push(problem(
-            "overlay.role",
-            format!("'{}' is not one of edge, relay, gateway", o.role),
-        ));
-    }
     if o.node == 0 {
         errs.push(problem("overlay.node", "node ids start at 1"));
     }
-    let address = addr("overlay.address".into(), &o.address, errs);
+    let address = host("overlay.address", o.address, errs);
     if let Some(a) = address {
         if !is_port_address(ports, a) {
             errs.push(problem("overlay.address", format!("{a} is not an address of any port")));
         }
     }
-    let mut peers = PeerSet::default();
-    let mut listed = std::collections::BTreeSet::new();
-    for (i, p) in o.peers.iter().enumerate() {
-        let at = format!("overlay.peers[{i}]");
-        if let Some(a) = other(at.clone(), p, ports, errs) {
-            if !listed.insert(a) {
-                errs.push(problem(at, format!("{a} is listed twice")));
-            }
-            peers.insert(a);
-        }
-    }
-    if o.peers.is_empty() {
-        errs.push(problem("overlay.peers", "an overlay node needs at least one peer"));
-    }
-    let relay = o.role == "relay";
+    let peers = peers(o, ports, errs);
     for (field, used) in [
-        ("overlay.hops", !o.hops.is_empty() && !relay),
-        ("overlay.paths", !o.paths.is_empty() && relay),
-        ("overlay.apps", !o.apps.is_empty() && o.role != "edge"),
+        ("overlay.hops", !o.hops.is_empty() && o.role != Role::Relay),
+        ("overlay.paths", !o.paths.is_empty() && o.role == Role::Relay),
+        ("overlay.apps", !o.apps.is_empty() && o.role != Role::Edge),
     ] {
         if used {
             errs.push(problem(field, format!("not used by the {} role", o.role)));
         }
     }
-    let role = match o.role.as_str() {
-        "relay" => {
-            relay_hops(o, ports, errs).and_then(|hops| Some(RoleSpec::Relay(Relay::new(address?, peers.clone(), hops))))
+    let role = match o.role {
+        Role::Relay => {
+            relay_hops(o, ports, errs).and_then(|hops| Some(RoleSpec::Relay(Relay::new(address?, peers, hops))))
         }
-        "edge" => {
-            let s = sender(o, ports, peers.clone(), errs);
+        Role::Edge => {
             // The destinations in the order `sender` indexes them (sorted node ids).
-            let dests: Vec<u16> = o
-                .paths
-                .iter()
-                .map(|p| p.dest)
-                .collect::<std::collections::BTreeSet<_>>()
+            let dests: Vec<u16> = (o.paths.iter().map(|p| p.dest))
+                .collect::<BTreeSet<_>>()
                 .into_iter()
                 .collect();
+            let s = sender(o, ports, peers, errs);
             let e = edge(o, ports, &dests, errs);
             match (s, e) {
                 (Some(s), Some(e)) => Some(RoleSpec::Edge(s, Box::new(e))),
                 _ => None,
             }
         }
-        "gateway" => sender(o, ports, peers.clone(), errs).map(RoleSpec::Gateway),
-        _ => None,
+        Role::Gateway => sender(o, ports, peers, errs).map(RoleSpec::Gateway),
     };
     if errs.len() > before {
         return None;
@@ -404,7 +393,27 @@ pub fn validate(o: &OverlayCfg, ports: &[ValidPort], errs: &mut Vec<Problem>) ->
         node: o.node,
         address: address?,
         role: role?,
+        applications: o.apps.clone(),
     })
+}
+
+/// Who may send overlay packets to this node: other machines, each once.
+fn peers(o: &OverlayCfg, ports: &[ValidPort], errs: &mut Vec<Problem>) -> PeerSet {
+    if o.peers.is_empty() {
+        errs.push(problem("overlay.peers", "an overlay node needs at least one peer"));
+    }
+    let mut peers = PeerSet::default();
+    let mut listed = BTreeSet::new();
+    for (i, p) in o.peers.iter().enumerate() {
+        let at = format!("overlay.peers[{i}]");
+        if let Some(a) = other(&at, *p, ports, errs) {
+            if !listed.insert(a) {
+                errs.push(problem(at, format!("{a} is listed twice")));
+            }
+            peers.insert(a);
+        }
+    }
+    peers
 }
 
 fn relay_hops(o: &OverlayCfg, ports: &[ValidPort], errs: &mut Vec<Problem>) -> Option<HashMap<(u16, u8), Hop>> {
@@ -412,11 +421,11 @@ fn relay_hops(o: &OverlayCfg, ports: &[ValidPort], errs: &mut Vec<Problem>) -> O
     let mut hops = HashMap::new();
     for (i, h) in o.hops.iter().enumerate() {
         let at = |f: &str| format!("overlay.hops[{i}].{f}");
-        let Some(next) = other(at("next"), &h.next, ports, errs) else {
+        let Some(next) = other(&at("next"), h.next, ports, errs) else {
             continue;
         };
-        let via = match &h.via {
-            Some(v) => match other(at("via"), v, ports, errs) {
+        let via = match h.via {
+            Some(v) => match other(&at("via"), v, ports, errs) {
                 Some(v) => v,
                 None => continue,
             },
@@ -450,7 +459,41 @@ fn relay_hops(o: &OverlayCfg, ports: &[ValidPort], errs: &mut Vec<Problem>) -> O
 /// The sending side of an edge or gateway: paths grouped into path sets by destination.
 fn sender(o: &OverlayCfg, ports: &[ValidPort], peers: PeerSet, errs: &mut Vec<Problem>) -> Option<Sender> {
     let before = errs.len();
-    let d = &o.dedupe;
+    let dedupe = dedupe(&o.dedupe, errs);
+    if o.hop_limit < 2 {
+        errs.push(problem("overlay.hop_limit", "must be at least 2 (a relay takes one)"));
+    }
+    let (by_dest, link_mtu) = paths(o, ports, errs);
+    let probe = probe(&o.probe, errs);
+    let select = o.select.as_ref().map(|c| select(c, &o.probe, errs));
+    let mut dests = Vec::new();
+    let mut candidates = Vec::new();
+    let mut sets = Vec::new();
+    for (dest, paths) in by_dest {
+        match PathSet::new(first_set(&paths, select.as_ref())) {
+            Ok(s) => {
+                dests.push(dest);
+                candidates.push(paths);
+                sets.push(s);
+            }
+            Err(e) => errs.push(problem("overlay.paths", format!("toward node {dest}: {e}"))),
+        }
+    }
+    (errs.len() == before).then_some(Sender {
+        hop_limit: o.hop_limit,
+        udp_base: o.udp_base,
+        dests,
+        candidates,
+        sets,
+        probe,
+        select,
+        link_mtu,
+        dedupe,
+        peers,
+    })
+}
+
+fn dedupe(d: &DedupeCfg, errs: &mut Vec<Problem>) -> DedupeConfig {
     if !(64..=65536).contains(&d.window) || !d.window.is_power_of_two() {
         errs.push(problem(
             "overlay.dedupe.window",
@@ -463,11 +506,18 @@ fn sender(o: &OverlayCfg, ports: &[ValidPort], peers: PeerSet, errs: &mut Vec<Pr
     if !(1..=1 << 20).contains(&d.max_streams) {
         errs.push(problem("overlay.dedupe.max_streams", "must be from 1 to 1048576"));
     }
-    if o.hop_limit < 2 {
-        errs.push(problem("overlay.hop_limit", "must be at least 2 (a relay takes one)"));
+    DedupeConfig {
+        window: d.window,
+        reset_ns: d.reset_ms as u64 * 1_000_000,
+        max_streams: d.max_streams as usize,
     }
+}
+
+/// The configured paths by destination node (in node order), and the smallest link MTU of the ports they
+/// leave from.
+fn paths(o: &OverlayCfg, ports: &[ValidPort], errs: &mut Vec<Problem>) -> (BTreeMap<u16, Vec<Path>>, u16) {
     let mut by_dest: BTreeMap<u16, Vec<Path>> = BTreeMap::new();
-    let mut ids = std::collections::BTreeSet::new();
+    let mut ids = BTreeSet::new();
     let mut link_mtu = u16::MAX;
     for (i, p) in o.paths.iter().enumerate() {
         let at = |f: &str| format!("overlay.paths[{i}].{f}");
@@ -477,8 +527,8 @@ fn sender(o: &OverlayCfg, ports: &[ValidPort], peers: PeerSet, errs: &mut Vec<Pr
         if p.dest == 0 || p.dest == o.node {
             errs.push(problem(at("dest"), "must be another node's id"));
         }
-        let relay = other(at("relay"), &p.relay, ports, errs);
-        let Some(via) = other(at("via"), &p.via, ports, errs) else {
+        let relay = other(&at("relay"), p.relay, ports, errs);
+        let Some(via) = other(&at("via"), p.via, ports, errs) else {
             continue;
         };
         let Some(port) = port_of(ports, via) else {
@@ -500,7 +550,10 @@ fn sender(o: &OverlayCfg, ports: &[ValidPort], peers: PeerSet, errs: &mut Vec<Pr
     if o.paths.is_empty() {
         errs.push(problem("overlay.paths", format!("the {} role needs paths", o.role)));
     }
-    let p = &o.probe;
+    (by_dest, link_mtu)
+}
+
+fn probe(p: &ProbeCfg, errs: &mut Vec<Problem>) -> ProbeSettings {
     if p.interval_ms > 60_000 {
         errs.push(problem(
             "overlay.probe.interval_ms",
@@ -513,187 +566,137 @@ fn sender(o: &OverlayCfg, ports: &[ValidPort], peers: PeerSet, errs: &mut Vec<Pr
     if !(p.loss_gain > 0.0 && p.loss_gain <= 1.0) {
         errs.push(problem("overlay.probe.loss_gain", "must be above 0 and at most 1"));
     }
-    let select = o.select.as_ref().map(|c| {
-        if !(2..=8).contains(&c.k) {
-            errs.push(problem("overlay.select.k", "must be from 2 to 8"));
-        }
-        if !(0.0..1.0).contains(&c.hysteresis) {
-            errs.push(problem("overlay.select.hysteresis", "must be from 0 to below 1"));
-        }
-        if c.min_gain_us > 60_000_000 {
-            errs.push(problem(
-                "overlay.select.min_gain_us",
-                "must be at most 60000000 (a minute)",
-            ));
-        }
-        if !(c.max_loss > 0.0 && c.max_loss < 1.0) {
-            errs.push(problem("overlay.select.max_loss", "must be above 0 and below 1"));
-        }
-        if c.silent_ms == 0 {
-            errs.push(problem("overlay.select.silent_ms", "must be above 0"));
-        }
-        if p.interval_ms == 0 {
-            errs.push(problem(
-                "overlay.select",
-                "selection needs probes (overlay.probe.interval_ms above 0)",
-            ));
-        }
-        pipelines::paths::SelectConfig {
-            k: c.k as usize,
-            hysteresis: c.hysteresis,
-            min_gain_ns: c.min_gain_us as f64 * 1000.0,
-            max_loss: c.max_loss,
-            silent_ns: c.silent_ms as u64 * 1_000_000,
-            ..Default::default()
-        }
-    });
-    let mut dests = Vec::new();
-    let mut candidates = Vec::new();
-    let mut sets = Vec::new();
-    for (dest, paths) in by_dest {
-        // With selection, the first set is the first k paths through different regions, in configuration
-        // order; measurements replace it.
-        let first: Vec<Path> = match &select {
-            Some(c) => {
-                let mut pick: Vec<Path> = Vec::new();
-                for p in &paths {
-                    if pick.len() < c.k.max(2) && pick.iter().all(|q| q.region != p.region) {
-                        pick.push(p.clone());
-                    }
-                }
-                pick
-            }
-            None => paths.clone(),
-        };
-        match PathSet::new(first) {
-            Ok(s) => {
-                dests.push(dest);
-                candidates.push(paths);
-                sets.push(s);
-            }
-            Err(e) => errs.push(problem("overlay.paths", format!("toward node {dest}: {e}"))),
-        }
+    ProbeSettings {
+        interval_ns: p.interval_ms as u64 * 1_000_000,
+        timeout_ns: p.timeout_ms as u64 * 1_000_000,
+        loss_gain: p.loss_gain,
     }
-    (errs.len() == before).then(|| Sender {
-        hop_limit: o.hop_limit,
-        udp_base: o.udp_base,
-        dests,
-        candidates,
-        sets,
-        probe: ProbeSettings {
-            interval_ns: p.interval_ms as u64 * 1_000_000,
-            timeout_ns: p.timeout_ms as u64 * 1_000_000,
-            loss_gain: p.loss_gain,
-        },
-        select,
-        link_mtu,
-        dedupe: DedupeConfig {
-            window: d.window,
-            reset_ns: d.reset_ms as u64 * 1_000_000,
-            max_streams: d.max_streams as usize,
-        },
-        peers,
-    })
 }
 
+fn select(c: &SelectCfg, probe: &ProbeCfg, errs: &mut Vec<Problem>) -> SelectConfig {
+    if !(2..=8).contains(&c.k) {
+        errs.push(problem("overlay.select.k", "must be from 2 to 8"));
+    }
+    if !(0.0..1.0).contains(&c.hysteresis) {
+        errs.push(problem("overlay.select.hysteresis", "must be from 0 to below 1"));
+    }
+    if c.min_gain_us > 60_000_000 {
+        errs.push(problem(
+            "overlay.select.min_gain_us",
+            "must be at most 60000000 (a minute)",
+        ));
+    }
+    if !(c.max_loss > 0.0 && c.max_loss < 1.0) {
+        errs.push(problem("overlay.select.max_loss", "must be above 0 and below 1"));
+    }
+    if c.silent_ms == 0 {
+        errs.push(problem("overlay.select.silent_ms", "must be above 0"));
+    }
+    if probe.interval_ms == 0 {
+        errs.push(problem(
+            "overlay.select",
+            "selection needs probes (overlay.probe.interval_ms above 0)",
+        ));
+    }
+    SelectConfig {
+        k: c.k as usize,
+        hysteresis: c.hysteresis,
+        min_gain_ns: c.min_gain_us as f64 * 1000.0,
+        max_loss: c.max_loss,
+        silent_ns: c.silent_ms as u64 * 1_000_000,
+        ..Default::default()
+    }
+}
+
+/// A destination's first path set: all its paths, or with selection the first k through different
+/// regions, in configuration order (measurements replace it).
+fn first_set(paths: &[Path], select: Option<&SelectConfig>) -> Vec<Path> {
+    let Some(c) = select else {
+        return paths.to_vec();
+    };
+    let mut pick: Vec<Path> = Vec::new();
+    for p in paths {
+        if pick.len() < c.k.max(2) && pick.iter().all(|q| q.region != p.region) {
+            pick.push(p.clone());
+        }
+    }
+    pick
+}
+
+/// The edge's applications, toward the gateways among `dests` (the sender's destinations).
 fn edge(o: &OverlayCfg, ports: &[ValidPort], dests: &[u16], errs: &mut Vec<Problem>) -> Option<EdgeSpec> {
     let before = errs.len();
-    let mut arp_extra = vec![Vec::new(); ports.len()];
-    let mut services = Vec::new();
+    let mut vips = Answered::new(ports.len());
+    let mut services: Vec<Service> = Vec::new();
     let mut icmp = Vec::new();
     let mut routes = Vec::new();
-    let mut vips = std::collections::BTreeSet::new();
+    let mut ids = BTreeSet::new();
     if o.apps.is_empty() {
         errs.push(problem("overlay.apps", "an edge needs at least one application"));
     }
     for (i, a) in o.apps.iter().enumerate() {
         let at = |f: &str| format!("overlay.apps[{i}].{f}");
-        if a.id > 4095 {
-            errs.push(problem(at("id"), "must be at most 4095"));
+        let common = AppCfg {
+            at: format!("overlay.apps[{i}]"),
+            id: a.id,
+            icmp: a.icmp,
+            services: &a.services,
+        };
+        if apps::validate(common, TargetPort::Refused, &mut ids, errs).is_none() {
             continue;
         }
-        if routes.get(a.id as usize).is_some_and(|r: &AppRoute| r.dest != u16::MAX) {
-            errs.push(problem(at("id"), format!("application id {} is used twice", a.id)));
-        }
-        let dest = match dests.iter().position(|d| *d == a.gateway) {
-            Some(d) => d as u16,
-            None => {
-                if !dests.is_empty() {
-                    errs.push(problem(
-                        at("gateway"),
-                        format!("no path in overlay.paths leads to node {}", a.gateway),
-                    ));
-                }
-                continue;
+        let Some(dest) = dests.iter().position(|d| *d == a.gateway) else {
+            if !dests.is_empty() {
+                errs.push(problem(
+                    at("gateway"),
+                    format!("no path in overlay.paths leads to node {}", a.gateway),
+                ));
             }
+            continue;
         };
         if routes.len() <= a.id as usize {
             routes.resize(a.id as usize + 1, AppRoute { vni: 0, dest: u16::MAX });
         }
-        routes[a.id as usize] = AppRoute { vni: a.id as u32, dest };
-        let Some(vip) = addr(at("vip"), &a.vip, errs) else {
-            continue;
+        routes[a.id as usize] = AppRoute {
+            vni: a.id as u32,
+            dest: dest as u16,
         };
-        if is_port_address(ports, vip) {
-            errs.push(problem(at("vip"), format!("{vip} is already a port address")));
+        // Applications may share a VIP (on different services).
+        if vips.add(ports, &at("vip"), a.vip, errs).is_none() {
             continue;
-        }
-        let Some(port) = port_of(ports, vip) else {
-            errs.push(problem(
-                at("vip"),
-                format!("{vip} is inside no port's subnet, so no port would answer ARP for it"),
-            ));
-            continue;
-        };
-        if vips.insert(vip) {
-            arp_extra[port].push(vip);
-        }
-        if a.services.is_empty() && !a.icmp {
-            errs.push(problem(at("services"), "an application needs a service or icmp = true"));
         }
         for (j, s) in a.services.iter().enumerate() {
-            let proto = match s.proto.as_str() {
-                "tcp" => protocol::TCP,
-                "udp" => protocol::UDP,
-                other => {
-                    errs.push(problem(
-                        format!("overlay.apps[{i}].services[{j}].proto"),
-                        format!("'{other}' is not tcp or udp"),
-                    ));
-                    continue;
-                }
-            };
-            if services
-                .iter()
-                .any(|x: &Service| x.vip == vip && x.proto == proto && x.port == s.port)
+            // Twice in one application is the application's problem (see `apps`).
+            if (services.iter())
+                .any(|x| x.app != a.id && x.vip == a.vip && x.proto == s.proto.number() && x.port == s.port)
             {
                 errs.push(problem(
                     format!("overlay.apps[{i}].services[{j}].port"),
-                    format!("{vip} {} {} is served twice", s.proto, s.port),
+                    format!("{} {} {} is served twice", a.vip, s.proto, s.port),
                 ));
                 continue;
             }
             services.push(Service {
-                vip,
-                proto,
+                vip: a.vip,
+                proto: s.proto.number(),
                 port: s.port,
                 app: a.id,
             });
         }
         if a.icmp {
-            if icmp.iter().any(|(v, _)| *v == vip) {
+            if icmp.iter().any(|(v, _)| *v == a.vip) {
                 errs.push(problem(
                     at("icmp"),
-                    format!("ICMP echo to {vip} goes to two applications"),
+                    format!("ICMP echo to {} goes to two applications", a.vip),
                 ));
             } else {
-                icmp.push((vip, a.id));
+                icmp.push((a.vip, a.id));
             }
         }
     }
     (errs.len() == before).then(|| EdgeSpec {
         classifier: Classifier::new(&services, &icmp),
         routes,
-        arp_extra,
+        arp_extra: vips.by_port,
     })
 }
