@@ -281,17 +281,7 @@ fn the_management_endpoint_comes_back_after_file_descriptors_run_out() {
     // far above that, so every connect completes in the kernel whatever the host, and the endpoint must
     // run out of descriptors while connections still wait to be accepted.
     const SPARE: u64 = 8;
-    let pid = app.pid();
-    let open = std::fs::read_dir(format!("/proc/{pid}/fd"))
-        .expect("the appliance's descriptors")
-        .count() as u64;
-    let limit = libc::rlimit {
-        rlim_cur: open + SPARE,
-        rlim_max: open + SPARE,
-    };
-    // SAFETY: prlimit reads the new limit from a valid rlimit on the stack and writes no old value (null).
-    let r = unsafe { libc::prlimit(pid as libc::pid_t, libc::RLIMIT_NOFILE, &limit, std::ptr::null_mut()) };
-    assert_eq!(r, 0, "prlimit: {}", std::io::Error::last_os_error());
+    let open = testkit::leave_descriptors(app.pid(), SPARE);
     let addr = std::net::SocketAddr::from(([127, 0, 0, 1], mgmt));
     let held: Vec<_> = (0..2 * SPARE)
         .map(|i| {

@@ -11,6 +11,7 @@ use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicBool, AtomicU16, Ordering::Relaxed};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
+use testkit::wait_for;
 
 const BIN: &str = env!("CARGO_BIN_EXE_mapper");
 
@@ -54,20 +55,6 @@ impl Mapper {
 fn tcp_connections(text: &str, result: &str) -> Option<f64> {
     let line = format!("mapper_tcp_connections_total{{result=\"{result}\"}} ");
     text.lines().find_map(|l| l.strip_prefix(line.as_str())?.parse().ok())
-}
-
-/// Calls `f` every 50 ms until it gives a value, for up to `limit`.
-fn wait_for<T>(limit: Duration, mut f: impl FnMut() -> Option<T>) -> Option<T> {
-    let t0 = Instant::now();
-    loop {
-        if let Some(v) = f() {
-            return Some(v);
-        }
-        if t0.elapsed() > limit {
-            return None;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
 }
 
 /// An A query for shop.app.example with id `id`.
@@ -457,16 +444,7 @@ fn tcp_accept_failures_wait_instead_of_spinning_and_the_mapper_recovers() {
     // accepted ones end (idle for 10 s).
     const SPARE: u64 = 8;
     let pid = m.child.id();
-    let open = std::fs::read_dir(format!("/proc/{pid}/fd"))
-        .expect("the mapper's descriptors")
-        .count() as u64;
-    let limit = libc::rlimit {
-        rlim_cur: open + SPARE,
-        rlim_max: open + SPARE,
-    };
-    // SAFETY: prlimit reads the new limit from a valid rlimit on the stack and writes no old value (null).
-    let r = unsafe { libc::prlimit(pid as libc::pid_t, libc::RLIMIT_NOFILE, &limit, std::ptr::null_mut()) };
-    assert_eq!(r, 0, "prlimit: {}", std::io::Error::last_os_error());
+    let open = testkit::leave_descriptors(pid, SPARE);
     let held: Vec<_> = (0..2 * SPARE)
         .map(|i| {
             TcpStream::connect_timeout(&m.tcp(), Duration::from_secs(10))

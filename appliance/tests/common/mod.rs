@@ -1,7 +1,7 @@
 //! Helpers for tests that run the real binary: unique EAL file prefixes, a child guard that stops the
 //! appliance and removes its runtime directory even when the test fails, a small HTTP GET for the
 //! management endpoint, metric parsing, pcap files.
-#![allow(dead_code)]
+#![allow(dead_code, unused_imports)] // each test binary uses a part of it
 
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
@@ -188,19 +188,7 @@ pub fn metric(text: &str, name: &str, want: &[(&str, &str)]) -> Option<f64> {
     found
 }
 
-/// Polls `f` every 50 ms until it returns Some, or `limit` passes.
-pub fn wait_for<T>(limit: Duration, mut f: impl FnMut() -> Option<T>) -> Option<T> {
-    let t0 = Instant::now();
-    loop {
-        if let Some(v) = f() {
-            return Some(v);
-        }
-        if t0.elapsed() > limit {
-            return None;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
+pub use testkit::wait_for;
 
 /// Writes Ethernet frames as a pcap file.
 pub fn write_pcap(path: &Path, frames: &[Vec<u8>]) {
