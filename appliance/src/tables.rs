@@ -101,9 +101,9 @@ impl Tables {
                 RoleSpec::Relay(_) => Vec::new(),
             };
             json!({"node": o.node, "role": o.role_name(), "address": o.address.to_string(), "path_sets": sets,
-                   "applications": o.applications})
+                   "applications": o.configured})
         });
-        json!({"overlay": overlay, "nat_applications": self.config.nat.as_ref().map(|n| &n.applications)})
+        json!({"overlay": overlay, "nat_applications": self.config.nat.as_ref().map(|n| &n.configured)})
     }
 }
 
@@ -141,8 +141,8 @@ impl Reloader {
         let summary = format!(
             "reloaded {}: {} NAT application(s), {} edge application(s), {} path(s)",
             self.path.display(),
-            v.nat.as_ref().map_or(0, |n| n.applications.len()),
-            v.overlay.as_ref().map_or(0, |o| o.applications.len()),
+            v.nat.as_ref().map_or(0, |n| n.configured.len()),
+            v.overlay.as_ref().map_or(0, |o| o.configured.len()),
             t.path_names.len()
         );
         Ok((t, summary))
@@ -167,11 +167,7 @@ fn needs_restart(old: &Validated, new: &Validated) -> Vec<Problem> {
             same("overlay.role", a.role_name() != b.role_name());
             same("overlay.address", a.address != b.address);
             if let (Some(x), Some(y)) = (a.sender(), b.sender()) {
-                let (dx, dy) = (&x.dedupe, &y.dedupe);
-                same(
-                    "overlay.dedupe",
-                    (dx.window, dx.reset_ns, dx.max_streams) != (dy.window, dy.reset_ns, dy.max_streams),
-                );
+                same("overlay.dedupe", x.dedupe != y.dedupe);
                 same("overlay.hop_limit", x.hop_limit != y.hop_limit);
                 same("overlay.udp_base", x.udp_base != y.udp_base);
             }
@@ -181,12 +177,9 @@ fn needs_restart(old: &Validated, new: &Validated) -> Vec<Problem> {
     }
     match (&old.nat, &new.nat) {
         (Some(a), Some(b)) => {
-            let (pa, pb) = (&a.cfg.pool, &b.cfg.pool);
-            // The pool ports in use: from the first worker's slice to the last's.
-            let last = old.dataplane.workers.len().max(1) as u16 - 1;
-            same("nat.pool", pa.addrs() != pb.addrs());
-            same("nat.port_min", pa.slice(0).start() != pb.slice(0).start());
-            same("nat.port_max", pa.slice(last).end() != pb.slice(last).end());
+            same("nat.pool", a.cfg.pool.addrs() != b.cfg.pool.addrs());
+            same("nat.port_min", a.ports.0 != b.ports.0);
+            same("nat.port_max", a.ports.1 != b.ports.1);
             same("nat.max_sessions", a.cfg.max_sessions != b.cfg.max_sessions);
             same("nat.timeouts", a.cfg.timeouts != b.cfg.timeouts);
             same("nat.handoff_ring", old.handoff_ring != new.handoff_ring);
@@ -206,7 +199,7 @@ mod tests {
     const GATEWAY: &str = include_str!("../../conf/overlay/gateway.toml");
 
     fn validated(text: &str) -> Validated {
-        let eal = EalArgs::parse(&["-l", "0-1"]).unwrap();
+        let eal = EalArgs::parse(&["-l", "0-3"]).unwrap();
         from_toml(text).unwrap().validate(&eal).unwrap()
     }
 
@@ -239,5 +232,21 @@ mod tests {
         assert_eq!(changed("retrans_ms = 200", "retrans_ms = 300"), ["neighbour"]);
         assert_eq!(changed("name = \"targets\"", "name = \"servers\""), ["ports"]);
         assert_eq!(changed("[management]", "[management]\ndebug = true"), ["management"]);
+    }
+
+    #[test]
+    fn a_changed_port_range_names_the_bound_that_changed() {
+        // Three workers slice 1024..=65535 with a remainder: the last slice's end moves with port_min.
+        let three = GATEWAY.replacen("workers = [0]", "workers = [0, 1, 2]", 1);
+        let old = validated(&three);
+        let paths = |to: &str| {
+            let new = validated(&three.replacen("max_sessions = 65536", to, 1));
+            needs_restart(&old, &new)
+                .into_iter()
+                .map(|p| p.path)
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(paths("port_min = 2048"), ["nat.port_min"]);
+        assert_eq!(paths("port_max = 65000"), ["nat.port_max"]);
     }
 }

@@ -18,6 +18,11 @@ use std::collections::BTreeSet;
 /// Application ids are VNIs of at most 12 bits, so that tables indexed by them stay small.
 pub const MAX_ID: u16 = 4095;
 
+/// The default of an application's `icmp`: ICMP echo to its VIP goes to a target.
+pub fn icmp_default() -> bool {
+    true
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(try_from = "String", rename_all = "lowercase")]
 pub enum Proto {
@@ -59,6 +64,8 @@ pub enum TargetPort {
 /// A checked service; `target_port` is `port` where the section has none.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ValidService {
+    /// Its place in the application's `services`, for the paths of later problems.
+    pub index: usize,
     pub proto: Proto,
     pub port: u16,
     pub target_port: u16,
@@ -123,6 +130,7 @@ pub fn validate(
             continue;
         }
         services.push(ValidService {
+            index: j,
             proto: s.proto,
             port: s.port,
             target_port,

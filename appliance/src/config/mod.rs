@@ -421,6 +421,24 @@ via = "10.0.0.1"
         );
         let p = problems(&(GOOD.to_string() + &NAT.replace("id = 1", "id = 4096")), &[]);
         assert_eq!(p, vec![problem("nat.apps[0].id", "must be at most 4095")]);
+        // Edge applications may share a VIP, not a service at it; the path names the service as written
+        // (its index counts the services the shared rules refused before it).
+        let p = problems(
+            &(EDGE.to_string()
+                + "[[overlay.apps]]\nid = 8\nvip = \"10.10.0.100\"\ngateway = 4\nicmp = false\n\
+                   services = [{ proto = \"udp\", port = 0 }, { proto = \"tcp\", port = 5201 }]\n"),
+            &[],
+        );
+        assert_eq!(
+            p,
+            vec![
+                problem("overlay.apps[1].services[0].port", "port 0 cannot be used"),
+                problem(
+                    "overlay.apps[1].services[1].port",
+                    "10.10.0.100 tcp 5201 is served twice"
+                ),
+            ]
+        );
     }
 
     #[test]

@@ -84,7 +84,7 @@ pub struct NatAppCfg {
     /// (the VNI), so there it is optional.
     #[serde(default, deserialize_with = "text::option")]
     pub vip: Option<Ipv4Addr>,
-    #[serde(default = "d_true")]
+    #[serde(default = "apps::icmp_default")]
     pub icmp: bool,
     #[serde(deserialize_with = "text::list")]
     pub targets: Vec<Ipv4Addr>,
@@ -114,9 +114,6 @@ fn d_udp() -> u32 {
 }
 fn d_icmp() -> u32 {
     Timeouts::default().icmp
-}
-fn d_true() -> bool {
-    true
 }
 
 /// This machine's memory in bytes (`MemTotal` in /proc/meminfo), if it can be read.
@@ -167,8 +164,10 @@ pub struct ValidNat {
     pub classifier: Classifier,
     /// Addresses each port answers ARP for besides its own (VIPs and pool addresses), by port index.
     pub arp_extra: Vec<Vec<Ipv4Addr>>,
+    /// The pool's ports (and ICMP ids) as configured, `port_min..=port_max` (a reload compares them).
+    pub ports: (u16, u16),
     /// The applications as configured, for /state.
-    pub applications: Vec<NatAppCfg>,
+    pub configured: Vec<NatAppCfg>,
 }
 
 /// Checks `[nat]` against the ports and the worker count; problems go to `errs`. At a `gateway` the
@@ -192,7 +191,8 @@ pub fn validate(
         apps,
         classifier,
         arp_extra: answered.by_port,
-        applications: n.apps.clone(),
+        ports: (n.port_min, n.port_max),
+        configured: n.apps.clone(),
     })
 }
 

@@ -193,7 +193,7 @@ pub struct EdgeAppCfg {
     #[serde(deserialize_with = "text::one")]
     pub vip: Ipv4Addr,
     pub gateway: u16,
-    #[serde(default = "d_true")]
+    #[serde(default = "apps::icmp_default")]
     pub icmp: bool,
     #[serde(default)]
     pub services: Vec<ServiceCfg>,
@@ -213,9 +213,6 @@ fn d_reset_ms() -> u32 {
 }
 fn d_max_streams() -> u32 {
     16384
-}
-fn d_true() -> bool {
-    true
 }
 fn d_probe_ms() -> u32 {
     100
@@ -292,7 +289,7 @@ pub struct ValidOverlay {
     pub address: Ipv4Addr,
     pub role: RoleSpec,
     /// The edge's applications as configured, for /state.
-    pub applications: Vec<EdgeAppCfg>,
+    pub configured: Vec<EdgeAppCfg>,
 }
 
 impl ValidOverlay {
@@ -393,7 +390,7 @@ pub fn validate(o: &OverlayCfg, ports: &[ValidPort], errs: &mut Vec<Problem>) ->
         node: o.node,
         address: address?,
         role: role?,
-        applications: o.apps.clone(),
+        configured: o.apps.clone(),
     })
 }
 
@@ -642,9 +639,9 @@ fn edge(o: &OverlayCfg, ports: &[ValidPort], dests: &[u16], errs: &mut Vec<Probl
             icmp: a.icmp,
             services: &a.services,
         };
-        if apps::validate(common, TargetPort::Refused, &mut ids, errs).is_none() {
+        let Some(checked) = apps::validate(common, TargetPort::Refused, &mut ids, errs) else {
             continue;
-        }
+        };
         let Some(dest) = dests.iter().position(|d| *d == a.gateway) else {
             if !dests.is_empty() {
                 errs.push(problem(
@@ -665,13 +662,11 @@ fn edge(o: &OverlayCfg, ports: &[ValidPort], dests: &[u16], errs: &mut Vec<Probl
         if vips.add(ports, &at("vip"), a.vip, errs).is_none() {
             continue;
         }
-        for (j, s) in a.services.iter().enumerate() {
-            // Twice in one application is the application's problem (see `apps`).
-            if (services.iter())
-                .any(|x| x.app != a.id && x.vip == a.vip && x.proto == s.proto.number() && x.port == s.port)
-            {
+        // The services `apps` passed (each once in its application): none twice at one VIP.
+        for s in &checked {
+            if (services.iter()).any(|x| x.vip == a.vip && x.proto == s.proto.number() && x.port == s.port) {
                 errs.push(problem(
-                    format!("overlay.apps[{i}].services[{j}].port"),
+                    format!("overlay.apps[{i}].services[{}].port", s.index),
                     format!("{} {} {} is served twice", a.vip, s.proto, s.port),
                 ));
                 continue;

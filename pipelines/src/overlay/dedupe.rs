@@ -20,7 +20,7 @@ use crate::drop::Stage;
 use crate::index::Index;
 use crate::stage::{Burst, Verdict};
 
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct DedupeConfig {
     /// History window in sequence numbers (a power of two, 64 to 65536).
     pub window: u32,
