@@ -607,7 +607,7 @@ impl Worker {
         let Some(d) = m.data_mut() else {
             return drop_pkt(st, Stage::Route, DropReason::NotWritable, m);
         };
-        let mut ip = ipv4::Packet::new_unchecked(&mut d[14..]);
+        let mut ip = ipv4::Packet::new_unchecked(&mut d[pipelines::wire::ethernet::HEADER_LEN..]);
         if ip.ttl() <= 1 {
             return drop_pkt(st, Stage::Route, DropReason::Ipv4TtlExpired, m);
         }

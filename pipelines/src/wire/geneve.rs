@@ -84,13 +84,13 @@ impl<T: AsRef<[u8]>> Header<T> {
                 have: b.len(),
             });
         }
-        if b[0] >> 6 != 0 {
+        if b[field::VER_OPT_LEN] >> 6 != 0 {
             return Err(Error::Malformed {
                 layer: Layer::Geneve,
                 field: "version",
             });
         }
-        let need = HEADER_LEN + ((b[0] & 0x3f) as usize) * 4;
+        let need = HEADER_LEN + ((b[field::VER_OPT_LEN] & 0x3f) as usize) * 4;
         if need > b.len() {
             return Err(Error::Truncated {
                 layer: Layer::Geneve,
@@ -103,24 +103,25 @@ impl<T: AsRef<[u8]>> Header<T> {
 
     /// Base header plus options, in bytes.
     pub fn header_len(&self) -> usize {
-        HEADER_LEN + ((self.buf.as_ref()[0] & 0x3f) as usize) * 4
+        HEADER_LEN + ((self.buf.as_ref()[field::VER_OPT_LEN] & 0x3f) as usize) * 4
     }
 
     pub fn oam(&self) -> bool {
-        self.buf.as_ref()[1] & O_BIT != 0
+        self.buf.as_ref()[field::FLAGS] & O_BIT != 0
     }
 
     pub fn critical(&self) -> bool {
-        self.buf.as_ref()[1] & C_BIT != 0
+        self.buf.as_ref()[field::FLAGS] & C_BIT != 0
     }
 
     pub fn protocol(&self) -> u16 {
-        be16(self.buf.as_ref(), 2)
+        be16(self.buf.as_ref(), field::PROTOCOL)
     }
 
     pub fn vni(&self) -> u32 {
         let b = self.buf.as_ref();
-        u32::from_be_bytes([0, b[4], b[5], b[6]])
+        let v = field::VNI;
+        u32::from_be_bytes([0, b[v], b[v + 1], b[v + 2]])
     }
 
     /// The options as (class, type, data), in order; stops at the first option that does not fit.
@@ -259,15 +260,15 @@ impl OptRepr {
 
 /// Writes this project's Geneve header (base + overlay option, [`OVERLAY_GENEVE_LEN`] bytes).
 pub fn emit_overlay(buf: &mut [u8], vni: u32, o: &OptRepr) {
-    buf[0] = (OPT_LEN / 4) as u8; // version 0, option length in words
-    buf[1] = C_BIT;
-    set_be16(buf, 2, PROTO_IPV4);
+    buf[field::VER_OPT_LEN] = (OPT_LEN / 4) as u8; // version 0, option length in words
+    buf[field::FLAGS] = C_BIT;
+    set_be16(buf, field::PROTOCOL, PROTO_IPV4);
     let v = vni.to_be_bytes();
-    buf[4..7].copy_from_slice(&v[1..4]);
-    buf[7] = 0;
-    set_be16(buf, HEADER_LEN, OPT_CLASS);
-    buf[HEADER_LEN + 2] = OPT_TYPE;
-    buf[HEADER_LEN + 3] = (OPT_DATA_LEN / 4) as u8;
+    buf[field::VNI..field::VNI + 3].copy_from_slice(&v[1..4]);
+    buf[field::VNI + 3] = 0;
+    set_be16(buf, field::OPT_CLASS, OPT_CLASS);
+    buf[field::OPT_TYPE] = OPT_TYPE;
+    buf[field::OPT_DATA_WORDS] = (OPT_DATA_LEN / 4) as u8;
     o.emit(&mut buf[HEADER_LEN + 4..HEADER_LEN + OPT_LEN]);
 }
 
