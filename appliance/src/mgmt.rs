@@ -152,18 +152,10 @@ fn state(sh: &Shared) -> serde_json::Value {
         .map(|(i, w)| {
             let s = w.snapshot();
             // {stage: {reason: count}}, the stages and reasons that dropped anything.
-            let drops: serde_json::Map<String, serde_json::Value> = s
-                .drops
-                .rows()
-                .map(|(stage, row)| {
-                    let reasons: serde_json::Map<String, serde_json::Value> = pipelines::DropReason::ALL
-                        .iter()
-                        .filter(|r| row[r.index()] > 0)
-                        .map(|r| (r.name().to_string(), json!(row[r.index()])))
-                        .collect();
-                    (stage.name().to_string(), serde_json::Value::Object(reasons))
-                })
-                .collect();
+            let mut drops = serde_json::Map::new();
+            for (stage, r, n) in s.drops.nonzero() {
+                drops.entry(stage.name()).or_insert_with(|| json!({}))[r.name()] = json!(n);
+            }
             let mut v = json!({"worker": i, "lcore": s.lcore, "rx": s.rx, "tx": s.tx, "consumed": s.consumed,
                    "held": s.hold_len, "drops": drops});
             if sh.overlay_addr.is_some() {

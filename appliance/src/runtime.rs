@@ -306,7 +306,7 @@ fn print_summary(sh: &Shared) {
             s.drops.total(),
             s.idle_sleeps
         );
-        for (stage, r, c) in s.drops.series().filter(|(_, _, c)| *c > 0) {
+        for (stage, r, c) in s.drops.nonzero() {
             println!("  drop {} at {}: {}", r.name(), stage.name(), c);
         }
         if sh.nat.is_some() {

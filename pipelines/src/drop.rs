@@ -253,6 +253,15 @@ impl DropCounts {
             .map(|s| (*s, &self.counts[s.index()]))
     }
 
+    /// Every (stage, reason, count) that is not zero, stage by stage.
+    pub fn nonzero(&self) -> impl Iterator<Item = (Stage, DropReason, u64)> + '_ {
+        self.rows().flat_map(|(s, row)| {
+            DropReason::ALL
+                .iter()
+                .filter_map(move |r| (row[r.index()] > 0).then_some((s, *r, row[r.index()])))
+        })
+    }
+
     /// Every (stage, reason, count) worth showing: each stage's own reasons, and any other pair that is
     /// not zero.
     pub fn series(&self) -> impl Iterator<Item = (Stage, DropReason, u64)> + '_ {
@@ -309,5 +318,15 @@ mod tests {
             .series()
             .any(|(s, r, n)| (s, r, n) == (Stage::Tx, DropReason::TxFull, 0)));
         assert!(!d.series().any(|(s, r, _)| (s, r) == (Stage::Tx, DropReason::Duplicate)));
+        let nonzero: Vec<_> = d.nonzero().collect();
+        assert_eq!(
+            nonzero,
+            [
+                (Stage::Relay, DropReason::NotAPeer, 1),
+                (Stage::Dedupe, DropReason::NotAPeer, 2),
+                (Stage::Dedupe, DropReason::Duplicate, 3),
+                (Stage::Tx, DropReason::Rogue, 1),
+            ]
+        );
     }
 }

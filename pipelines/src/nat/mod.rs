@@ -219,10 +219,6 @@ impl Origin {
             stream: 0,
         }
     }
-
-    pub fn is_direct(&self) -> bool {
-        self.edge == Origin::DIRECT
-    }
 }
 
 /// Per-core counters (drops are counted by stage and reason in [`crate::drop::DropCounts`]).
