@@ -7,6 +7,7 @@ mod eal_args;
 mod metrics;
 mod mgmt;
 mod prober;
+mod role;
 mod runtime;
 mod shared;
 mod stats;

@@ -53,14 +53,8 @@ pub struct Shared {
     pub paths: ArcSwap<Vec<PathReport>>,
 }
 
-/// A probe reply a worker received: the probed path, the probe's sequence number, when it came back (ns
-/// of the TSC clock workers and the control thread share).
-#[derive(Debug, Clone, Copy)]
-pub struct ProbeReply {
-    pub path: u8,
-    pub seq: u32,
-    pub at_ns: u64,
-}
+/// A probe reply a worker received (the stages' event, passed on as is).
+pub use pipelines::stage::ProbeReply;
 
 /// One path's measurements as the control thread last published them.
 #[derive(Debug, Clone)]

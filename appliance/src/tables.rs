@@ -72,6 +72,10 @@ impl Tables {
             Some(_) => presence.with_overlay(pipelines::wire::geneve::PORT),
             None => presence,
         };
+        let presence = match &v.nat {
+            Some(n) => presence.with_pool(n.cfg.pool.addrs().to_vec()),
+            None => presence,
+        };
         Tables {
             presence: Arc::new(presence),
             nat: v.nat.as_ref().map(|n| NatTables {

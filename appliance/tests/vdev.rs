@@ -397,7 +397,8 @@ fn overlay_frame(from: std::net::Ipv4Addr, hops: u8) -> Vec<u8> {
     use pipelines::buf::VecBuf;
     use pipelines::overlay::encap::{AppRoute, Encap};
     use pipelines::overlay::sample;
-    use pipelines::stage::{Burst, Meta};
+    use pipelines::stage::{Burst, Meta, Scratch};
+    let mut fx = Scratch::default();
     let mut client = Vec::new();
     PacketBuilder::ethernet2([2, 0, 0, 0, 0, 0xc1], [2, 0, 0, 0, 0, 0xe1])
         .ipv4([192, 168, 1, 10], sample::VIP.octets(), 64)
@@ -406,7 +407,7 @@ fn overlay_frame(from: std::net::Ipv4Addr, hops: u8) -> Vec<u8> {
         .unwrap();
     let mut b = Burst::with_capacity(4);
     b.push(VecBuf::new(&client, 128), Meta::new(0)).unwrap();
-    sample::classifier().run(&mut b);
+    sample::classifier().run(&mut b, &mut fx.cx(1));
     let mut e = Encap::new(
         sample::EDGE_NODE,
         from,
@@ -419,8 +420,8 @@ fn overlay_frame(from: std::net::Ipv4Addr, hops: u8) -> Vec<u8> {
             dest: 0,
         }],
     );
-    e.run(&mut b, 1);
-    sample::replicate().run(&mut b, &mut pipelines::drop::DropCounts::default());
+    e.run(&mut b, &mut fx.cx(1));
+    sample::replicate().run(&mut b, &mut fx.cx(1));
     let (p, _) = b.drain().find(|(_, m)| m.path == 1).unwrap();
     let mut f = p.to_vec();
     f[0..6].copy_from_slice(&ME);

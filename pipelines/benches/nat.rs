@@ -15,7 +15,7 @@ use etherparse::PacketBuilder;
 use pipelines::buf::VecBuf;
 use pipelines::nat::Nat;
 use pipelines::overlay::sample;
-use pipelines::stage::{Burst, Meta};
+use pipelines::stage::{Burst, Ctx, Meta, Scratch};
 use std::time::{Duration, Instant};
 
 const N: usize = 32;
@@ -53,12 +53,17 @@ fn burst(frames: &[&[u8]]) -> Burst<VecBuf> {
 }
 
 /// Times `iters` bursts made by `next` through `stage`.
-fn timed(iters: u64, mut next: impl FnMut() -> Burst<VecBuf>, mut stage: impl FnMut(&mut Burst<VecBuf>)) -> Duration {
+fn timed(
+    iters: u64,
+    mut next: impl FnMut() -> Burst<VecBuf>,
+    mut stage: impl FnMut(&mut Burst<VecBuf>, &mut Ctx),
+) -> Duration {
     let mut total = Duration::ZERO;
+    let mut fx = Scratch::default();
     for _ in 0..iters {
         let mut b = next();
         let t = Instant::now();
-        stage(&mut b);
+        stage(&mut b, &mut fx.cx(1));
         total += t.elapsed();
         assert!(b.meta.iter().all(|m| m.is_next()), "every packet translated");
     }
@@ -115,11 +120,11 @@ fn random_flows(
                     let refs: Vec<&[u8]> = (0..N).map(|_| frames[pick()].as_slice()).collect();
                     burst(&refs)
                 },
-                |bu| {
+                |bu, cx| {
                     if out {
-                        nat.run_outbound(bu, 1)
+                        nat.run_outbound(bu, cx)
                     } else {
-                        nat.run_inbound(bu, 1)
+                        nat.run_inbound(bu, cx)
                     }
                 },
             )
@@ -151,7 +156,7 @@ fn bench(c: &mut Criterion) {
                 }
                 let refs: Vec<&[u8]> = fresh[at..at + N].iter().map(|v| v.as_slice()).collect();
                 at += N;
-                total += timed(1, || burst(&refs), |bu| n.run_outbound(bu, 0));
+                total += timed(1, || burst(&refs), |bu, cx| n.run_outbound(bu, cx));
             }
             total
         })
@@ -170,10 +175,10 @@ fn bench(c: &mut Criterion) {
     };
 
     g.bench_function("established_out/hot_flow", |b| {
-        b.iter_custom(|iters| timed(iters, || burst(&hot_out), |bu| live.run_outbound(bu, 1)))
+        b.iter_custom(|iters| timed(iters, || burst(&hot_out), |bu, cx| live.run_outbound(bu, cx)))
     });
     g.bench_function("established_in/hot_flow", |b| {
-        b.iter_custom(|iters| timed(iters, || burst(&hot_in), |bu| live.run_inbound(bu, 1)))
+        b.iter_custom(|iters| timed(iters, || burst(&hot_in), |bu, cx| live.run_inbound(bu, cx)))
     });
     random_flows(
         &mut g,

@@ -5,9 +5,8 @@
 //!   cargo run -p pipelines --example fuzz_seeds -- fuzz/corpus
 use etherparse::{ArpHardwareId, ArpOperation, ArpPacket, EtherType, PacketBuilder, TcpOptionElement};
 use pipelines::buf::{PacketBuf, VecBuf};
-use pipelines::drop::DropCounts;
 use pipelines::overlay::sample;
-use pipelines::stage::{Burst, Meta};
+use pipelines::stage::{Burst, Meta, Scratch};
 use std::path::PathBuf;
 
 fn main() {
@@ -60,16 +59,18 @@ fn main() {
     inner.push(out);
 
     // Overlay frames: the TCP and UDP client frames encapsulated over two paths.
-    let classifier = sample::classifier();
+    let mut classifier = sample::classifier();
     let mut encap = sample::encap(0);
-    let rep = sample::replicate();
+    let mut rep = sample::replicate();
+    let mut fx = Scratch::default();
     let mut b = Burst::with_capacity(16);
     for f in &inner[..2] {
         b.push(VecBuf::new(f, 128), Meta::new(0)).unwrap();
     }
-    classifier.run(&mut b);
-    encap.run(&mut b, 42);
-    rep.run(&mut b, &mut DropCounts::default());
+    let cx = &mut fx.cx(42);
+    classifier.run(&mut b, cx);
+    encap.run(&mut b, cx);
+    rep.run(&mut b, cx);
     let outer: Vec<Vec<u8>> = b.pkts.iter().map(|p| p.data().to_vec()).collect();
 
     for (name, frames) in [("inner", &inner), ("outer", &outer)] {

@@ -99,13 +99,14 @@ labelled! {
     Stage {
         Rx => "rx", "the frame as the driver delivered it";
         Presence => "presence", "ARP, ICMP echo, IPv4 validation and forwarding of transit packets";
+        Admit => "admit", "an overlay packet's outer headers, its sender (a configured peer) and destination node";
         Probe => "probe", "path probes and their replies";
         Classify => "classify", "the application of a packet to a VIP";
         Mtu => "mtu", "MSS clamping and \"fragmentation needed\" for the overlay MTU";
         Encap => "encap", "the outer headers";
         Replicate => "replicate", "one copy per path of the path set";
         Relay => "relay", "a relay's forwarding toward the next node of a path";
-        Dedupe => "dedupe", "duplicate removal (and the outer headers' checks before it)";
+        Dedupe => "dedupe", "duplicate removal";
         Decap => "decap", "removing the outer headers";
         Inner => "inner", "checks of a decapsulated packet at an edge (its source, its MSS)";
         Nat => "nat", "full NAT, both ways";
@@ -145,7 +146,8 @@ impl Stage {
                 ProtocolUnhandled,
                 NoRoute,
             ],
-            Stage::Probe => &[OverlayMalformed, NotAPeer, WrongNode, NoPath, NotWritable],
+            Stage::Admit => &[OverlayMalformed, ProtocolUnhandled, NotAPeer, WrongNode],
+            Stage::Probe => &[OverlayMalformed, NoPath, MultiSegment, NotWritable],
             Stage::Classify => &[NoApplication],
             Stage::Mtu => &[TooBig, EthTruncated, Ipv4TotalLength, MultiSegment, NotWritable],
             Stage::Encap => &[NoHeadroom, NoPath, Ipv4TotalLength, MultiSegment, NotWritable],
@@ -159,15 +161,7 @@ impl Stage {
                 NoOverlayRoute,
                 NotWritable,
             ],
-            Stage::Dedupe => &[
-                OverlayMalformed,
-                ProtocolUnhandled,
-                NotAPeer,
-                WrongNode,
-                Duplicate,
-                Rogue,
-                DedupeTableFull,
-            ],
+            Stage::Dedupe => &[Duplicate, Rogue, DedupeTableFull],
             Stage::Decap => &[InnerMalformed, OverlayMalformed, MultiSegment, NotWritable],
             Stage::Inner => &[InnerMalformed, NotFromVip, TooBig, MultiSegment, NotWritable],
             Stage::Nat => &[
@@ -183,7 +177,7 @@ impl Stage {
                 NotWritable,
             ],
             Stage::Return => &[NoPath],
-            Stage::Route => &[Ipv4TtlExpired, NoRoute, NotWritable],
+            Stage::Route => &[Ipv4TtlExpired, NoRoute, NotWritable, Internal],
             Stage::Neighbour => &[NeighbourUnresolved, HoldQueueFull],
             Stage::Handoff => &[HandoffFull],
             Stage::Tx => &[TxFull],

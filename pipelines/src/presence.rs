@@ -2,9 +2,11 @@
 //! there is no kernel. Answers ARP for own addresses (and extra addresses a role claims: VIPs, NAT pools),
 //! answers ICMP echo to own addresses, validates IPv4 (version, IHL, total length, header checksum, TTL),
 //! and routes transit packets when forwarding is on. Replies are written in place.
+use crate::buf::PacketBuf;
 use crate::drop::{DropReason, Stage};
 use crate::route::RouteTable;
-use crate::stage::Verdict;
+pub use crate::stage::Learn;
+use crate::stage::{Burst, Ctx, Lane, Verdict};
 use crate::wire::{arp, ethernet, icmpv4, ipv4, MacAddr};
 use crate::wire::{Error as WireError, Layer};
 use ipnet::Ipv4Net;
@@ -40,14 +42,6 @@ impl PortAddrs {
     }
 }
 
-/// An ARP sender the control thread may learn (see `neigh::NeighEvent::Learn`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Learn {
-    pub ip: Ipv4Addr,
-    pub mac: MacAddr,
-    pub for_us: bool,
-}
-
 /// What presence decided for a packet.
 ///
 /// - [`Verdict::Reply`]: rewritten in place into a reply (ARP, ICMP echo), to send back out of the port it
@@ -55,41 +49,22 @@ pub struct Learn {
 /// - [`Verdict::Forward`]: a transit packet to route (forwarding on); its TTL was decremented, and the
 ///   caller writes the L2 header ([`set_l2`]) once the next hop's MAC is known.
 /// - [`Verdict::Consumed`]: an ARP reply or gratuitous request, whose content is in `learn`.
-/// - [`Verdict::Next`]: a valid IPv4 packet (checksum, source, TTL checked) for the role's stages of
-///   `lane`.
+/// - [`Verdict::Lane`]: a valid IPv4 packet (checksum, source, TTL checked) for the role's stages of that
+///   lane.
 /// - [`Verdict::Drop`], by the presence stage.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Outcome {
     pub verdict: Verdict,
-    /// The stages that take a packet presence passed on (verdict Next).
-    pub lane: Lane,
     pub learn: Option<Learn>,
-}
-
-/// Which of a role's stage lists takes a packet after presence.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Lane {
-    /// To a service address (some port's `arp_extra`: a VIP or a NAT pool address).
-    Service,
-    /// UDP to the overlay port of an own address (when the overlay is on).
-    Overlay,
 }
 
 impl Outcome {
     const fn act(verdict: Verdict) -> Outcome {
-        Outcome {
-            verdict,
-            lane: Lane::Service,
-            learn: None,
-        }
+        Outcome { verdict, learn: None }
     }
 
-    const fn next(lane: Lane) -> Outcome {
-        Outcome {
-            verdict: Verdict::Next,
-            lane,
-            learn: None,
-        }
+    const fn lane(lane: Lane) -> Outcome {
+        Outcome::act(Verdict::Lane(lane))
     }
 
     const fn drop(r: DropReason) -> Outcome {
@@ -106,6 +81,8 @@ pub struct Presence {
     reply_ttl: u8,
     /// UDP destination port of overlay packets to own addresses (None: the overlay is off).
     overlay_udp: Option<u16>,
+    /// The service addresses that are NAT pool addresses (their packets take [`Lane::Return`]).
+    pool: Vec<Ipv4Addr>,
 }
 
 impl Presence {
@@ -117,7 +94,14 @@ impl Presence {
             forwarding,
             reply_ttl: 64,
             overlay_udp: None,
+            pool: Vec::new(),
         }
+    }
+
+    /// Hands packets to `pool` addresses (service addresses of some port) on to [`Lane::Return`].
+    pub fn with_pool(mut self, pool: Vec<Ipv4Addr>) -> Self {
+        self.pool = pool;
+        self
     }
 
     /// Hands UDP packets to `port` of own addresses on to [`Lane::Overlay`].
@@ -136,6 +120,25 @@ impl Presence {
 
     fn owns_any(&self, ip: Ipv4Addr) -> bool {
         self.ports.iter().any(|p| p.owns(ip))
+    }
+
+    /// The stage: every packet of a received burst (verdict Next, `meta.in_port` set) gets presence's
+    /// verdict; ARP senders to learn go to `cx.events`.
+    pub fn run<B: PacketBuf>(&self, b: &mut Burst<B>, cx: &mut Ctx) {
+        for (p, m) in b.pkts.iter_mut().zip(b.meta.iter_mut()) {
+            if !m.is_next() {
+                continue;
+            }
+            let Some(d) = p.data_mut() else {
+                m.drop(Stage::Rx, DropReason::NotWritable);
+                continue;
+            };
+            let out = self.process(m.in_port, d);
+            m.verdict = out.verdict;
+            if let Some(l) = out.learn {
+                cx.events.learn(m.in_port, l);
+            }
+        }
     }
 
     /// Handles one frame received on port `port`. Never panics on any bytes.
@@ -227,23 +230,23 @@ impl Presence {
             return self.local(me, frame);
         }
         if self.ports.iter().any(|p| p.arp_extra.contains(&dst)) {
-            return Outcome::next(Lane::Service);
+            return Outcome::lane(if self.pool.contains(&dst) {
+                Lane::Return
+            } else {
+                Lane::Service
+            });
         }
         if !self.forwarding {
             return Outcome::drop(DropReason::NotForUs);
         }
-        if ip.ttl() <= 1 {
-            return Outcome::drop(DropReason::Ipv4TtlExpired);
-        }
-        let Some(nh) = self.routes.lookup(dst) else {
-            return Outcome::drop(DropReason::NoRoute);
-        };
         let mut ip = ip;
-        ip.decrement_ttl();
-        Outcome::act(Verdict::Forward {
-            port: nh.port,
-            next_hop: nh.addr,
-        })
+        match self.routes.hop(&mut ip) {
+            Ok(nh) => Outcome::act(Verdict::Forward {
+                port: nh.port,
+                next_hop: nh.addr,
+            }),
+            Err(r) => Outcome::drop(r),
+        }
     }
 
     fn local(&self, me: &PortAddrs, frame: &mut [u8]) -> Outcome {
@@ -255,7 +258,7 @@ impl Presence {
         if let Some(port) = self.overlay_udp {
             let l4 = ip.payload();
             if ip.protocol() == ipv4::protocol::UDP && l4.len() >= 8 && u16::from_be_bytes([l4[2], l4[3]]) == port {
-                return Outcome::next(Lane::Overlay);
+                return Outcome::lane(Lane::Overlay);
             }
         }
         if ip.protocol() != ipv4::protocol::ICMP {

@@ -8,7 +8,7 @@ use pipelines::buf::{PacketBuf, VecBuf};
 use pipelines::handoff::Handoff;
 use pipelines::nat::table::TICK_NS;
 use pipelines::nat::{Nat, NatApp, NatApps, NatConfig, NatRule, NatTarget, Origin, Pool, Timeouts};
-use pipelines::stage::{Burst, Meta, Verdict};
+use pipelines::stage::{Burst, Meta, Scratch, Verdict};
 use pipelines::DropReason;
 use pipelines::Stage;
 use proptest::prelude::*;
@@ -574,7 +574,7 @@ fn burst_form_matches_the_per_packet_form() {
         m.stream = ORIGIN.stream;
         b.push(VecBuf::new(f, 0), m).unwrap();
     }
-    many.run_outbound(&mut b, 0);
+    many.run_outbound(&mut b, &mut Scratch::default().cx(0));
     for (i, (p, m)) in b.drain().enumerate() {
         assert_eq!(p.to_vec(), want[i].0, "packet {i}");
         match want[i].1 {
@@ -603,13 +603,14 @@ fn replies_for_another_workers_port_are_handed_to_it_across_threads() {
     let r0 = ring.clone();
     let w0 = std::thread::spawn(move || {
         let mut n0 = Nat::new(&cfg, 0, apps);
+        let mut fx = Scratch::default();
         let (mut handed, mut retries) = (0u32, 0u64);
         for chunk in replies.chunks(32) {
             let mut b = Burst::with_capacity(32);
             for f in chunk {
                 b.push(VecBuf::new(f, 0), Meta::new(0)).unwrap();
             }
-            n0.run_inbound(&mut b, SEC);
+            n0.run_inbound(&mut b, &mut fx.cx(SEC));
             for (p, m) in b.drain() {
                 assert_eq!(m.verdict, Verdict::Handoff { worker: 1 });
                 let mut item = (p, m);
@@ -631,6 +632,7 @@ fn replies_for_another_workers_port_are_handed_to_it_across_threads() {
         handed
     });
     let mut got = 0u32;
+    let mut fx = Scratch::default();
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
     while got < FLOWS as u32 && std::time::Instant::now() < deadline {
         let mut b = Burst::with_capacity(32);
@@ -638,7 +640,7 @@ fn replies_for_another_workers_port_are_handed_to_it_across_threads() {
             m.verdict = Verdict::Next;
             b.push(p, m).unwrap();
         });
-        w1.run_inbound(&mut b, SEC);
+        w1.run_inbound(&mut b, &mut fx.cx(SEC));
         for (p, m) in b.drain() {
             assert_eq!(m.verdict, Verdict::Next);
             assert_eq!((m.app, m.sender, m.stream), (ORIGIN.app, ORIGIN.edge, ORIGIN.stream));

@@ -2,16 +2,17 @@
 //! bursts, verdicts, counters and bytes checked, checksums verified with etherparse.
 use etherparse::{Icmpv4Type, NetSlice, PacketBuilder, SlicedPacket, TcpOptionElement, TransportSlice};
 use pipelines::buf::{PacketBuf, VecBuf};
-use pipelines::drop::DropCounts;
+use pipelines::overlay::admit::Admit;
 use pipelines::overlay::classify::{Classifier, Service};
+use pipelines::overlay::decap::{self, Decap};
 use pipelines::overlay::dedupe::{Dedupe, DedupeConfig};
 use pipelines::overlay::encap::{AppRoute, Encap};
 use pipelines::overlay::mtu::{MtuAction, MtuGuard};
 use pipelines::overlay::relay::{Hop, Relay};
 use pipelines::overlay::replicate::{PathSet, PathSetError, Replicate};
 use pipelines::overlay::sample::path;
-use pipelines::overlay::{decap, parse_outer, PeerSet, OUTER_LEN};
-use pipelines::stage::{Burst, Meta, Verdict};
+use pipelines::overlay::{parse_outer, PeerSet, OUTER_LEN};
+use pipelines::stage::{Burst, Meta, Scratch, Verdict};
 use pipelines::wire::geneve::OptRepr;
 use pipelines::{DropReason, Stage};
 use std::collections::HashMap;
@@ -107,7 +108,7 @@ fn edge_stages() -> (Classifier, MtuGuard, Encap, Replicate) {
 
 #[test]
 fn classify_by_vip_protocol_and_port() {
-    let c = classifier();
+    let mut c = classifier();
     let mut b = burst_of(&[
         tcp_frame(b"x", None),
         udp_frame(53, b"q", true),
@@ -127,7 +128,7 @@ fn classify_by_vip_protocol_and_port() {
         },
         128,
     );
-    c.run(&mut b);
+    c.run(&mut b, &mut Scratch::default().cx(0));
     assert_eq!((b.meta[0].verdict, b.meta[0].app), (Verdict::Next, 0));
     assert_eq!((b.meta[1].verdict, b.meta[1].app), (Verdict::Next, 1));
     assert_eq!(
@@ -209,11 +210,12 @@ fn oversized_df_packet_gets_fragmentation_needed_with_the_overlay_mtu() {
 
 #[test]
 fn encap_writes_the_decided_outer_headers() {
-    let (c, _, mut e, _) = edge_stages();
+    let (mut c, _, mut e, _) = edge_stages();
     let frame = tcp_frame(b"hello overlay", None);
     let mut b = burst_of(&[frame.clone(), frame.clone()]);
-    c.run(&mut b);
-    e.run(&mut b, 123_456);
+    let mut fx = Scratch::default();
+    c.run(&mut b, &mut fx.cx(123_456));
+    e.run(&mut b, &mut fx.cx(123_456));
     let p = &b.pkts[0];
     assert_eq!(p.len(), OUTER_LEN + frame.len() - 14);
     let o = parse_outer(p.data()).unwrap();
@@ -284,14 +286,14 @@ fn path_sets_need_two_paths_in_different_regions() {
 
 #[test]
 fn replicate_makes_one_independent_copy_per_path() {
-    let (c, _, mut e, r) = edge_stages();
+    let (mut c, _, mut e, mut r) = edge_stages();
     let mut b = burst_of(&[tcp_frame(b"one", None), tcp_frame(b"two", None)]);
-    c.run(&mut b);
-    e.run(&mut b, 0);
-    let mut drops = DropCounts::default();
-    r.run(&mut b, &mut drops);
+    let mut fx = Scratch::default();
+    c.run(&mut b, &mut fx.cx(0));
+    e.run(&mut b, &mut fx.cx(0));
+    r.run(&mut b, &mut fx.cx(0));
     assert_eq!(b.len(), 4);
-    assert_eq!(drops.total(), 0);
+    assert_eq!(fx.drops.total(), 0);
     let mut seen = Vec::new();
     for (p, m) in b.pkts.iter().zip(&b.meta) {
         let o = parse_outer(p.data()).unwrap();
@@ -319,7 +321,7 @@ fn replicate_makes_one_independent_copy_per_path() {
 
 #[test]
 fn encap_toward_the_path_set_gives_what_replicate_would_have_written() {
-    // Encap given the path table stamps the first path itself; replicate then leaves the original's
+    // Encap following the path sets stamps the first path itself; replicate then leaves the original's
     // bytes alone. The result is the same, byte for byte, as encap then replicate stamping it. Also
     // when the first path is down (the first live one is stamped) and when a set has no live path.
     for down in [None, Some(11), Some(12)] {
@@ -329,20 +331,22 @@ fn encap_toward_the_path_set_gives_what_replicate_would_have_written() {
             tcp_frame(b"two", None),
         ];
         let run = |toward: bool| {
-            let (c, _, mut e, mut r) = edge_stages();
+            let (mut c, _, mut e, mut r) = edge_stages();
             if let Some(id) = down {
                 r.set_up(0, id, false);
             }
             let mut b = burst_of(&frames);
-            c.run(&mut b);
+            let mut fx = Scratch::default();
+            c.run(&mut b, &mut fx.cx(7));
             if toward {
-                e.run_toward(&mut b, 7, &r);
+                e.follow(&r);
+                e.run(&mut b, &mut fx.cx(7));
                 assert!(b.meta.iter().all(|m| m.stamped && m.path == r.first_hop(0).unwrap().0));
             } else {
-                e.run(&mut b, 7);
+                e.run(&mut b, &mut fx.cx(7));
                 assert!(b.meta.iter().all(|m| !m.stamped));
             }
-            r.run(&mut b, &mut DropCounts::default());
+            r.run(&mut b, &mut fx.cx(7));
             b.drain()
                 .map(|(p, m)| (p.to_vec(), m.path, m.verdict))
                 .collect::<Vec<_>>()
@@ -351,43 +355,45 @@ fn encap_toward_the_path_set_gives_what_replicate_would_have_written() {
         assert_eq!(plain.len(), if down.is_some() { 3 } else { 6 });
         assert_eq!(plain, toward, "path {down:?} down");
     }
-    let (c, _, mut e, mut r) = edge_stages();
+    let (mut c, _, mut e, mut r) = edge_stages();
     r.set_up(0, 11, false);
     r.set_up(0, 12, false);
     assert_eq!(r.first_hop(0), None);
     let mut b = burst_of(&[tcp_frame(b"x", None)]);
-    c.run(&mut b);
-    e.run_toward(&mut b, 0, &r);
+    let mut fx = Scratch::default();
+    c.run(&mut b, &mut fx.cx(0));
+    e.follow(&r);
+    e.run(&mut b, &mut fx.cx(0));
     assert!(!b.meta[0].stamped);
-    r.run(&mut b, &mut DropCounts::default());
+    r.run(&mut b, &mut fx.cx(0));
     assert_eq!(b.meta[0].verdict, Verdict::Drop(Stage::Replicate, DropReason::NoPath));
 }
 
 #[test]
 fn replicate_degrades_to_the_live_paths_and_counts_a_full_burst() {
-    let (c, _, mut e, mut r) = edge_stages();
+    let (mut c, _, mut e, mut r) = edge_stages();
     r.set_up(0, 12, false);
     let mut b = burst_of(&[tcp_frame(b"x", None)]);
-    c.run(&mut b);
-    e.run(&mut b, 0);
-    let mut drops = DropCounts::default();
-    r.run(&mut b, &mut drops);
+    let mut fx = Scratch::default();
+    c.run(&mut b, &mut fx.cx(0));
+    e.run(&mut b, &mut fx.cx(0));
+    r.run(&mut b, &mut fx.cx(0));
     assert_eq!(b.len(), 1, "one path left: one copy, still forwarded");
     assert_eq!(b.meta[0].path, 11);
     r.set_up(0, 11, false);
     let mut b = burst_of(&[tcp_frame(b"x", None)]);
-    c.run(&mut b);
-    e.run(&mut b, 0);
-    r.run(&mut b, &mut drops);
+    c.run(&mut b, &mut fx.cx(0));
+    e.run(&mut b, &mut fx.cx(0));
+    r.run(&mut b, &mut fx.cx(0));
     assert_eq!(b.meta[0].verdict, Verdict::Drop(Stage::Replicate, DropReason::NoPath));
     // A burst without room for the copies.
-    let (c, _, mut e, r) = edge_stages();
+    let (mut c, _, mut e, mut r) = edge_stages();
     let mut b = Burst::with_capacity(1);
     b.push(VecBuf::new(&tcp_frame(b"x", None), 128), Meta::new(0)).unwrap();
-    c.run(&mut b);
-    e.run(&mut b, 0);
-    r.run(&mut b, &mut drops);
-    assert_eq!(drops.get(Stage::Replicate, DropReason::BurstFull), 1);
+    c.run(&mut b, &mut fx.cx(0));
+    e.run(&mut b, &mut fx.cx(0));
+    r.run(&mut b, &mut fx.cx(0));
+    assert_eq!(fx.drops.get(Stage::Replicate, DropReason::BurstFull), 1);
     assert!(matches!(b.meta[0].verdict, Verdict::Forward { .. }));
 }
 
@@ -413,12 +419,13 @@ fn relay(addr: Ipv4Addr) -> Relay {
 }
 
 fn encapsulated(payloads: &[&[u8]]) -> Burst<VecBuf> {
-    let (c, _, mut e, r) = edge_stages();
+    let (mut c, _, mut e, mut r) = edge_stages();
     let frames: Vec<Vec<u8>> = payloads.iter().map(|p| tcp_frame(p, None)).collect();
     let mut b = burst_of(&frames);
-    c.run(&mut b);
-    e.run(&mut b, 0);
-    r.run(&mut b, &mut DropCounts::default());
+    let mut fx = Scratch::default();
+    c.run(&mut b, &mut fx.cx(0));
+    e.run(&mut b, &mut fx.cx(0));
+    r.run(&mut b, &mut fx.cx(0));
     b
 }
 
@@ -531,9 +538,12 @@ fn edge_relays_gateway_end_to_end_delivers_each_packet_once() {
         at_gw.push(p, Meta::new(1)).unwrap();
     }
     let peers: PeerSet = [R1, R2].into_iter().collect();
+    let mut admit = Admit::new(GW_NODE, peers, 0, 1);
     let mut dd = Dedupe::new(DedupeConfig::default());
-    dd.run(&mut at_gw, GW_NODE, &peers, 0);
-    decap::run(&mut at_gw);
+    let mut fx = Scratch::default();
+    admit.run(&mut at_gw, &mut fx.cx(0));
+    dd.run(&mut at_gw, &mut fx.cx(0));
+    Decap { vni_is_app: false }.run(&mut at_gw, &mut fx.cx(0));
     let mut delivered = Vec::new();
     let mut dups = 0;
     for (p, m) in at_gw.drain() {
@@ -561,25 +571,30 @@ fn gateway_refuses_non_peers_and_other_nodes() {
     let b = encapsulated(&[b"a"]);
     let peers: PeerSet = [R1].into_iter().collect();
     let mut dd = Dedupe::new(DedupeConfig::default());
+    let mut fx = Scratch::default();
     let mut g: Burst<VecBuf> = Burst::with_capacity(8);
     for p in &b.pkts {
         g.push(p.clone(), Meta::new(0)).unwrap();
     }
-    // Straight from the edge (not a peer of this gateway in this test), and for node 9.
-    dd.run(&mut g, GW_NODE, &peers, 0);
+    // Straight from the edge (not a peer of this gateway in this test), and for node 9: admission
+    // refuses them, duplicate removal after it never sees them.
+    Admit::new(GW_NODE, peers, 0, 1).run(&mut g, &mut fx.cx(0));
+    dd.run(&mut g, &mut fx.cx(0));
     assert!(g
         .meta
         .iter()
-        .all(|m| m.verdict == Verdict::Drop(Stage::Dedupe, DropReason::NotAPeer)));
+        .all(|m| m.verdict == Verdict::Drop(Stage::Admit, DropReason::NotAPeer)));
     let peers: PeerSet = [EDGE].into_iter().collect();
     for m in g.meta.iter_mut() {
         *m = Meta::new(0);
     }
-    dd.run(&mut g, 9, &peers, 0);
+    Admit::new(9, peers, 0, 1).run(&mut g, &mut fx.cx(0));
+    dd.run(&mut g, &mut fx.cx(0));
     assert!(g
         .meta
         .iter()
-        .all(|m| m.verdict == Verdict::Drop(Stage::Dedupe, DropReason::WrongNode)));
+        .all(|m| m.verdict == Verdict::Drop(Stage::Admit, DropReason::WrongNode)));
+    assert_eq!(dd.streams(), 0, "nothing refused reached duplicate removal");
 }
 
 #[test]

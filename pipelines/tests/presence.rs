@@ -4,9 +4,9 @@ use etherparse::{
     ArpEthIpv4Packet, ArpHardwareId, ArpOperation, ArpPacket, EtherType, Icmpv4Type, NetSlice, PacketBuilder,
     SlicedPacket, TransportSlice,
 };
-use pipelines::presence::{Lane, Learn, PortAddrs, Presence};
+use pipelines::presence::{Learn, PortAddrs, Presence};
 use pipelines::route::{Route, RouteTable};
-use pipelines::stage::Verdict;
+use pipelines::stage::{Lane, Verdict};
 use pipelines::Stage;
 use pipelines::{DropReason, MacAddr};
 use proptest::prelude::*;
@@ -105,13 +105,27 @@ fn arp_for_extra_address_is_answered_and_its_packets_go_to_the_service() {
     let mut f = ping(PEER_IP, [10, 0, 0, 50], 64, b"x");
     let before = f.clone();
     let o = p.process(0, &mut f);
-    assert_eq!((o.verdict, o.lane), (Verdict::Next, Lane::Service));
+    assert_eq!(o.verdict, Verdict::Lane(Lane::Service));
     assert_eq!(f, before, "left as it came");
     let mut bad = ping(PEER_IP, [10, 0, 0, 50], 64, b"x");
     bad[24] ^= 1;
     assert_eq!(
         p.process(0, &mut bad).verdict,
         Verdict::Drop(Stage::Presence, DropReason::Ipv4Checksum)
+    );
+}
+
+#[test]
+fn packets_to_a_pool_address_go_to_the_return_lane() {
+    let p = presence(false).with_pool(vec!["10.0.0.50".parse().unwrap()]);
+    let mut f = ping(PEER_IP, [10, 0, 0, 50], 64, b"x");
+    assert_eq!(p.process(0, &mut f).verdict, Verdict::Lane(Lane::Return));
+    // A pool address that is not a service address of any port is not claimed.
+    let p = presence(false).with_pool(vec!["10.0.0.51".parse().unwrap()]);
+    let mut f = ping(PEER_IP, [10, 0, 0, 51], 64, b"x");
+    assert_eq!(
+        p.process(0, &mut f).verdict,
+        Verdict::Drop(Stage::Presence, DropReason::NotForUs)
     );
 }
 
@@ -398,7 +412,7 @@ fn udp_to_the_overlay_port_goes_to_the_overlay_lane_only_when_the_overlay_is_on(
     let mut f = udp(6081);
     let before = f.clone();
     let o = on.process(0, &mut f);
-    assert_eq!((o.verdict, o.lane), (Verdict::Next, Lane::Overlay));
+    assert_eq!(o.verdict, Verdict::Lane(Lane::Overlay));
     assert_eq!(f, before, "left as it came");
     assert_eq!(
         on.process(0, &mut udp(6082)).verdict,

@@ -1,25 +1,31 @@
 //! The role pipelines of `overlay::roles`, both directions, on byte buffers: a client's UDP query goes
-//! edge (EdgeOut) -> two relays -> gateway (GatewayIn: dedupe, decap, NAT to the target); the target's
-//! answer goes gateway (GatewayOut: reverse NAT, encap toward the session's edge, two copies) -> relays ->
-//! edge (EdgeIn: dedupe, decap, VIP check) and reaches the client from the VIP, once, with every checksum
-//! right (etherparse parses what comes out).
+//! edge (Edge::from_clients) -> two relays -> gateway (Gateway::from_overlay: admit, dedupe, decap, NAT to
+//! the target, route); the target's answer goes gateway (Gateway::from_targets: reverse NAT, encap toward
+//! the session's edge, two copies) -> relays -> edge (Edge::from_overlay: admit, dedupe, decap, VIP check,
+//! route) and reaches the client from the VIP, once, with every checksum right (etherparse parses what
+//! comes out).
 use etherparse::{NetSlice, PacketBuilder, SlicedPacket, TransportSlice};
 use pipelines::buf::{PacketBuf, VecBuf};
-use pipelines::drop::DropCounts;
+use pipelines::overlay::admit::Admit;
+use pipelines::overlay::classify::Classifier;
 use pipelines::overlay::dedupe::{Dedupe, DedupeConfig};
 use pipelines::overlay::encap::Encap;
 use pipelines::overlay::mtu::MtuGuard;
+use pipelines::overlay::probe::Responder;
 use pipelines::overlay::relay::{Hop, Relay};
 use pipelines::overlay::replicate::{PathSet, Replicate};
-use pipelines::overlay::roles::{EdgeIn, EdgeOut, GatewayIn, GatewayOut};
-use pipelines::overlay::sample::{self, EDGE, EDGE_NODE, GW, GW_NODE, R1, R2, TARGET, VIP, VNI};
+use pipelines::overlay::roles::{Edge, Endpoint, Gateway};
+use pipelines::overlay::sample::{self, EDGE, EDGE_NODE, GW, GW_NODE, R1, R2, ROUTER, TARGET, VIP, VNI};
 use pipelines::overlay::{parse_outer, OuterRepr, PeerSet};
-use pipelines::stage::{Burst, Meta, Verdict};
+use pipelines::presence::{PortAddrs, Presence};
+use pipelines::route::{Route, RouteTable};
+use pipelines::stage::{Burst, Meta, Scratch, Verdict};
 use pipelines::wire::geneve::OptRepr;
 use pipelines::wire::MacAddr;
 use pipelines::{DropReason, Stage};
 use std::collections::HashMap;
 use std::net::Ipv4Addr;
+use std::sync::Arc;
 
 const CLIENT: Ipv4Addr = Ipv4Addr::new(192, 168, 1, 10);
 
@@ -66,18 +72,23 @@ fn across(b: &mut Burst<VecBuf>) -> Burst<VecBuf> {
     out
 }
 
-/// The one packet with verdict Next; the other must be the duplicate.
-fn the_one(b: &mut Burst<VecBuf>) -> VecBuf {
-    let mut next = Vec::new();
+/// The one packet that leaves with `want`; the other must be the duplicate.
+fn the_one(b: &mut Burst<VecBuf>, want: Verdict) -> VecBuf {
+    let mut sent = Vec::new();
     for (p, m) in b.drain() {
         match m.verdict {
-            Verdict::Next => next.push(p),
+            v if v == want => sent.push(p),
             Verdict::Drop(Stage::Dedupe, DropReason::Duplicate) => {}
             v => panic!("unexpected verdict {v:?}"),
         }
     }
-    assert_eq!(next.len(), 1);
-    next.pop().unwrap()
+    assert_eq!(sent.len(), 1);
+    sent.pop().unwrap()
+}
+
+/// The inner IPv4 TTL of a frame.
+fn ttl_of(p: &VecBuf) -> u8 {
+    p.data()[14 + 8]
 }
 
 fn udp_of(p: &VecBuf) -> (Ipv4Addr, Ipv4Addr, u16, u16, Vec<u8>) {
@@ -103,60 +114,121 @@ fn udp_of(p: &VecBuf) -> (Ipv4Addr, Ipv4Addr, u16, u16, Vec<u8>) {
     (src, dst, u.source_port(), u.destination_port(), u.payload().to_vec())
 }
 
-fn edge() -> (EdgeOut, EdgeIn) {
-    (
-        EdgeOut {
-            classify: sample::classifier(),
-            mtu: MtuGuard::new(1500),
-            encap: sample::encap(0),
-            replicate: sample::replicate(),
+/// A node's presence: port 0 toward the relays (`overlay`, default route via a router), port 1 toward
+/// clients or targets (`inside`, connected) with `extra` routes.
+fn presence(overlay: &str, inside: &str, extra: Vec<Route>) -> Arc<Presence> {
+    let port = |i: u8, net: &str| PortAddrs {
+        mac: MacAddr([2, 0, 0, 0, 9, i]),
+        addrs: vec![net.parse().unwrap()],
+        arp_extra: vec![],
+    };
+    let mut routes = vec![
+        Route {
+            net: overlay.parse().unwrap(),
+            port: 0,
+            via: None,
         },
-        EdgeIn {
-            node: EDGE_NODE,
-            peers: [R1, R2].into_iter().collect(),
-            dedupe: Dedupe::new(DedupeConfig::default()),
+        Route {
+            net: inside.parse().unwrap(),
+            port: 1,
+            via: None,
         },
+        Route {
+            net: "0.0.0.0/0".parse().unwrap(),
+            port: 0,
+            via: Some(ROUTER),
+        },
+    ];
+    routes.extend(extra);
+    Arc::new(
+        Presence::new(vec![port(0, overlay), port(1, inside)], RouteTable::new(routes), false)
+            .with_overlay(pipelines::wire::geneve::PORT),
     )
 }
 
-fn gateway() -> (GatewayIn, GatewayOut) {
+fn endpoint(node: u16, addr: Ipv4Addr, encap: Encap, replicate: Replicate) -> Endpoint {
+    Endpoint {
+        mtu: MtuGuard::new(1500),
+        encap,
+        replicate,
+        admit: Admit::new(node, [R1, R2].into_iter().collect(), 0, 1),
+        probes: Responder::new(node, addr, 8, &[], &[]),
+        dedupe: Dedupe::new(DedupeConfig::default()),
+    }
+}
+
+/// The edge: clients on 192.168.1.0/24 behind port 1.
+fn edge() -> Edge {
+    Edge::new(
+        presence("10.1.0.1/16", "192.168.1.1/24", vec![]),
+        sample::classifier(),
+        endpoint(EDGE_NODE, EDGE, sample::encap(0), sample::replicate()),
+    )
+}
+
+/// Where the edge sends the client's packets: connected, port 1.
+const TO_CLIENT: Verdict = Verdict::Forward {
+    port: 1,
+    next_hop: CLIENT,
+};
+
+/// The target-side router of the gateway.
+const TARGET_ROUTER: Ipv4Addr = Ipv4Addr::new(10, 5, 0, 254);
+
+/// Where the gateway sends packets to the target: through the target-side router, port 1.
+const TO_TARGET: Verdict = Verdict::Forward {
+    port: 1,
+    next_hop: TARGET_ROUTER,
+};
+
+/// The gateway: targets in 10.20.0.0/16 reached through [`TARGET_ROUTER`] on port 1; no direct clients.
+fn gateway() -> Gateway {
     let back = PathSet::new(vec![sample::path(3, "eu", R1), sample::path(4, "us", R2)]).unwrap();
-    (
-        GatewayIn {
-            node: GW_NODE,
-            peers: [R1, R2].into_iter().collect(),
-            dedupe: Dedupe::new(DedupeConfig::default()),
-            nat: sample::nat(VNI as u16, 1024),
-        },
-        GatewayOut {
-            mtu: MtuGuard::new(1500),
-            encap: Encap::new(GW_NODE, GW, 40000, 8, 0, vec![EDGE_NODE], vec![]),
-            replicate: Replicate::new(vec![back]),
-        },
+    let p = presence(
+        "10.4.0.1/16",
+        "10.5.0.1/16",
+        vec![Route {
+            net: "10.20.0.0/16".parse().unwrap(),
+            port: 1,
+            via: Some(TARGET_ROUTER),
+        }],
+    );
+    Gateway::new(
+        p,
+        GW,
+        Classifier::new(&[], &[]),
+        sample::nat(VNI as u16, 1024),
+        endpoint(
+            GW_NODE,
+            GW,
+            Encap::new(GW_NODE, GW, 40000, 8, 0, vec![EDGE_NODE], vec![]),
+            Replicate::new(vec![back]),
+        ),
     )
 }
 
 #[test]
 fn a_query_and_its_answer_cross_both_roles_once_each() {
-    let (mut e_out, mut e_in) = edge();
-    let (mut g_in, mut g_out) = gateway();
-    let mut drops = DropCounts::default();
+    let mut e = edge();
+    let mut g = gateway();
+    let mut fx = Scratch::default();
 
     // Client -> VIP:53, out of the edge as two copies.
     let mut b = one(frame(CLIENT, VIP, 5353, 53, b"query"));
-    e_out.run(&mut b, &mut drops, 1);
+    e.from_clients(&mut b, &mut fx.cx(1));
     assert_eq!(b.len(), 2);
     let mut at_gw = across(&mut b);
-    g_in.run(&mut at_gw, 2);
-    let q = the_one(&mut at_gw);
+    g.from_overlay(&mut at_gw, &mut fx.cx(2));
+    let q = the_one(&mut at_gw, TO_TARGET);
     let (src, dst, sport, dport, payload) = udp_of(&q);
     assert_eq!((dst, dport, payload.as_slice()), (TARGET, 5353, &b"query"[..]));
-    assert!(g_in.nat.pool().contains(src), "SNAT from the pool, not {src}");
-    assert_eq!(g_in.dedupe.totals().discarded, 1);
+    assert!(g.nat.pool().contains(src), "SNAT from the pool, not {src}");
+    assert_eq!(ttl_of(&q), 63, "one router hop");
+    assert_eq!(g.end.dedupe.totals().discarded, 1);
 
     // The target answers the pool address; the gateway sends it back over both of its paths to the edge.
     let mut b = one(frame(TARGET, src, 5353, sport, b"answer"));
-    g_out.run(&mut b, &mut g_in.nat, &mut drops, 3);
+    g.from_targets(&mut b, &mut fx.cx(3));
     assert_eq!(b.len(), 2);
     for (p, m) in b.pkts.iter().zip(&b.meta) {
         let o = parse_outer(p.data()).unwrap();
@@ -168,21 +240,23 @@ fn a_query_and_its_answer_cross_both_roles_once_each() {
         assert_eq!(o.ip_dst, if m.path == 3 { R1 } else { R2 });
     }
     let mut at_edge = across(&mut b);
-    e_in.run(&mut at_edge, &e_out, 4);
-    let a = the_one(&mut at_edge);
+    e.from_overlay(&mut at_edge, &mut fx.cx(4));
+    let a = the_one(&mut at_edge, TO_CLIENT);
     let (src, dst, sport, dport, payload) = udp_of(&a);
     assert_eq!(
         (src, dst, sport, dport, payload.as_slice()),
         (VIP, CLIENT, 53, 5353, &b"answer"[..]),
         "the client hears the VIP, never the target"
     );
-    assert_eq!(e_in.dedupe.totals().discarded, 1);
-    assert_eq!(drops.total(), 0);
+    assert_eq!(ttl_of(&a), 63, "one router hop");
+    assert_eq!(e.end.dedupe.totals().discarded, 1);
+    assert_eq!(fx.drops.total(), 0);
 }
 
 #[test]
 fn edge_refuses_a_decapsulated_packet_not_from_a_vip() {
-    let (e_out, mut e_in) = edge();
+    let mut e = edge();
+    let mut fx = Scratch::default();
     // A well-formed overlay packet from relay 1 whose inner source is the target itself.
     let inner = frame(TARGET, CLIENT, 5353, 5353, b"x");
     let inner = &inner.data()[14..];
@@ -209,30 +283,30 @@ fn edge_refuses_a_decapsulated_packet_not_from_a_vip() {
     .emit(&mut f, inner.len());
     f[pipelines::overlay::OUTER_LEN..].copy_from_slice(inner);
     let mut b = one(VecBuf::new(&f, 64));
-    e_in.run(&mut b, &e_out, 0);
+    e.from_overlay(&mut b, &mut fx.cx(0));
     assert_eq!(b.meta[0].verdict, Verdict::Drop(Stage::Inner, DropReason::NotFromVip));
     // The same from a host that is not a peer never gets that far.
     let peers: PeerSet = [R2].into_iter().collect();
-    e_in.peers = peers;
+    e.end.admit.peers = peers;
     let mut b = one(VecBuf::new(&f, 64));
-    e_in.run(&mut b, &e_out, 0);
-    assert_eq!(b.meta[0].verdict, Verdict::Drop(Stage::Dedupe, DropReason::NotAPeer));
+    e.from_overlay(&mut b, &mut fx.cx(0));
+    assert_eq!(b.meta[0].verdict, Verdict::Drop(Stage::Admit, DropReason::NotAPeer));
 }
 
 #[test]
 fn gateway_answers_an_oversized_target_packet_with_fragmentation_needed() {
-    let (mut g_in, mut g_out) = gateway();
-    let mut drops = DropCounts::default();
+    let mut g = gateway();
+    let mut fx = Scratch::default();
     // A session first (the client's query), then a 1480-byte answer with DF: too big for the overlay.
-    let (mut e_out, _) = edge();
+    let mut e = edge();
     let mut b = one(frame(CLIENT, VIP, 5353, 53, b"query"));
-    e_out.run(&mut b, &mut drops, 1);
+    e.from_clients(&mut b, &mut fx.cx(1));
     let mut at_gw = across(&mut b);
-    g_in.run(&mut at_gw, 2);
-    let q = the_one(&mut at_gw);
+    g.from_overlay(&mut at_gw, &mut fx.cx(2));
+    let q = the_one(&mut at_gw, TO_TARGET);
     let (pool, _, port, _, _) = udp_of(&q);
     let mut b = one(frame(TARGET, pool, 5353, port, &[7u8; 1452]));
-    g_out.run(&mut b, &mut g_in.nat, &mut drops, 3);
+    g.from_targets(&mut b, &mut fx.cx(3));
     assert_eq!(b.len(), 1);
     assert_eq!(b.meta[0].verdict, Verdict::Reply);
     let s = SlicedPacket::from_ethernet(b.pkts[0].data()).unwrap();

@@ -4,12 +4,11 @@
 use etherparse::PacketBuilder;
 use pcap_file::pcap::{PcapHeader, PcapPacket, PcapWriter};
 use pipelines::buf::{PacketBuf, VecBuf};
-use pipelines::drop::DropCounts;
 use pipelines::overlay::classify::{Classifier, Service};
 use pipelines::overlay::encap::{AppRoute, Encap};
 use pipelines::overlay::replicate::{Path, PathSet, Replicate};
 use pipelines::overlay::{parse_outer, OPT_OFF};
-use pipelines::stage::{Burst, Meta};
+use pipelines::stage::{Burst, Meta, Scratch};
 use std::net::Ipv4Addr;
 use std::path::PathBuf;
 use std::process::Command;
@@ -18,7 +17,7 @@ use std::time::Duration;
 #[test]
 fn tshark_decodes_every_field_the_encap_stage_wrote() {
     let vip = Ipv4Addr::new(100, 64, 0, 1);
-    let classifier = Classifier::new(
+    let mut classifier = Classifier::new(
         &[Service {
             vip,
             proto: 17,
@@ -45,7 +44,7 @@ fn tshark_decodes_every_field_the_encap_stage_wrote() {
         next_hop: Ipv4Addr::new(10, 1, 0, 254),
         up: true,
     };
-    let replicate = Replicate::new(vec![PathSet::new(vec![
+    let mut replicate = Replicate::new(vec![PathSet::new(vec![
         mk(17, "eu", [10, 2, 0, 1]),
         mk(200, "us", [10, 3, 0, 1]),
     ])
@@ -60,9 +59,11 @@ fn tshark_decodes_every_field_the_encap_stage_wrote() {
             .unwrap();
         burst.push(VecBuf::new(&f, 128), Meta::new(0)).unwrap();
     }
-    classifier.run(&mut burst);
-    encap.run(&mut burst, 0x0123_4567_89ab_cdef);
-    replicate.run(&mut burst, &mut DropCounts::default());
+    let mut fx = Scratch::default();
+    let mut cx = fx.cx(0x0123_4567_89ab_cdef);
+    classifier.run(&mut burst, &mut cx);
+    encap.run(&mut burst, &mut cx);
+    replicate.run(&mut burst, &mut cx);
     // One probe-reply with a key, written the way a probe sender would, to cover flags and key.
     let mut probe = burst.pkts[0].clone();
     {

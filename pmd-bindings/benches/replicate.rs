@@ -9,9 +9,8 @@
 //!   cargo bench -p pmd-bindings --bench replicate
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughput};
 use etherparse::PacketBuilder;
-use pipelines::drop::DropCounts;
 use pipelines::overlay::sample;
-use pipelines::stage::{Burst, Meta};
+use pipelines::stage::{Burst, Meta, Scratch};
 use pmd_bindings::{Eal, Mbuf, Mempool, SocketId};
 
 const N: usize = 32;
@@ -47,22 +46,26 @@ fn bench(c: &mut Criterion) {
     });
     let eal = Eal::init(&args).expect("EAL");
     let pool = Mempool::new(&eal, "bench", 16383, 256, 2048 + 128, SocketId(-1)).unwrap();
-    let classify = sample::classifier();
+    let mut classify = sample::classifier();
     let mut encap = sample::encap(0);
     let two = sample::replicate();
     let mut one = sample::replicate();
     one.set_up(0, 2, false);
+    // Contexts of their own for the setup (classify, encap) and the timed replicate.
+    let (mut sx, mut fx) = (Scratch::default(), Scratch::default());
     let hot = vec![client_frame(7)];
     let many: Vec<Vec<u8>> = (0..10_000).map(client_frame).collect();
 
     let mut g = c.benchmark_group("mbuf");
     g.throughput(Throughput::Elements(N as u64));
     let mut off = 0;
-    for (name, frames, rep, copies) in [
-        ("replicate_2_paths/hot_flow", &hot, &two, N),
-        ("replicate_2_paths/10k_flows", &many, &two, N),
-        ("replicate_1_path/10k_flows", &many, &one, 0),
+    for (name, frames, mut rep, copies) in [
+        ("replicate_2_paths/hot_flow", &hot, two.clone(), N),
+        ("replicate_2_paths/10k_flows", &many, two, N),
+        ("replicate_1_path/10k_flows", &many, one, 0),
     ] {
+        // Encap follows the row's path sets, as the edge's does.
+        encap.follow(&rep);
         g.bench_function(name, |b| {
             b.iter_batched(
                 || {
@@ -75,12 +78,13 @@ fn bench(c: &mut Criterion) {
                         bu.push(mb, Meta::new(0)).map_err(|_| ()).unwrap();
                     }
                     off += N;
-                    classify.run(&mut bu);
-                    encap.run_toward(&mut bu, 1, rep);
+                    let cx = &mut sx.cx(1);
+                    classify.run(&mut bu, cx);
+                    encap.run(&mut bu, cx);
                     bu
                 },
                 |mut bu| {
-                    rep.run(&mut bu, &mut DropCounts::default());
+                    rep.run(&mut bu, &mut fx.cx(1));
                     assert_eq!(bu.len(), N + copies);
                     bu
                 },

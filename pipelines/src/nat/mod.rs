@@ -24,7 +24,7 @@ pub mod table;
 
 use crate::drop::DropReason;
 use crate::drop::Stage;
-use crate::stage::{Burst, Verdict};
+use crate::stage::{Burst, Ctx, Verdict};
 use crate::wire::{ipv4, tcp};
 use packet::{Kind, Parsed, Tuple};
 use std::fmt;
@@ -557,15 +557,15 @@ impl Nat {
     /// `meta.sender` (the edge) and `meta.stream` give the origin. A translated packet keeps Next (routing
     /// to the target follows); others get Drop. Every packet's session line is prefetched in a first pass,
     /// so that the lines come in while the others are parsed and translated.
-    pub fn run_outbound<B: crate::buf::PacketBuf>(&mut self, burst: &mut Burst<B>, now: u64) {
-        self.run::<B, FWD>(burst, now);
+    pub fn run_outbound<B: crate::buf::PacketBuf>(&mut self, burst: &mut Burst<B>, cx: &mut Ctx) {
+        self.run::<B, FWD>(burst, cx.now_ns);
     }
 
     /// The burst form of [`Nat::inbound`]: packets whose pool port another worker owns get
     /// [`Verdict::Handoff`]; translated ones keep Next with `meta.app`, `meta.sender` (the edge to send
     /// back to) and `meta.stream` set.
-    pub fn run_inbound<B: crate::buf::PacketBuf>(&mut self, burst: &mut Burst<B>, now: u64) {
-        self.run::<B, REV>(burst, now);
+    pub fn run_inbound<B: crate::buf::PacketBuf>(&mut self, burst: &mut Burst<B>, cx: &mut Ctx) {
+        self.run::<B, REV>(burst, cx.now_ns);
     }
 
     /// The burst form of both directions (`DIR`: FWD or REV; one copy of the code per direction).

@@ -5,7 +5,7 @@ use super::flow_hash;
 use crate::buf::PacketBuf;
 use crate::drop::DropReason;
 use crate::drop::Stage;
-use crate::stage::{Burst, Verdict};
+use crate::stage::{Burst, Ctx, Verdict};
 use crate::wire::{ethernet, icmpv4, ipv4};
 use std::collections::HashMap;
 use std::net::Ipv4Addr;
@@ -93,7 +93,8 @@ impl Classifier {
         }
     }
 
-    pub fn run<B: PacketBuf>(&self, burst: &mut Burst<B>) {
+    /// The stage: each packet's application and flow hash, or a drop.
+    pub fn run<B: PacketBuf>(&mut self, burst: &mut Burst<B>, _cx: &mut Ctx) {
         for (p, m) in burst.pkts.iter().zip(burst.meta.iter_mut()) {
             if !m.is_next() {
                 continue;

@@ -4,7 +4,7 @@ use super::parse_outer;
 use crate::buf::PacketBuf;
 use crate::drop::DropReason;
 use crate::drop::Stage;
-use crate::stage::{Burst, Verdict};
+use crate::stage::{Burst, Ctx, Verdict};
 use crate::wire::{ethernet, ipv4};
 
 /// Decapsulates one frame whose inner packet starts at `inner_off` (0: parse the outer headers here).
@@ -39,14 +39,26 @@ pub fn decap<B: PacketBuf>(pkt: &mut B, inner_off: usize) -> Result<(), DropReas
     Ok(())
 }
 
-pub fn run<B: PacketBuf>(burst: &mut Burst<B>) {
-    for (p, m) in burst.pkts.iter_mut().zip(burst.meta.iter_mut()) {
-        if !m.is_next() {
-            continue;
+/// The stage: strips the outer headers of every packet still Next ([`decap`]); at a gateway the VNI is
+/// also the packet's application (ARCHITECTURE.md "Decisions": the VNI is the application id).
+#[derive(Debug, Clone, Copy)]
+pub struct Decap {
+    pub vni_is_app: bool,
+}
+
+impl Decap {
+    pub fn run<B: PacketBuf>(&mut self, burst: &mut Burst<B>, _cx: &mut Ctx) {
+        for (p, m) in burst.pkts.iter_mut().zip(burst.meta.iter_mut()) {
+            if !m.is_next() {
+                continue;
+            }
+            if self.vni_is_app {
+                m.app = u16::try_from(m.vni).unwrap_or(u16::MAX);
+            }
+            if let Err(r) = decap(p, m.inner_off as usize) {
+                m.verdict = Verdict::Drop(Stage::Decap, r);
+            }
+            m.inner_off = 0;
         }
-        if let Err(r) = decap(p, m.inner_off as usize) {
-            m.verdict = Verdict::Drop(Stage::Decap, r);
-        }
-        m.inner_off = 0;
     }
 }

@@ -13,12 +13,11 @@
 //!
 //! Not replay protection: that needs authentication. State is owned by one worker: a stream is pinned to
 //! one core by (sender, stream). The stream table and the window memory are allocated once.
-use super::{parse_outer, PeerSet};
 use crate::buf::PacketBuf;
 use crate::drop::DropReason;
 use crate::drop::Stage;
 use crate::index::Index;
-use crate::stage::{Burst, Verdict};
+use crate::stage::{Burst, Ctx, Verdict};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct DedupeConfig {
@@ -313,13 +312,14 @@ impl Dedupe {
         removed
     }
 
-    /// The stage: for overlay frames addressed to node `node` from a configured peer, drops duplicates and
-    /// rogues; records where the inner packet starts. Works in chunks of 32, in three passes so that
-    /// memory waits overlap: parse and check every packet and prefetch its stream's index bucket; find
-    /// (or take) each stream's slot and prefetch its state and window word; then run the window logic.
-    pub fn run<B: PacketBuf>(&mut self, burst: &mut Burst<B>, node: u16, peers: &PeerSet, now_ns: u64) {
+    /// The stage, after [`super::admit`] (which put each packet's sender, stream, sequence number and
+    /// path into its metadata): drops duplicates and rogues. Works in chunks of 32, in three passes so
+    /// that memory waits overlap: prefetch each stream's index bucket; find (or take) each stream's slot
+    /// and prefetch its state and window word; then run the window logic.
+    pub fn run<B: PacketBuf>(&mut self, burst: &mut Burst<B>, cx: &mut Ctx) {
         const CHUNK: usize = 32;
         const NONE: usize = usize::MAX;
+        let now_ns = cx.now_ns;
         let n = burst.len();
         let mut start = 0;
         while start < n {
@@ -327,39 +327,15 @@ impl Dedupe {
             // Per packet: (index bucket, key, seq), then the slot; NONE when it already has a verdict.
             let mut todo = [(NONE, 0u32, 0u32); CHUNK];
             let mut slots = [NONE; CHUNK];
-            for (k, (p, m)) in burst.pkts[start..end]
-                .iter()
-                .zip(burst.meta[start..end].iter_mut())
-                .enumerate()
-            {
+            for (k, m) in burst.meta[start..end].iter().enumerate() {
                 if !m.is_next() {
                     continue;
                 }
-                let o = match parse_outer(p.data()) {
-                    Ok(o) => o,
-                    Err(r) => {
-                        m.verdict = Verdict::Drop(Stage::Dedupe, r);
-                        continue;
-                    }
-                };
-                if !peers.contains(&o.ip_src) {
-                    m.verdict = Verdict::Drop(Stage::Dedupe, DropReason::NotAPeer);
-                    continue;
-                }
-                if o.opt.dest != node {
-                    m.verdict = Verdict::Drop(Stage::Dedupe, DropReason::WrongNode);
-                    continue;
-                }
-                m.sender = o.opt.sender;
-                m.stream = o.opt.stream;
-                m.path = o.opt.path;
-                m.vni = o.vni;
-                m.inner_off = o.inner_off as u16;
-                self.note_path(o.opt.path, now_ns);
-                let key = stream_key(o.opt.sender, o.opt.stream);
+                self.note_path(m.path, now_ns);
+                let key = stream_key(m.sender, m.stream);
                 let bucket = self.index.bucket(key);
                 self.index.prefetch(bucket);
-                todo[k] = (bucket, key, o.opt.seq);
+                todo[k] = (bucket, key, m.seq);
             }
             for (k, m) in burst.meta[start..end].iter_mut().enumerate() {
                 let (bucket, key, seq) = todo[k];

@@ -4,15 +4,16 @@
 //! destination has a template of the outer headers, built once by [`OuterRepr::emit`]; a packet's
 //! headers are the template copied and its own fields patched in (the IPv4 checksum computed from the
 //! template's sum). The per-path fields (path id, outer destination) are the first live path's when encap
-//! is given the path table ([`Encap::run_toward`]), else zero and left to [`super::replicate`]; the MACs
-//! are the worker's.
+//! follows the path sets ([`Encap::follow`]), else zero and left to [`super::replicate`]; the MACs are
+//! the worker's.
 use super::replicate::Replicate;
 use super::{at, OuterRepr, OUTER_LEN};
 use crate::buf::PacketBuf;
 use crate::checksum;
 use crate::drop::DropReason;
 use crate::drop::Stage;
-use crate::stage::{Burst, Verdict};
+use crate::nat::Origin;
+use crate::stage::{Burst, Ctx, Verdict};
 use crate::wire::geneve::OptRepr;
 use crate::wire::{ethernet, geneve, ipv4, udp, MacAddr};
 use std::net::Ipv4Addr;
@@ -38,6 +39,12 @@ pub struct Encap {
     apps: Vec<AppRoute>,
     /// Next sequence number per destination and stream bucket.
     seq: Vec<[u32; 256]>,
+    /// Per destination index: the first live path of its set (path id, relay), as [`Encap::follow`]
+    /// last copied it from the replicate stage.
+    first: Vec<Option<(u8, Ipv4Addr)>>,
+    /// A gateway's replies: each packet goes to the edge its NAT session came from (`meta.sender`), with
+    /// the application as VNI; replies to clients that reached the gateway directly get Route.
+    replies: bool,
     /// Per destination index: the outer headers with every field that is the same for all its packets,
     /// written once by [`OuterRepr::emit`]; a packet's own fields are patched in.
     templates: Vec<Template>,
@@ -138,10 +145,27 @@ impl Encap {
             dests,
             apps,
             seq,
+            first: Vec::new(),
+            replies: false,
             templates: Vec::new(),
         };
         e.build_templates();
         e
+    }
+
+    /// Encapsulates a gateway's replies (see the field `replies`) instead of clients' packets by
+    /// application.
+    pub fn for_replies(mut self) -> Self {
+        self.replies = true;
+        self
+    }
+
+    /// Takes the first live path of each destination's set from `paths`, so that encap writes it and
+    /// replicate only makes the copies. Called whenever the sets change.
+    pub fn follow(&mut self, paths: &Replicate) {
+        self.first.clear();
+        self.first
+            .extend((0..self.dests.len()).map(|d| paths.first_hop(d as u16)));
     }
 
     fn build_templates(&mut self) {
@@ -152,8 +176,9 @@ impl Encap {
             .collect();
     }
 
-    /// New destinations and application routes (a reload). Sequence counters of destinations that stay
-    /// carry on, so receivers see no jump back; new destinations start at 0.
+    /// New destinations and application routes (a reload; [`Encap::follow`] the new sets after it).
+    /// Sequence counters of destinations that stay carry on, so receivers see no jump back; new
+    /// destinations start at 0.
     pub fn set_routes(&mut self, dests: Vec<u16>, apps: Vec<AppRoute>) {
         let seq = dests
             .iter()
@@ -165,6 +190,8 @@ impl Encap {
         self.dests = dests;
         self.apps = apps;
         self.seq = seq;
+        // Indices may have moved: until the next follow, replicate stamps every packet.
+        self.first.clear();
         self.build_templates();
     }
 
@@ -258,33 +285,42 @@ impl Encap {
         Ok((stream, seq))
     }
 
-    /// Encapsulates every packet of the burst still to be handled; the outer destination and path id
-    /// are left for replicate (0.0.0.0 and 0).
-    pub fn run<B: PacketBuf>(&mut self, burst: &mut Burst<B>, now_ns: u64) {
-        self.run_with(burst, now_ns, None)
-    }
-
-    /// As [`Encap::run`], with the outer destination and path id of the first path of `paths` already
-    /// written (meta `stamped`): replicate, run next with the same `paths`, then leaves the packet's
-    /// bytes alone and only makes the copies.
-    pub fn run_toward<B: PacketBuf>(&mut self, burst: &mut Burst<B>, now_ns: u64, paths: &Replicate) {
-        self.run_with(burst, now_ns, Some(paths))
-    }
-
-    #[inline]
-    fn run_with<B: PacketBuf>(&mut self, burst: &mut Burst<B>, now_ns: u64, paths: Option<&Replicate>) {
+    /// The stage: encapsulates every packet still Next toward its application's destination (or, for
+    /// replies, its session's edge); the outer destination and path id are the first live path's
+    /// ([`Encap::follow`]), else left for replicate (0.0.0.0 and 0).
+    pub fn run<B: PacketBuf>(&mut self, burst: &mut Burst<B>, cx: &mut Ctx) {
         for (p, m) in burst.pkts.iter_mut().zip(burst.meta.iter_mut()) {
             if !m.is_next() {
                 continue;
             }
-            let r = self.route(m.app).and_then(|route| {
-                let first = paths.and_then(|s| s.first_hop(route.dest));
-                self.encap_to(p, route, m.flow_hash, now_ns, first)
-                    .map(|(stream, _)| (route, stream, first))
-            });
-            match r {
-                Ok((route, stream, first)) => m.mark(self.node, stream, route.dest, first),
-                Err(r) => m.verdict = Verdict::Drop(Stage::Encap, r),
+            // Replies keep the edge stream's bucket, so a flow keeps one stream both ways.
+            let (route, hash) = if self.replies {
+                if m.sender == Origin::DIRECT {
+                    m.verdict = Verdict::Route;
+                    continue;
+                }
+                let Some(dest) = self.dest_index(m.sender) else {
+                    m.drop(Stage::Return, DropReason::NoPath);
+                    continue;
+                };
+                let route = AppRoute {
+                    vni: m.app as u32,
+                    dest,
+                };
+                (route, m.stream as u32)
+            } else {
+                match self.route(m.app) {
+                    Ok(r) => (r, m.flow_hash),
+                    Err(r) => {
+                        m.drop(Stage::Encap, r);
+                        continue;
+                    }
+                }
+            };
+            let first = self.first.get(route.dest as usize).copied().flatten();
+            match self.encap_to(p, route, hash, cx.now_ns, first) {
+                Ok((stream, _)) => m.mark(self.node, stream, route.dest, first),
+                Err(r) => m.drop(Stage::Encap, r),
             }
         }
     }

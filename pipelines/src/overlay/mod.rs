@@ -1,17 +1,20 @@
 //! The overlay stages (ARCHITECTURE.md, "Overlay header" and "Removing duplicates"): classify, MTU guard
-//! (MSS clamping, fragmentation needed), encap, replicate, relay, dedupe, decap. Each takes a burst and
-//! writes a verdict per packet; packets whose verdict is not [`Verdict::Next`] are left alone by later
-//! stages. Nothing here allocates per packet: bursts and tables are sized when they are built.
+//! (MSS clamping, fragmentation needed), encap, replicate, relay, admit, probes, dedupe, decap, inner
+//! check; and the roles, which list them ([`roles`]). Each stage takes a burst and writes a verdict per
+//! packet; packets whose verdict is not [`crate::stage::Verdict::Next`] are left alone by later stages.
+//! Nothing here allocates per packet: bursts and tables are sized when they are built.
 //!
 //! Outer headers this project sends (78 bytes with Ethernet; overlay MTU = link MTU - 64):
 //! Ethernet / IPv4 (DF, TTL 64, no options) / UDP (source port = base + stream, destination 6081,
 //! checksum 0) / Geneve (version 0, C bit, protocol 0x0800, VNI = application) / overlay option
 //! (see [`crate::wire::geneve`]).
 
+pub mod admit;
 pub mod classify;
 pub mod decap;
 pub mod dedupe;
 pub mod encap;
+pub mod inner;
 pub mod mtu;
 pub mod probe;
 pub mod relay;

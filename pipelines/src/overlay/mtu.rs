@@ -6,7 +6,7 @@
 use crate::buf::PacketBuf;
 use crate::drop::DropReason;
 use crate::drop::Stage;
-use crate::stage::{Burst, Verdict};
+use crate::stage::{Burst, Ctx, Verdict};
 use crate::wire::{ethernet, icmpv4, ipv4, tcp};
 
 #[derive(Debug, Clone, Copy)]
@@ -117,20 +117,19 @@ impl MtuGuard {
         MtuAction::FragNeeded
     }
 
-    /// Runs over a burst; returns how many SYNs were clamped.
-    pub fn run<B: PacketBuf>(&self, burst: &mut Burst<B>) -> u64 {
-        let mut clamped = 0;
+    /// The stage: packets too large for the overlay get "fragmentation needed" back (Reply), SYNs get
+    /// their MSS clamped.
+    pub fn run<B: PacketBuf>(&mut self, burst: &mut Burst<B>, _cx: &mut Ctx) {
         for (p, m) in burst.pkts.iter_mut().zip(burst.meta.iter_mut()) {
             if !m.is_next() {
                 continue;
             }
             match self.apply(p) {
                 MtuAction::Pass => {}
-                MtuAction::Clamped { .. } => clamped += 1,
+                MtuAction::Clamped { .. } => {}
                 MtuAction::FragNeeded => m.verdict = Verdict::Reply,
                 MtuAction::Drop(r) => m.verdict = Verdict::Drop(Stage::Mtu, r),
             }
         }
-        clamped
     }
 }

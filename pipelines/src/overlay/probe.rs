@@ -4,11 +4,79 @@
 //! The far end turns it into a reply in place (probe-reply flag, sent back through the relay it came
 //! from, on its own path through that relay) and echoes the stream (which carries the probed path's id),
 //! sequence number and timestamp, so the prober can match the reply to its path and measure the round trip.
-use super::{parse_outer, Outer, OuterRepr, OPT_OFF, OUTER_LEN};
-use crate::drop::DropReason;
+use super::replicate::Path;
+use super::{parse_outer, Outer, OuterRepr, OUTER_LEN};
+use crate::buf::PacketBuf;
+use crate::drop::{DropReason, Stage};
+use crate::stage::{Burst, Ctx, ProbeReply, Verdict};
 use crate::wire::geneve::{OptRepr, FLAG_PROBE, FLAG_PROBE_REPLY};
 use crate::wire::MacAddr;
+use std::collections::HashMap;
 use std::net::Ipv4Addr;
+
+/// The stage after [`super::admit`] at an edge or gateway: a probe from a peer becomes its reply, sent
+/// back through the relay it came from on this node's path through that relay; a probe reply is measured
+/// (an event for the control thread) and consumed. Other packets pass.
+#[derive(Debug, Clone)]
+pub struct Responder {
+    node: u16,
+    addr: Ipv4Addr,
+    hops: u8,
+    /// (prober's node id, relay address) -> this node's path back: (path id, port, next hop).
+    back: HashMap<(u16, Ipv4Addr), (u8, u16, Ipv4Addr), ahash::RandomState>,
+}
+
+impl Responder {
+    /// `dests[i]` is a node id and `paths[i]` every path toward it (the candidates, not only the set in
+    /// use: a probe comes over any of them).
+    pub fn new(node: u16, addr: Ipv4Addr, hops: u8, dests: &[u16], paths: &[Vec<Path>]) -> Responder {
+        let mut back = HashMap::default();
+        for (d, ps) in dests.iter().zip(paths) {
+            for p in ps {
+                back.entry((*d, p.relay)).or_insert((p.id, p.port, p.next_hop));
+            }
+        }
+        Responder { node, addr, hops, back }
+    }
+
+    pub fn run<B: PacketBuf>(&mut self, b: &mut Burst<B>, cx: &mut Ctx) {
+        for (p, m) in b.pkts.iter_mut().zip(b.meta.iter_mut()) {
+            if !m.is_next() || !is_probe(m.flags) {
+                continue;
+            }
+            if m.flags & FLAG_PROBE_REPLY != 0 {
+                cx.events.probe_reply(ProbeReply {
+                    // A probe's stream carries the probed path's id.
+                    path: m.stream as u8,
+                    seq: m.seq,
+                    at_ns: cx.now_ns,
+                });
+                m.verdict = Verdict::Consumed;
+                continue;
+            }
+            m.verdict = match self.answer(p) {
+                Ok((port, next_hop)) => {
+                    cx.events.probes_answered += 1;
+                    Verdict::Forward { port, next_hop }
+                }
+                Err(r) => Verdict::Drop(Stage::Probe, r),
+            };
+        }
+    }
+
+    /// Turns a probe into its reply in place; returns where to send it.
+    fn answer<B: PacketBuf>(&self, pkt: &mut B) -> Result<(u16, Ipv4Addr), DropReason> {
+        let o = parse_outer(pkt.data())?;
+        let &(id, port, next_hop) = self.back.get(&(o.opt.sender, o.ip_src)).ok_or(DropReason::NoPath)?;
+        let d = pkt.data_mut().ok_or(DropReason::NotWritable)?;
+        let n = reply_in_place(d, &o, self.addr, self.node, id, self.hops)?;
+        let extra = pkt.len() - n;
+        if !pkt.trim(extra) {
+            return Err(DropReason::MultiSegment);
+        }
+        Ok((port, next_hop))
+    }
+}
 
 /// What to put in a probe.
 #[derive(Debug, Clone, Copy)]
@@ -52,16 +120,6 @@ pub fn build(buf: &mut [u8], p: &Probe) -> Option<usize> {
     }
     .emit(buf, 0);
     Some(OUTER_LEN)
-}
-
-/// The probe flags of an overlay frame, cheaply: read in place for the layout this project sends, else
-/// from a full parse (None when the frame does not parse; the dedupe stage then names the reason).
-#[inline]
-pub fn flags(frame: &[u8]) -> Option<u8> {
-    if frame.len() >= OUTER_LEN && frame[14] == 0x45 && frame[42] == 7 {
-        return Some(frame[OPT_OFF] & 0x0f);
-    }
-    parse_outer(frame).ok().map(|o| o.opt.flags)
 }
 
 /// Whether flags mark a probe or a probe reply.
@@ -129,8 +187,8 @@ mod tests {
             now_ns: 123_456,
         };
         assert_eq!(build(&mut f, &p), Some(OUTER_LEN));
-        assert_eq!(flags(&f), Some(FLAG_PROBE));
         let o = parse_outer(&f).expect("a probe parses");
+        assert_eq!(o.opt.flags, FLAG_PROBE);
         assert_eq!((o.opt.path, o.opt.stream, o.opt.dest, o.opt.seq), (5, 5, 4, 77));
         // At the far end (node 4, 10.4.0.1), after the relay rewrote the outer source.
         let mut o = o;

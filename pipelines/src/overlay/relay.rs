@@ -7,7 +7,7 @@ use crate::checksum;
 use crate::drop::DropReason;
 use crate::drop::Stage;
 use crate::fixed::FixedMap;
-use crate::stage::{Burst, Verdict};
+use crate::stage::{Burst, Ctx, Verdict};
 use crate::wire::geneve::opt;
 use crate::wire::{ethernet, ipv4, udp};
 use std::collections::HashMap;
@@ -106,7 +106,7 @@ impl Relay {
         }
     }
 
-    pub fn run<B: PacketBuf>(&self, burst: &mut Burst<B>) {
+    pub fn run<B: PacketBuf>(&mut self, burst: &mut Burst<B>, _cx: &mut Ctx) {
         for (p, m) in burst.pkts.iter_mut().zip(burst.meta.iter_mut()) {
             if m.is_next() {
                 m.verdict = self.relay(p);

@@ -6,7 +6,7 @@ use super::{outer_csum, set_outer_dst, write_outer_dst, OPT_OFF, OUTER_LEN};
 use crate::buf::PacketBuf;
 use crate::checksum;
 use crate::drop::{DropCounts, DropReason, Stage};
-use crate::stage::{Burst, Verdict};
+use crate::stage::{Burst, Ctx, Verdict};
 use crate::wire::geneve::opt;
 use std::fmt;
 use std::net::Ipv4Addr;
@@ -188,7 +188,7 @@ impl Replicate {
 
     /// The path a packet to destination `dest` takes first (the original buffer's; copies take the
     /// others): what encap writes into the outer header when it is given this stage
-    /// ([`super::encap::Encap::run_toward`]).
+    /// ([`super::encap::Encap::follow`]).
     #[inline]
     pub fn first_hop(&self, dest: u16) -> Option<(u8, Ipv4Addr)> {
         match self.live.get(dest as usize) {
@@ -222,7 +222,8 @@ impl Replicate {
     /// on the others. Copies are made after the pass over the burst, in bulk (see
     /// [`PacketBuf::replicate_into`]); copies that find no buffer or no room in the burst are counted in
     /// `drops`. Bursts hold at most 65536 packets (indices are 16-bit).
-    pub fn run<B: PacketBuf>(&self, burst: &mut Burst<B>, drops: &mut DropCounts) {
+    pub fn run<B: PacketBuf>(&mut self, burst: &mut Burst<B>, cx: &mut Ctx) {
+        let drops = &mut *cx.drops;
         let n = burst.len();
         // The copies to make: source index, its outer checksum, and the path (index in `outs`).
         let mut todo = Copies {

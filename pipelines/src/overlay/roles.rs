@@ -1,140 +1,331 @@
-//! The stages of a role in the order a worker runs them on a burst, so that the appliance and the
-//! benchmark harness run the same thing. A relay is the [`super::relay`] stage alone.
+//! Every role a worker runs: presence, then a list of stages for each [`Lane`] presence passes packets
+//! on to. The worker hands a role each received burst once ([`Role::run`]) and gets every packet back
+//! with its final verdict; the appliance, the benchmark harness and the tests run the same lists.
 //!
-//! | role, direction | stages |
-//! |---|---|
-//! | edge, from clients | [`EdgeOut`]: classify, MTU guard, encap, replicate |
-//! | edge, from the overlay | [`EdgeIn`]: dedupe, decap, source check, MSS clamp |
-//! | gateway, from the overlay | [`GatewayIn`]: dedupe, VNI -> application, decap, NAT out |
-//! | gateway, from targets | [`GatewayOut`]: MTU guard, NAT in, encap toward the session's edge, replicate |
+//! | role | lane | stages after presence |
+//! |---|---|---|
+//! | router | | (presence forwards transit packets) |
+//! | full NAT | service: clients to a VIP | classify, NAT out, route |
+//! | | return: targets to a pool address | NAT in, route |
+//! | relay | overlay | relay |
+//! | edge | service: clients to a VIP | classify, MTU guard, encap, replicate |
+//! | | overlay | admit, probes, dedupe, decap, inner check, route |
+//! | gateway | service: its own VIPs' clients | classify, NAT out, route |
+//! | | return: targets to a pool address | MTU guard, NAT in, encap toward the session's edge, replicate, route |
+//! | | overlay | admit, probes, dedupe, decap (VNI = application), NAT out, route |
+//!
+//! Every stage has the shape `run(&mut self, burst, cx)` and decides only for packets whose verdict is
+//! still Next ([`crate::stage`]); a lane's list runs only when the burst has packets for it. Adding a
+//! stage (decryption, FEC recovery) is a field of the role and a line in its list.
+use super::admit::Admit;
 use super::classify::Classifier;
+use super::decap::Decap;
 use super::dedupe::Dedupe;
-use super::encap::{AppRoute, Encap};
-use super::mtu::{MtuAction, MtuGuard};
-use super::replicate::Replicate;
-use super::{decap, PeerSet};
+use super::encap::Encap;
+use super::inner::InnerCheck;
+use super::mtu::MtuGuard;
+use super::probe::Responder;
+use super::relay::Relay;
+use super::replicate::{PathSet, Replicate};
 use crate::buf::PacketBuf;
-use crate::drop::{DropCounts, DropReason, Stage};
-use crate::nat::{Nat, Origin};
-use crate::stage::{Burst, Verdict};
+use crate::nat::Nat;
+use crate::presence::Presence;
+use crate::stage::{Burst, Ctx, Lane};
 use crate::wire::ipv4;
+use std::net::Ipv4Addr;
+use std::sync::Arc;
 
-/// Edge, client side: which application, MSS clamping or "fragmentation needed", encapsulation, one copy
-/// per path. Packets leave with Forward (toward a relay) or Reply (an ICMP error for the client).
-pub struct EdgeOut {
-    pub classify: Classifier,
-    pub mtu: MtuGuard,
-    pub encap: Encap,
-    pub replicate: Replicate,
+/// A worker's role with all the state it owns.
+pub enum Role {
+    Router(Router),
+    Nat(Box<FullNat>),
+    Relay(Box<RelayNode>),
+    Edge(Box<Edge>),
+    Gateway(Box<Gateway>),
 }
 
-impl EdgeOut {
-    pub fn run<B: PacketBuf>(&mut self, b: &mut Burst<B>, drops: &mut DropCounts, now_ns: u64) {
-        self.classify.run(b);
-        self.mtu.run(b);
-        self.encap.run_toward(b, now_ns, &self.replicate);
-        self.replicate.run(b, drops);
+impl Role {
+    /// A received burst (every verdict Next, `meta.in_port` set): presence, then the lanes' stages.
+    #[inline]
+    pub fn run<B: PacketBuf>(&mut self, b: &mut Burst<B>, cx: &mut Ctx) {
+        self.presence().run(b, cx);
+        match self {
+            Role::Router(_) => {}
+            Role::Nat(r) => r.lanes(b, cx),
+            Role::Relay(r) => r.lanes(b, cx),
+            Role::Edge(r) => r.lanes(b, cx),
+            Role::Gateway(r) => r.lanes(b, cx),
+        }
     }
-}
 
-/// Edge, overlay side: duplicate removal, decapsulation; the inner packet must come from one of this
-/// edge's VIPs (the gateway translated it back), and a SYN-ACK gets its MSS clamped so the client's
-/// segments fit the overlay too. Packets to send keep Next (routing to the client follows).
-pub struct EdgeIn {
-    pub node: u16,
-    pub peers: PeerSet,
-    pub dedupe: Dedupe,
-}
+    /// Packets other workers handed to this one because it owns their state (a NAT session, a dedupe
+    /// stream): presence saw them where they arrived; they go to their lane's stages.
+    pub fn run_handed<B: PacketBuf>(&mut self, b: &mut Burst<B>, cx: &mut Ctx) {
+        match self {
+            Role::Router(_) | Role::Relay(_) => b.assign(|_| None),
+            Role::Nat(r) => {
+                b.assign(|_| Some(Lane::Return));
+                r.lanes(b, cx);
+            }
+            Role::Edge(r) => {
+                b.assign(|_| Some(Lane::Overlay));
+                r.lanes(b, cx);
+            }
+            Role::Gateway(r) => {
+                let addr = r.addr;
+                b.assign(|p| match ipv4::addrs_in_frame(p.data()) {
+                    Some((_, dst)) if dst == addr => Some(Lane::Overlay),
+                    _ => Some(Lane::Return),
+                });
+                r.lanes(b, cx);
+            }
+        }
+    }
 
-impl EdgeIn {
-    pub fn run<B: PacketBuf>(&mut self, b: &mut Burst<B>, out: &EdgeOut, now_ns: u64) {
-        self.dedupe.run(b, self.node, &self.peers, now_ns);
-        decap::run(b);
-        for (p, m) in b.pkts.iter_mut().zip(b.meta.iter_mut()) {
-            if !m.is_next() {
-                continue;
-            }
-            let src = match ipv4::addrs_in_frame(p.data()) {
-                Some((src, _)) => src,
-                None => {
-                    m.drop(Stage::Inner, DropReason::InnerMalformed);
-                    continue;
-                }
-            };
-            if !out.classify.is_vip(src) {
-                m.drop(Stage::Inner, DropReason::NotFromVip);
-                continue;
-            }
-            // Came through the overlay, so it fits: only the clamp can apply.
-            match out.mtu.apply(p) {
-                MtuAction::Pass | MtuAction::Clamped { .. } => {}
-                MtuAction::FragNeeded => m.drop(Stage::Inner, DropReason::TooBig),
-                MtuAction::Drop(r) => m.drop(Stage::Inner, r),
-            }
+    /// The presence stage every role starts with (its addresses and routes come with the configuration).
+    pub fn presence(&self) -> &Arc<Presence> {
+        match self {
+            Role::Router(r) => &r.presence,
+            Role::Nat(r) => &r.presence,
+            Role::Relay(r) => &r.presence,
+            Role::Edge(r) => &r.presence,
+            Role::Gateway(r) => &r.presence,
+        }
+    }
+
+    /// New addresses and routes (a reload).
+    pub fn set_presence(&mut self, p: Arc<Presence>) {
+        match self {
+            Role::Router(r) => r.presence = p,
+            Role::Nat(r) => r.presence = p,
+            Role::Relay(r) => r.presence = p,
+            Role::Edge(r) => r.presence = p,
+            Role::Gateway(r) => r.presence = p,
+        }
+    }
+
+    /// The NAT sessions this role owns (full NAT, gateway).
+    pub fn nat(&mut self) -> Option<&mut Nat> {
+        match self {
+            Role::Nat(r) => Some(&mut r.nat),
+            Role::Gateway(r) => Some(&mut r.nat),
+            _ => None,
+        }
+    }
+
+    /// The duplicate removal this role owns (edge, gateway).
+    pub fn dedupe(&mut self) -> Option<&mut Dedupe> {
+        match self {
+            Role::Edge(r) => Some(&mut r.end.dedupe),
+            Role::Gateway(r) => Some(&mut r.end.dedupe),
+            _ => None,
+        }
+    }
+
+    /// Between bursts: expires a slice of the NAT sessions and up to `budget` dedupe streams.
+    pub fn expire(&mut self, now_ns: u64, budget: usize) {
+        if let Some(n) = self.nat() {
+            n.expire_slice(now_ns);
+        }
+        if let Some(d) = self.dedupe() {
+            d.expire(now_ns, budget);
         }
     }
 }
 
-/// Gateway, overlay side: duplicate removal, the application from the VNI (ARCHITECTURE.md "Decisions":
-/// the VNI is the application id), decapsulation, full NAT toward the target. Packets to send keep Next
-/// (routing to the target follows).
-pub struct GatewayIn {
-    pub node: u16,
-    pub peers: PeerSet,
-    pub dedupe: Dedupe,
+/// A router: presence alone (ARP, ICMP echo, transit forwarding).
+pub struct Router {
+    pub presence: Arc<Presence>,
+}
+
+/// Standalone full NAT (`[nat]` without `[overlay]`): clients reach its VIPs directly.
+pub struct FullNat {
+    pub presence: Arc<Presence>,
+    /// VIP, protocol and port -> application.
+    pub classify: Classifier,
     pub nat: Nat,
 }
 
-impl GatewayIn {
-    pub fn run<B: PacketBuf>(&mut self, b: &mut Burst<B>, now_ns: u64) {
-        self.dedupe.run(b, self.node, &self.peers, now_ns);
-        for m in b.meta.iter_mut().filter(|m| m.is_next()) {
-            m.app = u16::try_from(m.vni).unwrap_or(u16::MAX);
+impl FullNat {
+    /// The lanes' stage lists, after presence.
+    pub fn lanes<B: PacketBuf>(&mut self, b: &mut Burst<B>, cx: &mut Ctx) {
+        if b.open(Lane::Service) {
+            self.classify.run(b, cx);
+            self.nat.run_outbound(b, cx);
+            self.presence.routes().run(b, cx);
         }
-        decap::run(b);
-        self.nat.run_outbound(b, now_ns);
+        if b.open(Lane::Return) {
+            self.nat.run_inbound(b, cx);
+            self.presence.routes().run(b, cx);
+        }
     }
 }
 
-/// Gateway, target side: packets to a pool address. Too large for the overlay: "fragmentation needed"
-/// back to the target (from the pool address, so its path-MTU discovery works); then reverse NAT (replies
-/// owned by another worker get Handoff), encapsulation toward the edge the session came from (VNI = the
-/// application; the stream keeps the edge stream's bucket, so a flow keeps one stream both ways) and one
-/// copy per path of that edge's path set. Replies to clients that reached the gateway directly (at an
-/// application's `vip`, [`Origin::DIRECT`]) get Route: straight back, as standalone full NAT sends them.
-/// The pool addresses' path MTU is the overlay's for these clients too (the target sees one pool).
-pub struct GatewayOut {
+/// A relay: overlay packets from its peers go on toward the next node of their path.
+pub struct RelayNode {
+    pub presence: Arc<Presence>,
+    pub relay: Relay,
+}
+
+impl RelayNode {
+    /// The relay's one lane.
+    #[inline]
+    pub fn lanes<B: PacketBuf>(&mut self, b: &mut Burst<B>, cx: &mut Ctx) {
+        if b.open(Lane::Overlay) {
+            self.relay.run(b, cx);
+        }
+    }
+}
+
+/// What edges and gateways both have: the overlay toward their destinations (MTU guard, encap, one copy
+/// per path) and from their peers (admission, probes, duplicate removal).
+pub struct Endpoint {
     pub mtu: MtuGuard,
     pub encap: Encap,
     pub replicate: Replicate,
+    pub admit: Admit,
+    pub probes: Responder,
+    pub dedupe: Dedupe,
 }
 
-impl GatewayOut {
-    pub fn run<B: PacketBuf>(&mut self, b: &mut Burst<B>, nat: &mut Nat, drops: &mut DropCounts, now_ns: u64) {
-        self.mtu.run(b);
-        nat.run_inbound(b, now_ns);
-        for (p, m) in b.pkts.iter_mut().zip(b.meta.iter_mut()) {
-            if !m.is_next() {
-                continue;
-            }
-            if m.sender == Origin::DIRECT {
-                m.verdict = Verdict::Route;
-                continue;
-            }
-            let Some(dest) = self.encap.dest_index(m.sender) else {
-                m.drop(Stage::Return, DropReason::NoPath);
-                continue;
-            };
-            let route = AppRoute {
-                vni: m.app as u32,
-                dest,
-            };
-            let first = self.replicate.first_hop(dest);
-            match self.encap.encap_to(p, route, m.stream as u32, now_ns, first) {
-                Ok((stream, _)) => m.mark(self.encap.node(), stream, dest, first),
-                Err(r) => m.drop(Stage::Encap, r),
-            }
+impl Endpoint {
+    /// New path sets, by destination index (a reload, a path found dead, a new selection).
+    pub fn set_path_sets(&mut self, sets: Vec<PathSet>) {
+        self.replicate.set_sets(sets);
+        self.encap.follow(&self.replicate);
+    }
+}
+
+/// An edge: clients' packets to its VIPs go over the overlay to the application's gateway; the replies
+/// come back to the clients from the VIPs.
+pub struct Edge {
+    pub presence: Arc<Presence>,
+    pub classify: Classifier,
+    pub end: Endpoint,
+    pub decap: Decap,
+    pub inner: InnerCheck,
+}
+
+impl Edge {
+    pub fn new(presence: Arc<Presence>, classify: Classifier, mut end: Endpoint) -> Edge {
+        end.encap.follow(&end.replicate);
+        Edge {
+            inner: InnerCheck {
+                vips: classify.clone(),
+                mtu: end.mtu,
+            },
+            presence,
+            classify,
+            end,
+            decap: Decap { vni_is_app: false },
         }
-        self.replicate.run(b, drops);
+    }
+
+    /// New applications (a reload): the classifier and the sources replies may come from.
+    pub fn set_classifier(&mut self, c: Classifier) {
+        self.inner.vips = c.clone();
+        self.classify = c;
+    }
+
+    /// The lanes' stage lists, after presence.
+    pub fn lanes<B: PacketBuf>(&mut self, b: &mut Burst<B>, cx: &mut Ctx) {
+        if b.open(Lane::Service) {
+            self.from_clients(b, cx);
+        }
+        if b.open(Lane::Overlay) {
+            self.from_overlay(b, cx);
+        }
+    }
+
+    /// Which application, MSS clamping or "fragmentation needed", encapsulation, one copy per path.
+    /// Packets leave with Forward (toward a relay) or Reply (an ICMP error for the client).
+    #[inline]
+    pub fn from_clients<B: PacketBuf>(&mut self, b: &mut Burst<B>, cx: &mut Ctx) {
+        self.classify.run(b, cx);
+        self.end.mtu.run(b, cx);
+        self.end.encap.run(b, cx);
+        self.end.replicate.run(b, cx);
+    }
+
+    /// Admission, probes, duplicate removal, decapsulation, the VIP source check and MSS clamp, then
+    /// routing to the client.
+    #[inline]
+    pub fn from_overlay<B: PacketBuf>(&mut self, b: &mut Burst<B>, cx: &mut Ctx) {
+        self.end.admit.run(b, cx);
+        self.end.probes.run(b, cx);
+        self.end.dedupe.run(b, cx);
+        self.decap.run(b, cx);
+        self.inner.run(b, cx);
+        self.presence.routes().run(b, cx);
+    }
+}
+
+/// A gateway: the first copy of each overlay packet is translated (full NAT) toward the target; the
+/// target's replies go back over the overlay to the edge each session came from. Clients that reach
+/// an application's `vip` directly are served like full NAT's, and their replies routed straight back.
+pub struct Gateway {
+    pub presence: Arc<Presence>,
+    /// This node's overlay address (packets handed over by other workers to it are overlay packets).
+    pub addr: Ipv4Addr,
+    /// VIP, protocol and port -> application, for clients that reach the gateway directly.
+    pub classify: Classifier,
+    pub nat: Nat,
+    pub end: Endpoint,
+    pub decap: Decap,
+}
+
+impl Gateway {
+    /// `end.encap` is made for replies here ([`Encap::for_replies`]).
+    pub fn new(presence: Arc<Presence>, addr: Ipv4Addr, classify: Classifier, nat: Nat, mut end: Endpoint) -> Gateway {
+        end.encap = end.encap.for_replies();
+        end.encap.follow(&end.replicate);
+        Gateway {
+            presence,
+            addr,
+            classify,
+            nat,
+            end,
+            decap: Decap { vni_is_app: true },
+        }
+    }
+
+    /// The lanes' stage lists, after presence.
+    pub fn lanes<B: PacketBuf>(&mut self, b: &mut Burst<B>, cx: &mut Ctx) {
+        if b.open(Lane::Overlay) {
+            self.from_overlay(b, cx);
+        }
+        if b.open(Lane::Return) {
+            self.from_targets(b, cx);
+        }
+        if b.open(Lane::Service) {
+            self.classify.run(b, cx);
+            self.nat.run_outbound(b, cx);
+            self.presence.routes().run(b, cx);
+        }
+    }
+
+    /// Admission, probes, duplicate removal, decapsulation (the VNI names the application), full NAT
+    /// toward the target, routing.
+    #[inline]
+    pub fn from_overlay<B: PacketBuf>(&mut self, b: &mut Burst<B>, cx: &mut Ctx) {
+        self.end.admit.run(b, cx);
+        self.end.probes.run(b, cx);
+        self.end.dedupe.run(b, cx);
+        self.decap.run(b, cx);
+        self.nat.run_outbound(b, cx);
+        self.presence.routes().run(b, cx);
+    }
+
+    /// Replies from targets: too large for the overlay, "fragmentation needed" back to the target (from
+    /// the pool address, so its path-MTU discovery works; direct clients' flows share the pool, so
+    /// theirs too); reverse NAT (sessions another worker owns are handed to it); encapsulation toward
+    /// the session's edge and one copy per path of its set, or routing straight back to a direct client.
+    #[inline]
+    pub fn from_targets<B: PacketBuf>(&mut self, b: &mut Burst<B>, cx: &mut Ctx) {
+        self.end.mtu.run(b, cx);
+        self.nat.run_inbound(b, cx);
+        self.end.encap.run(b, cx);
+        self.end.replicate.run(b, cx);
+        self.presence.routes().run(b, cx);
     }
 }
