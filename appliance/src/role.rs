@@ -84,6 +84,7 @@ pub fn reload(role: &mut Role, t: &Tables) {
             r.set_classifier(e.classifier.clone());
             r.end.encap.set_routes(s.dests.clone(), e.routes.clone());
             reload_endpoint(&mut r.end, node, addr, s);
+            r.inner.mtu = r.end.mtu;
         }
         (Role::Gateway(r), Some((node, addr, RoleSpec::Gateway(s)))) => {
             if let Some(n) = &t.nat {
@@ -103,8 +104,10 @@ pub fn reload(role: &mut Role, t: &Tables) {
     }
 }
 
-/// An edge's or gateway's peers, probe paths and path sets from new tables.
+/// An edge's or gateway's peers, overlay MTU (the smallest of the ports its paths use), probe paths and
+/// path sets from new tables.
 fn reload_endpoint(end: &mut Endpoint, node: u16, addr: std::net::Ipv4Addr, s: &Sender) {
+    end.mtu = MtuGuard::new(s.link_mtu);
     end.admit.peers = s.peers.clone();
     end.probes = Responder::new(node, addr, s.hop_limit, &s.dests, &s.candidates);
     end.set_path_sets(s.sets.clone());

@@ -245,6 +245,8 @@ impl Worker {
             }
         }
         st.l.probes_answered += std::mem::take(&mut ev.probes_answered);
+        // Events the stages could not keep (more than a burst's worth) did not reach the control thread
+        // either.
         st.l.control_ring_full += std::mem::take(&mut ev.lost);
     }
 

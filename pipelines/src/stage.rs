@@ -41,7 +41,8 @@ pub enum Verdict {
     /// Done with the stages, not for the overlay: route it by its (translated) destination address like
     /// any router hop (a gateway's reply to a client that reached it directly).
     Route,
-    /// Belongs to state another worker owns (a NAT session): hand it to that worker through its ring.
+    /// Belongs to state another worker owns (a NAT session, a dedupe stream): hand it to that worker
+    /// through its ring.
     Handoff { worker: u16 },
     /// Dropped by a stage for a reason; counted by both.
     Drop(Stage, DropReason),
@@ -52,7 +53,7 @@ pub enum Verdict {
 pub struct Meta {
     pub verdict: Verdict,
     pub in_port: u16,
-    /// Application index (edge: from classify; gateway: from the VNI).
+    /// Application index (from classify; at a gateway, for overlay packets, from the VNI).
     pub app: u16,
     pub vni: u32,
     pub flow_hash: u32,

@@ -325,3 +325,163 @@ fn gateway_answers_an_oversized_target_packet_with_fragmentation_needed() {
         1500 - 64
     );
 }
+
+/// Addresses a frame to port `i` of a node built by [`presence`] (as a neighbour would).
+fn to_port(mut p: VecBuf, i: u8) -> VecBuf {
+    p.data_mut().unwrap()[..6].copy_from_slice(&[2, 0, 0, 0, 9, i]);
+    p
+}
+
+/// A gateway as a worker runs it, a received burst at a time: presence sorts the packets into lanes
+/// (a ping to its own address answered, the overlay's copies, a client at its own VIP), each lane's
+/// stages run, and every packet comes back with a final verdict. Packets other workers hand over go to
+/// their lane by address: the overlay address to the overlay's stages, a pool address to the replies'.
+#[test]
+fn a_gateway_role_sorts_each_burst_into_its_lanes() {
+    use pipelines::overlay::classify::Service;
+    use pipelines::overlay::roles::Role;
+    use pipelines::stage::Lane;
+    let nat = sample::nat(VNI as u16, 1024);
+    let pool = nat.pool().addrs().to_vec();
+    let gw_vip = Ipv4Addr::new(100, 64, 9, 9);
+    let mut inside = PortAddrs {
+        mac: MacAddr([2, 0, 0, 0, 9, 1]),
+        addrs: vec!["10.5.0.1/16".parse().unwrap()],
+        arp_extra: pool.clone(),
+    };
+    inside.arp_extra.push(gw_vip);
+    let outside = PortAddrs {
+        mac: MacAddr([2, 0, 0, 0, 9, 0]),
+        addrs: vec!["10.4.0.1/16".parse().unwrap()],
+        arp_extra: vec![],
+    };
+    let routes = RouteTable::new(vec![
+        Route {
+            net: "10.4.0.1/16".parse().unwrap(),
+            port: 0,
+            via: None,
+        },
+        Route {
+            net: "10.5.0.1/16".parse().unwrap(),
+            port: 1,
+            via: None,
+        },
+        Route {
+            net: "10.20.0.0/16".parse().unwrap(),
+            port: 1,
+            via: Some(TARGET_ROUTER),
+        },
+        Route {
+            net: "0.0.0.0/0".parse().unwrap(),
+            port: 0,
+            via: Some(ROUTER),
+        },
+    ]);
+    let p = Arc::new(
+        Presence::new(vec![outside, inside], routes, false)
+            .with_overlay(pipelines::wire::geneve::PORT)
+            .with_pool(pool.clone()),
+    );
+    let back = PathSet::new(vec![sample::path(3, "eu", R1), sample::path(4, "us", R2)]).unwrap();
+    let direct = Classifier::new(
+        &[Service {
+            vip: gw_vip,
+            proto: 17,
+            port: 53,
+            app: VNI as u16,
+        }],
+        &[],
+    );
+    let mut role = Role::Gateway(Box::new(Gateway::new(
+        p,
+        GW,
+        direct,
+        nat,
+        endpoint(
+            GW_NODE,
+            GW,
+            Encap::new(GW_NODE, GW, 40000, 8, 0, vec![EDGE_NODE], vec![]),
+            Replicate::new(vec![back]),
+        ),
+    )));
+    let mut e = edge();
+    let mut fx = Scratch::default();
+
+    // One received burst: a ping to the gateway's own address, both copies of a client's query from the
+    // edge, and a query from a client that reached the gateway's own VIP.
+    let mut b: Burst<VecBuf> = Burst::with_capacity(64);
+    let mut ping = Vec::new();
+    PacketBuilder::ethernet2([2, 0, 0, 0, 0, 1], [2, 0, 0, 0, 9, 1])
+        .ipv4(Ipv4Addr::new(10, 5, 0, 9).octets(), [10, 5, 0, 1], 64)
+        .icmpv4_echo_request(1, 1)
+        .write(&mut ping, b"hi")
+        .unwrap();
+    b.push(VecBuf::new(&ping, 128), Meta::new(1)).unwrap();
+    let mut q = one(frame(CLIENT, VIP, 5353, 53, b"query"));
+    e.from_clients(&mut q, &mut fx.cx(1));
+    for (p, _) in across(&mut q).drain() {
+        b.push(to_port(p, 0), Meta::new(0)).unwrap();
+    }
+    let direct_client = Ipv4Addr::new(10, 5, 7, 7);
+    b.push(
+        to_port(frame(direct_client, gw_vip, 6000, 53, b"direct"), 1),
+        Meta::new(1),
+    )
+    .unwrap();
+    role.run(&mut b, &mut fx.cx(2));
+    let v: Vec<Verdict> = b.meta.iter().map(|m| m.verdict).collect();
+    assert_eq!(
+        v,
+        [
+            Verdict::Reply,
+            TO_TARGET,
+            Verdict::Drop(Stage::Dedupe, DropReason::Duplicate),
+            TO_TARGET,
+        ]
+    );
+    let (from_edge, _, edge_port, ..) = udp_of(&b.pkts[1]);
+    let (from_direct, ..) = udp_of(&b.pkts[3]);
+    assert!(pool.contains(&from_edge) && pool.contains(&from_direct));
+
+    // Handed over by other workers: the target's answer to the edge's client (a pool address: the
+    // replies' stages, two copies toward the edge) and an overlay packet (the overlay's stages).
+    let mut h: Burst<VecBuf> = Burst::with_capacity(64);
+    h.push(frame(TARGET, from_edge, 5353, edge_port, b"answer"), Meta::new(0))
+        .unwrap();
+    let mut q = one(frame(CLIENT, VIP, 5354, 53, b"again"));
+    e.from_clients(&mut q, &mut fx.cx(3));
+    let (copy, _) = across(&mut q).drain().next().unwrap();
+    h.push(copy, Meta::new(0)).unwrap();
+    role.run_handed(&mut h, &mut fx.cx(4));
+    let mut paths: Vec<u8> = Vec::new();
+    for (p, m) in h.pkts.iter().zip(&h.meta) {
+        match m.verdict {
+            Verdict::Forward { port: 0, next_hop } if next_hop == ROUTER => {
+                let o = parse_outer(p.data()).unwrap();
+                assert_eq!((o.opt.dest, o.vni), (EDGE_NODE, VNI));
+                paths.push(m.path);
+            }
+            v => assert_eq!(v, TO_TARGET),
+        }
+    }
+    paths.sort();
+    assert_eq!(paths, [3, 4], "{:?}", h.meta);
+    assert_eq!(h.len(), 3);
+
+    // The answer to the direct client goes straight back to it, not over the overlay.
+    let mut d: Burst<VecBuf> = Burst::with_capacity(8);
+    let reply = frame(TARGET, from_direct, 5353, udp_of(&b.pkts[3]).2, b"to you");
+    d.push(to_port(reply, 1), Meta::new(1)).unwrap();
+    role.run(&mut d, &mut fx.cx(5));
+    assert_eq!(
+        d.meta[0].verdict,
+        Verdict::Forward {
+            port: 1,
+            next_hop: direct_client
+        }
+    );
+    let (src, dst, sport, dport, _) = udp_of(&d.pkts[0]);
+    assert_eq!((src, dst, sport, dport), (gw_vip, direct_client, 53, 6000));
+    // Nothing was left for a lane without stages.
+    assert!(!d.meta.iter().any(|m| matches!(m.verdict, Verdict::Lane(Lane::Service))));
+}
